@@ -1,0 +1,1 @@
+"""Prompts and datasets the book measures and trains with."""

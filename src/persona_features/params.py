@@ -1,0 +1,103 @@
+"""Profiles: every tunable knob of the book, in one table.
+
+Each row of `KNOBS` is one knob with its value under each profile:
+``smoke`` (CI: seconds per step, tiny n), ``cpu`` (the default book on a 2-core laptop)
+and ``gpu`` (Qwen2.5-0.5B-Instruct, paper-sized n). Notebooks receive ``profile`` and
+``overrides`` from papermill and call :func:`resolve`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
+
+PROFILES = ("smoke", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Knob:
+    smoke: Any
+    cpu: Any
+    gpu: Any
+    help: str
+
+
+KNOBS: Mapping[str, Knob] = MappingProxyType({
+    # model
+    "model": Knob("smollm2-135m", "smollm2-135m", "Qwen/Qwen2.5-0.5B-Instruct",
+                  "embedded model name, Hugging Face id, or local folder"),
+    "dtype": Knob("float32", "float32", "bfloat16", "weights dtype: float32 or bfloat16"),
+    "seed": Knob(0, 0, 0, "global seed; every sampled number derives from it"),
+    # sampling
+    "batch_size": Knob(8, 16, 64, "prompts per generation batch"),
+    "temperature": Knob(1.0, 1.0, 1.0, "sampling temperature (papers: 1.0); 0 means greedy"),
+    "top_p": Knob(1.0, 1.0, 1.0, "nucleus sampling threshold (papers: 1.0)"),
+    "max_new_tokens": Knob(24, 96, 256, "tokens sampled per answer"),
+    # chapter 1
+    "chat_samples": Knob(1, 3, 5, "chapter 1: sampled answers per question"),
+    "trace_prompts": Knob(4, 16, 16, "chapter 1: prompts traced for residual-stream norms"),
+    "bootstrap": Knob(200, 2000, 2000, "bootstrap resamples for 95% intervals"),
+})
+
+
+class ParameterError(ValueError):
+    """A profile or parameter name or value is not valid."""
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(f"no parameter {name!r}; valid: {', '.join(KNOBS)}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile, **self.values}
+
+
+def _check_type(name: str, value: Any, reference: Any) -> Any:
+    if isinstance(reference, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(reference, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(reference, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(reference))
+    if not ok:
+        raise ParameterError(
+            f"parameter {name!r} must be {type(reference).__name__}, got {value!r} "
+            f"({type(value).__name__}). Help: {KNOBS[name].help}"
+        )
+    return value
+
+
+def resolve(profile: str = "cpu", **overrides: Any) -> Params:
+    """The parameters of ``profile`` with ``overrides`` applied, validated."""
+    if profile not in PROFILES:
+        raise ParameterError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    unknown = sorted(set(overrides) - set(KNOBS))
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))}; valid parameters: {', '.join(KNOBS)}"
+        )
+    values = {name: getattr(knob, profile) for name, knob in KNOBS.items()}
+    for name, value in overrides.items():
+        values[name] = _check_type(name, value, values[name])
+    if values["dtype"] not in ("float32", "bfloat16"):
+        raise ParameterError(f"parameter 'dtype' must be 'float32' or 'bfloat16', got {values['dtype']!r}")
+    return Params(profile, MappingProxyType(values))
+
+
+def table_markdown() -> str:
+    """The knob table as Markdown, for the appendix and the README."""
+    rows = ["| knob | smoke | cpu | gpu | meaning |", "|---|---|---|---|---|"]
+    for name, k in KNOBS.items():
+        rows.append(f"| `{name}` | {k.smoke} | {k.cpu} | {k.gpu} | {k.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,190 @@
+"""Execute the chapter notebooks with papermill, in TOC order, then render the book.
+
+    python -m persona_features.runner book --profile cpu      # what `make book` runs
+    python -m persona_features.runner test                    # smoke profile, strict build
+    python -m persona_features.runner execute --only 01 --set max_new_tokens=8
+
+Source notebooks are never modified: they are copied with the book's pages into a staging
+folder, executed there, and Jupyter Book (1.x, no execution) renders the staging folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from . import scorecard
+from .artifacts import write_json_atomic
+from .params import PROFILES, ParameterError, resolve, table_markdown
+from .paths import RESULTS_ENV, repo_root
+
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+
+
+@dataclass
+class NotebookRun:
+    notebook: str
+    profile: str
+    seconds: float
+    ok: bool
+    error: str = ""
+
+
+def toc_files(root: Path) -> list[str]:
+    """Every file of ``_toc.yml`` in reading order (without suffix)."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                for child in node.get(key, []):
+                    walk(child)
+
+    walk(toc)
+    return files
+
+
+def toc_notebooks(root: Path) -> list[str]:
+    """The chapter notebooks, as ``notebooks/NN_slug.ipynb`` paths, in TOC order."""
+    return [f"{f}.ipynb" for f in toc_files(root) if (root / f"{f}.ipynb").is_file()]
+
+
+def stage_sources(root: Path, stage: Path) -> None:
+    """A fresh staging copy of the book's pages and (unexecuted) notebooks."""
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for name in BOOK_SOURCES:
+        src = root / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, stage / name)
+    (stage / "notebooks").mkdir()
+
+
+def _describe_failure(exc: Exception) -> str:
+    cell = getattr(exc, "cell_index", None)
+    if cell is None:
+        return f"{type(exc).__name__}: {exc}"
+    ename, evalue = getattr(exc, "ename", ""), getattr(exc, "evalue", "")
+    source = (getattr(exc, "source", "") or "").strip().splitlines()
+    first = source[0] if source else ""
+    return f"cell {cell} (execution count {exc.exec_count}, starting `{first}`): {ename}: {evalue}"
+
+
+def execute_notebook(root: Path, stage: Path, notebook: str, profile: str, overrides: dict) -> NotebookRun:
+    import papermill as pm
+
+    out = stage / notebook
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(root / notebook), str(out),
+            parameters={"profile": profile, "overrides": overrides},
+            kernel_name="python3", cwd=str(out.parent), progress_bar=False, log_output=False,
+        )
+        return NotebookRun(notebook, profile, time.perf_counter() - start, True)
+    except Exception as exc:  # papermill raises its own error for a failing cell
+        return NotebookRun(notebook, profile, time.perf_counter() - start, False, _describe_failure(exc))
+
+
+def execute_all(root: Path, stage: Path, profile: str, overrides: dict, only: Sequence[str] = ()) -> list[NotebookRun]:
+    """Execute the TOC's notebooks into ``stage``; results go to ``stage/results``."""
+    resolve(profile, **overrides)  # fail fast on a bad profile or parameter
+    stage_sources(root, stage)
+    os.environ[RESULTS_ENV] = str(stage / "results")
+    notebooks = [nb for nb in toc_notebooks(root) if not only or any(Path(nb).name.startswith(o) for o in only)]
+    runs = []
+    for i, nb in enumerate(notebooks, 1):
+        print(f"[{i}/{len(notebooks)}] {nb} (profile {profile}) ...", flush=True)
+        run = execute_notebook(root, stage, nb, profile, overrides)
+        runs.append(run)
+        status = "ok" if run.ok else f"FAILED at {run.error}"
+        print(f"[{i}/{len(notebooks)}] {nb}: {status} ({run.seconds:.1f} s)", flush=True)
+    write_json_atomic(stage / "results" / "_runs.json", [asdict(r) for r in runs])
+    return runs
+
+
+def render(stage: Path, html_out: Path) -> bool:
+    """Generate the scorecard and run-time pages, then build the HTML with warnings as errors."""
+    generated = stage / "book" / "generated"
+    generated.mkdir(parents=True, exist_ok=True)
+    results = stage / "results"
+    (generated / "scorecard.md").write_text(scorecard.markdown(results))
+    (generated / "runs.md").write_text(scorecard.runs_markdown(results))
+    (generated / "profiles.md").write_text(table_markdown() + "\n")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb if jb.exists() else "jupyter-book"), "build", str(stage), "--builder", "html",
+           "-W", "-n", "--keep-going"]
+    print("rendering:", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    log = stage / "jupyter-book.log"
+    log.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:] + proc.stderr[-4000:], file=sys.stderr)
+        print(f"book build FAILED (full log: {log})", file=sys.stderr)
+        return False
+    if html_out.exists():
+        shutil.rmtree(html_out)
+    shutil.copytree(stage / "_build" / "html", html_out)
+    return True
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ParameterError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m persona_features.runner", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["book", "test", "execute"],
+                        help="book: cpu profile + HTML; test: smoke profile + strict HTML; execute: notebooks only")
+    parser.add_argument("--profile", choices=PROFILES, help="default: cpu for book/execute, smoke for test")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one parameter (repeatable)")
+    parser.add_argument("--only", action="append", default=[], metavar="PREFIX",
+                        help="only notebooks whose name starts with PREFIX (repeatable)")
+    args = parser.parse_args(argv)
+    profile = args.profile or ("smoke" if args.command == "test" else "cpu")
+    root = repo_root()
+    try:
+        overrides = parse_overrides(args.overrides)
+        resolve(profile, **overrides)
+    except ParameterError as e:
+        parser.error(str(e))
+    stage = root / "_build" / "stage" / profile
+    html_out = root / "_build" / ("html" if args.command == "book" else f"html-{profile}")
+    start = time.perf_counter()
+    runs = execute_all(root, stage, profile, overrides, args.only)
+    ok = all(r.ok for r in runs)
+    if args.command != "execute":
+        ok = render(stage, html_out) and ok
+    total = time.perf_counter() - start
+    failed = [r for r in runs if not r.ok]
+    for r in failed:
+        print(f"FAILED: {r.notebook}: {r.error}", file=sys.stderr)
+    print(f"{len(runs) - len(failed)} notebooks ok, {len(failed)} failed; total {total:.0f} s", flush=True)
+    if args.command != "execute" and ok:
+        print(f"book: {html_out / 'index.html'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Intervals for everything the book reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"mean": self.mean, "ci95_lo": self.lo, "ci95_hi": self.hi, "n": self.n}
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3g} [{self.lo:.3g}, {self.hi:.3g}] (n={self.n})"
+
+
+def bootstrap_mean(values, n_boot: int = 2000, seed: int = 0) -> Estimate:
+    """Mean with a percentile-bootstrap 95% interval over the first axis."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"bootstrap_mean needs a non-empty 1-D sample, got shape {x.shape}")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return Estimate(float(x.mean()), float(lo), float(hi), len(x))
+
+
+def bootstrap_columns(matrix, n_boot: int = 2000, seed: int = 0) -> list[Estimate]:
+    """``bootstrap_mean`` of each column of an ``[n, k]`` matrix (rows are the resampled units)."""
+    m = np.asarray(matrix, dtype=float)
+    return [bootstrap_mean(m[:, j], n_boot, seed) for j in range(m.shape[1])]
