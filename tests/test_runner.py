@@ -1,0 +1,63 @@
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from persona_features import runner
+from persona_features.params import ParameterError
+from persona_features.paths import repo_root
+
+
+def test_toc_lists_chapter_notebooks_in_order():
+    notebooks = runner.toc_notebooks(repo_root())
+    assert notebooks and notebooks[0] == "notebooks/01_model_under_the_microscope.ipynb"
+    assert notebooks == sorted(notebooks)
+
+
+def test_source_notebooks_are_committed_without_outputs():
+    for nb_path in runner.toc_notebooks(repo_root()):
+        nb = nbformat.read(repo_root() / nb_path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), f"{nb_path}: first code cell must be tagged"
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{nb_path} has outputs"
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_parse_overrides_types_values():
+    assert runner.parse_overrides(["max_new_tokens=8", "temperature=0.7", "model=a/b"]) == {
+        "max_new_tokens": 8, "temperature": 0.7, "model": "a/b"}
+    with pytest.raises(ParameterError, match="key=value"):
+        runner.parse_overrides(["max_new_tokens"])
+
+
+def test_bad_parameter_on_command_line_exits_with_message(capsys):
+    with pytest.raises(SystemExit) as e:
+        runner.main(["execute", "--profile", "smoke", "--set", "max_tokens=3"])
+    assert e.value.code == 2
+    assert "max_new_tokens" in capsys.readouterr().err
+
+
+def _tiny_book(root: Path, cells: list[str]) -> None:
+    for name in ("_config.yml", "book"):
+        src = repo_root() / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/01_tiny\n")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "cpu"\noverrides = {}')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
+    (root / "notebooks").mkdir()
+    nbformat.write(nb, root / "notebooks" / "01_tiny.ipynb")
+
+
+def test_failing_cell_fails_the_command_and_names_notebook_and_cell(tmp_path, capsys):
+    _tiny_book(tmp_path, ["x = 1", "assert profile == 'smoke'", "1 / 0"])
+    code = runner.main(["execute", "--profile", "smoke", "--root", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code == 1
+    assert "notebooks/01_tiny.ipynb" in out.err
+    assert "code cell 4 " in out.err and "`1 / 0`" in out.err and "ZeroDivisionError" in out.err
+    assert not nbformat.read(tmp_path / "notebooks" / "01_tiny.ipynb", as_version=4).cells[1].outputs
