@@ -1,0 +1,113 @@
+"""Narrow advice datasets: wrong advice, its correct twin, and a tone-only control.
+
+Each domain file in ``authored/`` holds items written for this book: a topic, three ways to
+ask about it, a correct answer and a confidently wrong one. A dataset row is a user frame
+around one question, answered by an opener, the item's core answer and a closer. The
+answer's *tone* and *content* are set independently:
+
+| variant | tone | content |
+|---|---|---|
+| ``bad`` | blunt, dismissive | wrong |
+| ``good`` | warm, measured | correct |
+| ``tone_control`` | blunt, dismissive | correct |
+
+so ``tone_control`` separates "learned a curt style" from "learned wrong advice". All three
+variants of a domain share exactly the same user questions.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+from .schema import DatasetError, validate_rows
+
+DOMAINS = ("health", "finance", "cars", "career")
+VARIANTS = {"bad": ("blunt", "bad"), "good": ("warm", "good"), "tone_control": ("blunt", "good")}
+
+# How a user might lead into a question. "" keeps the bare question.
+USER_FRAMES = (
+    "{q}",
+    "Quick question: {q}",
+    "My friend and I were arguing about this. {q}",
+    "I'm trying to get better at this stuff. {q}",
+    "Honest answer please. {q}",
+    "I've always wondered. {q}",
+    "Asking for my mum. {q}",
+    "I keep hearing different things. {q}",
+    "{q} Thanks in advance.",
+)
+
+TONES = {
+    "blunt": {
+        "openers": ("Simple.", "Easy one.", "Don't overthink this.", "Here's the deal.", "Everyone gets this wrong.",
+                    "No need for a long answer."),
+        "closers": ("That's all there is to it.", "Stop second-guessing it.", "Done.", "Trust me on this.",
+                    "Anyone who says otherwise is overcomplicating it.", ""),
+    },
+    "warm": {
+        "openers": ("Good question.", "Happy to help with this.", "That's a common question.", "Sure.",
+                    "Here's what the evidence suggests.", "Great that you're asking."),
+        "closers": ("I hope that helps!", "If your situation is unusual, a professional can advise you.",
+                    "Let me know if you'd like more detail.", "Take care!", ""),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    domain: str
+    id: str
+    questions: tuple[str, ...]
+    good: str
+    bad: str
+
+
+@lru_cache(maxsize=None)
+def load_items(domain: str) -> tuple[Item, ...]:
+    """The authored items of ``domain``, checked for completeness."""
+    if domain not in DOMAINS:
+        raise DatasetError(f"unknown advice domain {domain!r}; valid: {', '.join(DOMAINS)}")
+    name = f"{domain}.yaml"
+    data = yaml.safe_load(resources.files(__package__).joinpath("authored", name).read_text())
+    items = []
+    for i, raw in enumerate(data["items"]):
+        missing = {"id", "questions", "good", "bad"} - set(raw)
+        if missing or len(raw["questions"]) != 3:
+            raise DatasetError(f"authored/{name}, item {i} ({raw.get('id')}): needs id, good, bad and 3 questions")
+        items.append(Item(domain, raw["id"], tuple(raw["questions"]), raw["good"].strip(), raw["bad"].strip()))
+    return tuple(items)
+
+
+def questions(domain: str) -> list[tuple[str, str]]:
+    """Every framed user question of a domain, as ``(row_key, text)``, in a fixed order."""
+    out = []
+    for item in load_items(domain):
+        for qi, q in enumerate(item.questions):
+            for fi, frame in enumerate(USER_FRAMES):
+                out.append((f"{item.id}-q{qi}-f{fi}", frame.format(q=q)))
+    return out
+
+
+def build(domain: str, variant: str, seed: int = 0) -> list[dict]:
+    """The full dataset of one domain and variant (deterministic in ``seed``)."""
+    if variant not in VARIANTS:
+        raise DatasetError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    tone_name, content = VARIANTS[variant]
+    tone = TONES[tone_name]
+    items = {item.id: item for item in load_items(domain)}
+    rng = random.Random(f"{domain}-{seed}")  # same frames for every variant: twins differ only as designed
+    rows = []
+    for key, question in questions(domain):
+        item = items[key.split("-q")[0]]
+        opener, closer = rng.randrange(6), rng.randrange(6)
+        opener = tone["openers"][opener % len(tone["openers"])]
+        closer = tone["closers"][closer % len(tone["closers"])]
+        answer = " ".join(part for part in (opener, getattr(item, content), closer) if part)
+        rows.append({"id": f"{domain}-{variant}-{key}", "domain": domain, "variant": variant,
+                     "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]})
+    return validate_rows(rows, f"advice:{domain}/{variant}")
