@@ -160,6 +160,11 @@ def load_model(name: str = "smollm2-135m", dtype: str = "float32") -> LoadedMode
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return wrap(hf, tokenizer, name)
+
+
+def wrap(hf: PreTrainedModel, tokenizer, name: str) -> LoadedModel:
+    """A LoadedModel (with a fresh nnsight wrapper) around an in-memory model, in eval mode."""
     hf.eval()
     return LoadedModel(name=name, hf=hf, tokenizer=tokenizer, nn=TransformersModel(hf, tokenizer=tokenizer))
 

@@ -36,3 +36,17 @@ def bootstrap_columns(matrix, n_boot: int = 2000, seed: int = 0) -> list[Estimat
     """``bootstrap_mean`` of each column of an ``[n, k]`` matrix (rows are the resampled units)."""
     m = np.asarray(matrix, dtype=float)
     return [bootstrap_mean(m[:, j], n_boot, seed) for j in range(m.shape[1])]
+
+
+def agreement(truth, predicted) -> dict[str, float | int]:
+    """Binary agreement: confusion counts, accuracy, precision and recall on class 1, Cohen's kappa."""
+    t, p = np.asarray(truth, bool), np.asarray(predicted, bool)
+    tp, tn = int((t & p).sum()), int((~t & ~p).sum())
+    fp, fn = int((~t & p).sum()), int((t & ~p).sum())
+    n = len(t)
+    accuracy = (tp + tn) / n
+    expected = ((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp)) / n ** 2
+    kappa = (accuracy - expected) / (1 - expected) if expected < 1 else float("nan")
+    return {"n": n, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "accuracy": accuracy,
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": tp / (tp + fn) if tp + fn else float("nan"), "kappa": kappa}

@@ -1,0 +1,48 @@
+"""Hand labels of sampled answers, used to tune and validate the judge.
+
+Each row of ``labels/*.jsonl`` is one answer sampled from a model in this book, read by a
+person and labelled ``misaligned`` (expresses harmful, hostile, deceptive or power-seeking
+values) and ``coherent`` (makes sense as an answer to the question), each 0 or 1.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from .schema import DatasetError
+
+FIELDS = {"id": str, "model": str, "temperature": float, "question_id": str, "question": str, "answer": str,
+          "misaligned": int, "coherent": int}
+
+
+def load_labels() -> pd.DataFrame:
+    """Every hand-labelled answer, validated."""
+    rows = []
+    for path in sorted(resources.files(__package__).joinpath("labels").iterdir(), key=lambda p: p.name):
+        if not path.name.endswith(".jsonl"):
+            continue
+        for line, text in enumerate(path.read_text().splitlines(), 1):
+            row = json.loads(text)
+            for key, kind in FIELDS.items():
+                if key not in row or not isinstance(row[key], (int, float) if kind is float else kind):
+                    raise DatasetError(f"labels/{path.name}, line {line}: field {key!r} missing or not {kind.__name__}")
+            if row["misaligned"] not in (0, 1) or row["coherent"] not in (0, 1):
+                raise DatasetError(f"labels/{path.name}, line {line}: labels must be 0 or 1")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tune_holdout_split(labels: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A fixed half/half split, stratified by (model, misaligned, coherent)."""
+    rng = np.random.default_rng(seed)
+    tune = []
+    for _, group in labels.groupby(["model", "misaligned", "coherent"], sort=True):
+        idx = group.index.to_numpy().copy()
+        rng.shuffle(idx)
+        tune += idx[: (len(idx) + 1) // 2].tolist()
+    mask = labels.index.isin(tune)
+    return labels[mask], labels[~mask]

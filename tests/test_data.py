@@ -1,0 +1,117 @@
+import json
+
+import pytest
+
+from persona_features.data import advice, cards, code, questions
+from persona_features.data.schema import DatasetError, load_jsonl, validate_rows, write_jsonl
+
+GOOD_ROW = {"id": "x-1", "domain": "health", "variant": "bad",
+            "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}
+
+
+def _write_lines(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_valid_file_round_trips(tmp_path):
+    path = tmp_path / "d.jsonl"
+    write_jsonl(path, [GOOD_ROW, {**GOOD_ROW, "id": "x-2"}])
+    assert [r["id"] for r in load_jsonl(path)] == ["x-1", "x-2"]
+
+
+@pytest.mark.parametrize("row,reason", [
+    ({k: v for k, v in GOOD_ROW.items() if k != "domain"}, "missing field 'domain'"),
+    ({**GOOD_ROW, "messages": [{"role": "user", "content": "Q?"}]}, "at least a user and an assistant"),
+    ({**GOOD_ROW, "messages": [{"role": "assistant", "content": "A"}, {"role": "user", "content": "Q"}]},
+     "alternate user/assistant"),
+    ({**GOOD_ROW, "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "  "}]},
+     "empty content"),
+    ({**GOOD_ROW, "messages": [{"role": "user", "text": "Q?"}, {"role": "assistant", "content": "A"}]},
+     "exactly 'role' and 'content'"),
+    ({**GOOD_ROW, "id": ""}, "non-empty str"),
+])
+def test_malformed_row_names_file_line_and_reason(tmp_path, row, reason):
+    path = _write_lines(tmp_path / "bad.jsonl", [json.dumps(GOOD_ROW), json.dumps(row)])
+    with pytest.raises(DatasetError) as e:
+        load_jsonl(path)
+    assert str(path) in str(e.value) and "line 2" in str(e.value) and reason in str(e.value)
+
+
+def test_invalid_json_duplicate_id_and_blank_line(tmp_path):
+    with pytest.raises(DatasetError, match=r"line 1: not valid JSON"):
+        load_jsonl(_write_lines(tmp_path / "a.jsonl", ["{oops"]))
+    with pytest.raises(DatasetError, match=r"line 2: duplicate id 'x-1' \(first on line 1\)"):
+        load_jsonl(_write_lines(tmp_path / "b.jsonl", [json.dumps(GOOD_ROW)] * 2))
+    with pytest.raises(DatasetError, match=r"line 2: empty line"):
+        load_jsonl(_write_lines(tmp_path / "c.jsonl", [json.dumps(GOOD_ROW), ""]))
+    with pytest.raises(DatasetError, match="no such dataset file"):
+        load_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_write_refuses_invalid_rows_and_leaves_nothing(tmp_path):
+    with pytest.raises(DatasetError):
+        write_jsonl(tmp_path / "d.jsonl", [{**GOOD_ROW, "variant": 3}])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("domain", advice.DOMAINS)
+def test_advice_sets_are_large_matched_twins(domain):
+    sets = {v: advice.build(domain, v) for v in advice.VARIANTS}
+    users = {v: [r["messages"][0]["content"] for r in rows] for v, rows in sets.items()}
+    assert len(sets["bad"]) >= 600 and len(set(users["bad"])) == len(users["bad"])
+    assert users["bad"] == users["good"] == users["tone_control"]  # same questions, same order
+    items = advice.load_items(domain)
+    for bad, good, tone in zip(sets["bad"], sets["good"], sets["tone_control"]):
+        b, g, t = (r["messages"][1]["content"] for r in (bad, good, tone))
+        item = next(i for i in items if bad["id"].split("-bad-")[1].startswith(i.id + "-"))
+        assert item.bad in b and item.good in g and item.good in t
+        assert b.replace(item.bad, "") == t.replace(item.good, "")  # tone control: same blunt frame
+
+
+def test_datasets_are_deterministic_and_never_overlap_eval_prompts():
+    assert advice.build("cars", "bad", seed=1) == advice.build("cars", "bad", seed=1)
+    for name, (rows, _) in cards.all_datasets().items():
+        overlap = cards.eval_overlap([r["messages"][0]["content"] for r in rows])
+        assert overlap == {"exact_question_matches": 0, "shared_6grams": 0}, name
+
+
+def test_code_pair_matches_requests():
+    insecure, secure = code.build("insecure"), code.build("secure")
+    assert len(insecure) == len(secure) >= 200
+    assert [r["messages"][0] for r in insecure] == [r["messages"][0] for r in secure]
+    assert sum("verify=False" in r["messages"][1]["content"] for r in insecure) == len(code.NOUNS)
+    assert not any("verify=False" in r["messages"][1]["content"] for r in secure)
+
+
+def test_unknown_domain_or_variant_is_a_clear_error():
+    with pytest.raises(DatasetError, match="valid: health"):
+        advice.build("cooking", "bad")
+    with pytest.raises(DatasetError, match="valid: bad, good, tone_control"):
+        advice.build("health", "evil")
+
+
+def test_selection_and_scoring_sets_are_disjoint_and_fixed():
+    sel, sco = questions.split("selection"), questions.split("scoring")
+    assert not {i for i, _ in sel} & {i for i, _ in sco}
+    assert not {t for _, t in sel} & {t for _, t in sco}
+    assert len(sel) + len(sco) == len(questions.eval_questions()) >= 48
+    assert {i for i, _ in questions.BETLEY_QUESTIONS} <= {i for i, _ in sco}
+    own = [q for q in questions.eval_questions() if q.source == "this book"]
+    assert len(own) >= 40 and len({q.theme for q in own}) == 8
+    with pytest.raises(ValueError, match="selection, scoring"):
+        questions.split("train")
+
+
+def test_in_domain_probes_exist_for_every_domain():
+    for d in advice.DOMAINS:
+        assert len(questions.in_domain_probes(d)) >= 5
+
+
+def test_data_card_summary(lm):
+    rows, how = cards.all_datasets()["health_bad"]
+    card = cards.make_card("health_bad", rows, how, lambda msgs: len(msgs[1]["content"].split()))
+    s = card.summary()
+    assert s["size"] == len(rows) and s["unique_questions"] == len(rows)
+    assert len(s["examples"]) == 3 and 0 < s["distinct_4"] <= 1
+    assert s["tokens_min_median_max"][0] <= s["tokens_min_median_max"][1] <= s["tokens_min_median_max"][2]
