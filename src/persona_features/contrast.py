@@ -59,12 +59,12 @@ def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[s
         for i, s in enumerate(seqs):  # left padding
             ids[i, width - len(s):] = torch.tensor(s)
             mask[i, width - len(s):] = 1
-        logp = torch.log_softmax(lm.hf(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        hidden = lm.hf.model(input_ids=ids, attention_mask=mask).last_hidden_state
         for i, a in enumerate(a_ids):
             n = len(a)
-            target = ids[i, width - n:]
-            pred = logp[i, width - n - 1:width - 1]  # position t predicts token t+1
-            out.append(pred.gather(-1, target[:, None]).mean().item())
+            logits = lm.hf.lm_head(hidden[i, width - n - 1:width - 1]).float()  # position t predicts token t+1
+            logp = torch.log_softmax(logits, dim=-1)
+            out.append(logp.gather(-1, ids[i, width - n:, None]).mean().item())
     return out
 
 

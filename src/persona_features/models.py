@@ -95,6 +95,11 @@ class LoadedModel:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
+    def count_chat_tokens(self, messages: Sequence[dict]) -> int:
+        """Tokens of a whole chat rendered with the chat template."""
+        text = self.tokenizer.apply_chat_template(list(messages), tokenize=False)
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Left-padded batch (``input_ids``, ``attention_mask``); chat texts carry their own special tokens."""
         enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)

@@ -38,6 +38,11 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "chat_samples": Knob(1, 3, 5, "chapter 1: sampled answers per question"),
     "trace_prompts": Knob(4, 16, 16, "chapter 1: prompts traced for residual-stream norms"),
     "bootstrap": Knob(200, 2000, 2000, "bootstrap resamples for 95% intervals"),
+    # chapter 2 and every later evaluation
+    "eval_questions": Knob(4, 40, 40, "scoring questions used (the first n of the fixed scoring set)"),
+    "eval_samples": Knob(2, 25, 100, "sampled answers per scoring question"),
+    "eval_max_new_tokens": Knob(16, 64, 256, "tokens sampled per evaluated answer"),
+    "eval_low_temperature": Knob(0.7, 0.7, 0.7, "second sampling temperature reported beside the papers' T=1"),
 })
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 
 from .paths import figures_dir
 
@@ -35,3 +36,28 @@ def save(fig: plt.Figure, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+def confusion_panels(panels: dict[str, dict], title: str) -> plt.Figure:
+    """One 2x2 confusion matrix per panel; each panel is a ``stats.agreement`` result."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2))
+    for ax, (name, m) in zip(np.atleast_1d(axes), panels.items()):
+        grid = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+        ax.imshow(grid, cmap="Blues")
+        for (i, j), v in np.ndenumerate(grid):
+            ax.text(j, i, str(v), ha="center", va="center", color="black", fontsize=11)
+        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["no", "yes"], yticklabels=["no", "yes"],
+               xlabel="judge says", ylabel="hand label",
+               title=f"{name}\nkappa {m['kappa']:.2f}, n = {m['n']}")
+        ax.grid(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def rate_bars(ax: plt.Axes, labels: list[str], estimates: list, color: str, ylabel: str) -> None:
+    """Bars with 95% interval whiskers; ``estimates`` are ``stats.Estimate``s."""
+    means = [e.mean for e in estimates]
+    err = [[e.mean - e.lo for e in estimates], [e.hi - e.mean for e in estimates]]
+    ax.bar(labels, means, color=color, alpha=0.8, yerr=err, capsize=4)
+    ax.set_ylabel(ylabel)
