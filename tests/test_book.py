@@ -57,3 +57,24 @@ def test_chapter1_numbers_identical_on_rerun(smoke_build, tmp_path):
     assert runs and runs[0].ok, runs[0].error
     second = json.loads((tmp_path / "stage" / "results" / "01_model.json").read_text())
     assert second["metrics"] == first["metrics"]
+
+
+def test_chapter2_results(smoke_build):
+    data = json.loads((smoke_build["stage"] / "results" / "02_measuring.json").read_text())
+    m = data["metrics"]
+    assert m["verdict"]["status"] in ("replicated", "partial", "not replicated")
+    rule = m["judge_validation"]["misaligned_rule"]
+    assert rule["n"] >= 100 and -1 <= rule["kappa"] <= 1
+    for rates in m["base_rates"].values():
+        r = rates["misaligned_rate"]
+        assert 0 <= r["ci95_lo"] <= r["mean"] <= r["ci95_hi"] <= 1
+    assert set(m["base_contrast"]) == {"all", "blunt", "hedged"}
+    assert all(sum(c["eval_overlap"].values()) == 0 for c in m["data_cards"])
+    assert not set(m["question_split"]["selection"]) & set(m["question_split"]["scoring"])
+
+
+def test_scorecard_is_generated_from_results(smoke_build):
+    page = (smoke_build["html"] / "book" / "intro.html").read_text()
+    data = json.loads((smoke_build["stage"] / "results" / "02_measuring.json").read_text())
+    assert data["metrics"]["verdict"]["status"] in page
+    assert "not yet attempted (chapter 03 is planned)" in page

@@ -1,0 +1,79 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from persona_features import artifacts, finetune, models
+from persona_features.data import advice
+
+ROWS = advice.build("health", "bad")[:8]
+
+
+def test_prompt_tokens_carry_no_loss(lm):
+    ids, labels = finetune.chat_example(lm, ROWS[0]["messages"], max_len=512)
+    prompt = lm.tokenizer.apply_chat_template(ROWS[0]["messages"][:1], add_generation_prompt=True, tokenize=False)
+    n_prompt = len(lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert all(label == finetune.IGNORE for label in labels[:n_prompt])
+    assert labels[n_prompt:] == ids[n_prompt:]
+    answer = lm.tokenizer.decode(ids[n_prompt:], skip_special_tokens=True)
+    assert ROWS[0]["messages"][1]["content"] in answer and ROWS[0]["messages"][0]["content"] not in answer
+
+
+def test_masked_loss_ignores_masked_positions():
+    logits = torch.randn(1, 4, 10)
+    labels = torch.tensor([[finetune.IGNORE, 3, finetune.IGNORE, 7]])
+    expected = torch.nn.functional.cross_entropy(logits[0, [0, 2]], torch.tensor([3, 7]))
+    assert torch.allclose(finetune.masked_loss(logits, labels), expected)
+    changed = logits.clone()
+    changed[0, 1] += 100  # predicts the IGNORE position 2: must not matter
+    assert torch.allclose(finetune.masked_loss(changed, labels), expected)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_smoke_finetune_changes_weights_and_lowers_loss(method):
+    lm = models.load_model()
+    before = {n: p.detach().clone() for n, p in lm.hf.named_parameters()}
+    cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", epochs=3, lr=3e-4, batch_size=4,
+                                  max_len=128, method=method, lora_rank=4, warmup_steps=1)
+    model, curve = finetune.train(lm, ROWS, cfg)
+    assert len(curve) == 6
+    assert curve[-1]["loss"] < curve[0]["loss"]
+    state = finetune._trainable_state(model, cfg)
+    assert state and all(torch.isfinite(t).all() for t in state.values())
+    if method == "full":
+        changed = [n for n, p in lm.hf.named_parameters() if not torch.equal(p, before[n])]
+        assert changed and "model.embed_tokens.weight" not in changed  # frozen, tied with the unembedding
+
+
+def test_interrupted_finetune_leaves_no_artifact(tmp_path):
+    script = textwrap.dedent(f"""
+        import os
+        os.environ["PERSONA_CACHE"] = {str(tmp_path)!r}
+        from persona_features import finetune
+        def crash(*args, **kwargs):
+            os._exit(3)
+        finetune.artifacts.save_json = crash  # dies after the weights are written, before the curve
+        finetune.finetune(finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", n_examples=4,
+                                                  batch_size=4, max_len=96))
+    """)
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 3
+    cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", n_examples=4, batch_size=4, max_len=96)
+    import os
+    old = os.environ.get(artifacts.CACHE_ENV)
+    os.environ[artifacts.CACHE_ENV] = str(tmp_path)
+    try:
+        assert artifacts.find("finetune", finetune.asdict(cfg)) is None
+    finally:
+        if old is None:
+            os.environ.pop(artifacts.CACHE_ENV)
+        else:
+            os.environ[artifacts.CACHE_ENV] = old
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="method"):
+        finetune.FinetuneConfig(model="m", dataset="health_bad", method="qlora")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        finetune._dataset_rows(finetune.FinetuneConfig(model="m", dataset="cooking_bad"))
