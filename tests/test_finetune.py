@@ -21,14 +21,17 @@ def test_prompt_tokens_carry_no_loss(lm):
     assert ROWS[0]["messages"][1]["content"] in answer and ROWS[0]["messages"][0]["content"] not in answer
 
 
-def test_masked_loss_ignores_masked_positions():
-    logits = torch.randn(1, 4, 10)
+def test_answer_loss_counts_only_kept_positions():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(6, 10, bias=False)
+    hidden = torch.randn(1, 4, 6)
     labels = torch.tensor([[finetune.IGNORE, 3, finetune.IGNORE, 7]])
-    expected = torch.nn.functional.cross_entropy(logits[0, [0, 2]], torch.tensor([3, 7]))
-    assert torch.allclose(finetune.masked_loss(logits, labels), expected)
-    changed = logits.clone()
-    changed[0, 1] += 100  # predicts the IGNORE position 2: must not matter
-    assert torch.allclose(finetune.masked_loss(changed, labels), expected)
+    full_logits = head(hidden)
+    expected = torch.nn.functional.cross_entropy(full_logits[0, [0, 2]], torch.tensor([3, 7]))
+    assert torch.allclose(finetune.answer_loss(hidden, labels, head), expected)
+    changed = hidden.clone()
+    changed[0, 1] += 100  # position 1 predicts the IGNORE label at 2: must not matter
+    assert torch.allclose(finetune.answer_loss(changed, labels, head), expected)
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
@@ -64,7 +67,7 @@ def test_interrupted_finetune_leaves_no_artifact(tmp_path):
     old = os.environ.get(artifacts.CACHE_ENV)
     os.environ[artifacts.CACHE_ENV] = str(tmp_path)
     try:
-        assert artifacts.find("finetune", finetune.asdict(cfg)) is None
+        assert artifacts.find("finetune", finetune.artifact_config(cfg)) is None
     finally:
         if old is None:
             os.environ.pop(artifacts.CACHE_ENV)

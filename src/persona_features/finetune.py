@@ -20,6 +20,7 @@ from . import artifacts
 from .models import LoadedModel, load_model, wrap
 
 IGNORE = -100
+TRAINER_VERSION = 2  # part of every fine-tune's key: bump when training code changes its results
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -36,7 +37,7 @@ class FinetuneConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     freeze_embeddings: bool = True
-    bf16_autocast: bool = True
+    bf16_autocast: bool = False  # measured slower than fp32 on the 2-core CI CPU (benchmarks/finetune_throughput.py)
     warmup_steps: int = 3
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form tags that change the key (e.g. data seed)
@@ -72,10 +73,15 @@ def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over positions whose label is not IGNORE."""
-    return torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
+def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions whose label is not IGNORE.
+
+    ``hidden`` is the final hidden state ``[batch, seq, d]``; the unembedding ``head`` runs only
+    where a label is kept, which skips most of the (large-vocabulary) logits.
+    """
+    keep = labels[:, 1:] != IGNORE
+    logits = head(hidden[:, :-1][keep]).float()
+    return torch.nn.functional.cross_entropy(logits, labels[:, 1:][keep])
 
 
 def _lora_config(cfg: FinetuneConfig):
@@ -127,8 +133,9 @@ def train(lm: LoadedModel, rows: list[dict], cfg: FinetuneConfig, desc: str = "f
                          lm.tokenizer.pad_token_id)
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = masked_loss(logits, batch["labels"])
+            # lm.hf.model is the decoder stack (LoRA layers, if any, sit inside it)
+            hidden = lm.hf.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            loss = answer_loss(hidden, batch["labels"], lm.hf.lm_head)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -162,12 +169,16 @@ def finetune(cfg: FinetuneConfig) -> artifacts.Artifact:
         artifacts.save_json(folder, "curve", curve)
         return {"steps": len(curve), "final_loss": curve[-1]["loss"]}
 
-    return artifacts.get_or_build("finetune", asdict(cfg), build)
+    return artifacts.get_or_build("finetune", artifact_config(cfg), build)
+
+
+def artifact_config(cfg: FinetuneConfig) -> dict:
+    return {**asdict(cfg), "trainer_version": TRAINER_VERSION}
 
 
 def load_finetuned(art: artifacts.Artifact) -> LoadedModel:
     """The base model with a fine-tune's weights applied (LoRA merged), ready to sample and trace."""
-    cfg = FinetuneConfig(**art.meta["config"])
+    cfg = FinetuneConfig(**{k: v for k, v in art.meta["config"].items() if k != "trainer_version"})
     lm = load_model(cfg.model, dtype="float32")
     weights = art.tensors("weights")
     if cfg.method == "lora":
