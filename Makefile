@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install book test unit clean
+.PHONY: install browser book test unit clean
 
 install: $(STAMP)
 
@@ -22,7 +22,13 @@ $(STAMP): requirements.txt pyproject.toml
 book: install
 	$(PY) -m persona_features.runner book --profile cpu
 
-test: install
+# Debian's Chromium for the browser test (CI runs as root); without it the test is skipped locally
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "could not install chromium: the browser test is skipped (and fails under CI)"; }
+
+test: install browser
 	$(PY) -m pytest
 
 unit: install

@@ -13,15 +13,6 @@ ROOT = repo_root()
 NOTEBOOKS = runner.toc_notebooks(ROOT)
 
 
-@pytest.fixture(scope="session")
-def smoke_build():
-    """`runner test`: execute every notebook (smoke) into the staging folder and render strictly."""
-    code = runner.main(["test"])
-    stage = ROOT / "_build" / "stage" / "smoke"
-    runs = {r["notebook"]: r for r in json.loads((stage / "results" / "_runs.json").read_text())}
-    return {"code": code, "stage": stage, "runs": runs, "html": ROOT / "_build" / "html-smoke"}
-
-
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_notebook_executes(smoke_build, notebook):
     run = smoke_build["runs"][notebook]
