@@ -69,3 +69,9 @@ def test_scorecard_is_generated_from_results(smoke_build):
     data = json.loads((smoke_build["stage"] / "results" / "02_measuring.json").read_text())
     assert data["metrics"]["verdict"]["status"] in page
     assert "not yet attempted (chapter 03 is planned)" in page
+
+
+def test_appendix_lists_versions_hardware_and_run_times(smoke_build):
+    page = (smoke_build["html"] / "book" / "appendix_reproducibility.html").read_text()
+    for needle in ("transformers", "nnsight", "cores", "01_model_under_the_microscope.ipynb", "eval_samples"):
+        assert needle in page, needle

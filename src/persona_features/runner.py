@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from . import scorecard
+from . import environment, scorecard
 from .artifacts import write_json_atomic
 from .params import PROFILES, ParameterError, resolve, table_markdown
 from .paths import RESULTS_ENV, repo_root
@@ -131,6 +131,7 @@ def render(stage: Path, html_out: Path) -> bool:
     (generated / "scorecard.md").write_text(scorecard.markdown(results))
     (generated / "runs.md").write_text(scorecard.runs_markdown(results))
     (generated / "profiles.md").write_text(table_markdown() + "\n")
+    (generated / "environment.md").write_text(environment.markdown())
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb if jb.exists() else "jupyter-book"), "build", str(stage), "--builder", "html",
            "-W", "-n", "--keep-going"]
