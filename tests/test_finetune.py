@@ -50,7 +50,7 @@ def test_smoke_finetune_changes_weights_and_lowers_loss(method):
         assert changed and "model.embed_tokens.weight" not in changed  # frozen, tied with the unembedding
 
 
-def test_interrupted_finetune_leaves_no_artifact(tmp_path):
+def test_interrupted_finetune_leaves_no_artifact(tmp_path, monkeypatch):
     script = textwrap.dedent(f"""
         import os
         os.environ["PERSONA_CACHE"] = {str(tmp_path)!r}
@@ -63,16 +63,8 @@ def test_interrupted_finetune_leaves_no_artifact(tmp_path):
     """)
     assert subprocess.run([sys.executable, "-c", script]).returncode == 3
     cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", n_examples=4, batch_size=4, max_len=96)
-    import os
-    old = os.environ.get(artifacts.CACHE_ENV)
-    os.environ[artifacts.CACHE_ENV] = str(tmp_path)
-    try:
-        assert artifacts.find("finetune", finetune.artifact_config(cfg)) is None
-    finally:
-        if old is None:
-            os.environ.pop(artifacts.CACHE_ENV)
-        else:
-            os.environ[artifacts.CACHE_ENV] = old
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
+    assert artifacts.find("finetune", finetune.artifact_config(cfg)) is None
 
 
 def test_bad_config_is_rejected():
