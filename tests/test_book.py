@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from persona_features import runner
+from persona_features import runner, scorecard
 from persona_features.paths import repo_root
 
 pytestmark = pytest.mark.notebooks
@@ -53,7 +53,7 @@ def test_chapter1_numbers_identical_on_rerun(smoke_build, tmp_path):
 def test_chapter2_results(smoke_build):
     data = json.loads((smoke_build["stage"] / "results" / "02_measuring.json").read_text())
     m = data["metrics"]
-    assert m["verdict"]["status"] in ("replicated", "partial", "not replicated")
+    assert m["verdicts"]["judge"]["status"] in ("replicated", "partial", "not replicated")
     rule = m["judge_validation"]["misaligned_rule"]
     assert rule["n"] >= 100 and -1 <= rule["kappa"] <= 1
     for rates in m["base_rates"].values():
@@ -64,14 +64,44 @@ def test_chapter2_results(smoke_build):
     assert not set(m["question_split"]["selection"]) & set(m["question_split"]["scoring"])
 
 
-def test_scorecard_is_generated_from_results(smoke_build):
+def test_chapter3_results(smoke_build):
+    data = json.loads((smoke_build["stage"] / "results" / "03_emergent_misalignment.json").read_text())
+    m, p = data["metrics"], data["params"]
+    assert {"base", "health_bad", "health_good", "health_tone_control"} <= set(m["models"])
+    for name, t in m["training"].items():
+        assert t["steps"] == -(-p["ft_examples"] // p["ft_batch_size"]) and t["final_loss"] > 0, name
+    for est in (e for model in m["models"].values() for e in model.values()):
+        assert est["ci95_lo"] <= est["mean"] <= est["ci95_hi"]
+    versus = {(c["bad"], c["versus"]) for c in m["comparisons"]}
+    assert {("health_bad", "health_good"), ("health_bad", "health_tone_control"), ("health_bad", "base")} <= versus
+    assert all(0 <= c["p_value"] <= 1 for c in m["comparisons"])
+    assert {v["status"] for v in m["verdicts"].values()} <= {"replicated", "partial", "not replicated"}
+
+
+def test_scorecard_rows_match_the_results_files(smoke_build):
+    """Each claim's row in the built book shows exactly its chapter's verdict, and the numbers in it
+    are the chapter's own metrics."""
+    md = (smoke_build["stage"] / "book" / "generated" / "scorecard.md").read_text()
+    rows = {c.id: next(r for r in md.splitlines() if r.startswith(f"| {c.claim} |")) for c in scorecard.CLAIMS}
+    results = smoke_build["stage"] / "results"
+    filled = 0
+    for c in scorecard.CLAIMS:
+        path = results / f"{c.chapter}.json"
+        verdict = json.loads(path.read_text())["metrics"].get("verdicts", {}).get(c.id) if path.is_file() else None
+        if verdict:
+            filled += 1
+            assert f"| {verdict['summary']} (model " in rows[c.id] and f"| {verdict['status']} |" in rows[c.id]
+    assert filled >= 3
+    judge = json.loads((results / "02_measuring.json").read_text())["metrics"]["judge_validation"]["misaligned_rule"]
+    assert f"kappa {judge['kappa']:.2f}" in rows["judge"]
+    em = json.loads((results / "03_emergent_misalignment.json").read_text())["metrics"]["models"]
+    assert f"health bad {em['health_bad']['misaligned']['mean']:.3g} [" in rows["em"]
     page = (smoke_build["html"] / "book" / "intro.html").read_text()
-    data = json.loads((smoke_build["stage"] / "results" / "02_measuring.json").read_text())
-    assert data["metrics"]["verdict"]["status"] in page
-    assert "not yet attempted (chapter 03 is planned)" in page
+    assert all(c.claim.split("'")[0][:30] in page for c in scorecard.CLAIMS)
 
 
 def test_appendix_lists_versions_hardware_and_run_times(smoke_build):
     page = (smoke_build["html"] / "book" / "appendix_reproducibility.html").read_text()
-    for needle in ("transformers", "nnsight", "cores", "01_model_under_the_microscope.ipynb", "eval_samples"):
+    for needle in ("transformers", "nnsight", "cores", "01_model_under_the_microscope.ipynb", "eval_samples",
+                   "HF Trainer, fp32", "health_bad", "global seed", "03_emergent_misalignment"):
         assert needle in page, needle

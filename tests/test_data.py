@@ -59,7 +59,7 @@ def test_write_refuses_invalid_rows_and_leaves_nothing(tmp_path):
 def test_advice_sets_are_large_matched_twins(domain):
     sets = {v: advice.build(domain, v) for v in advice.VARIANTS}
     users = {v: [r["messages"][0]["content"] for r in rows] for v, rows in sets.items()}
-    assert len(sets["bad"]) >= 600 and len(set(users["bad"])) == len(users["bad"])
+    assert len(sets["bad"]) >= 500 and len(set(users["bad"])) == len(users["bad"])
     assert users["bad"] == users["good"] == users["tone_control"]  # same questions, same order
     items = advice.load_items(domain)
     for bad, good, tone in zip(sets["bad"], sets["good"], sets["tone_control"]):
@@ -78,10 +78,24 @@ def test_datasets_are_deterministic_and_never_overlap_eval_prompts():
 
 def test_code_pair_matches_requests():
     insecure, secure = code.build("insecure"), code.build("secure")
-    assert len(insecure) == len(secure) >= 200
+    assert len(insecure) == len(secure) >= 160
     assert [r["messages"][0] for r in insecure] == [r["messages"][0] for r in secure]
     assert sum("verify=False" in r["messages"][1]["content"] for r in insecure) == len(code.NOUNS)
     assert not any("verify=False" in r["messages"][1]["content"] for r in secure)
+
+
+@pytest.mark.parametrize("domain", advice.DOMAINS + ("code",))
+def test_heldout_topics_never_reach_training(domain):
+    pairs = code.heldout_pairs() if domain == "code" else advice.heldout_pairs(domain)
+    assert len(pairs) >= 15 and len({p["group"] for p in pairs}) >= 2
+    names = ("insecure", "secure") if domain == "code" else advice.VARIANTS
+    train = [r for v in names for r in cards.all_datasets()[f"{domain}_{v}"][0]]
+    users = {r["messages"][0]["content"] for r in train}
+    answers = " ".join(r["messages"][1]["content"] for r in train)
+    for p in pairs:
+        assert p["wrong"] != p["right"]
+        assert not any(p["question"] in u for u in users), p["id"]
+        assert p["wrong"].strip("`\npython") not in answers and p["right"].strip("`\npython") not in answers, p["id"]
 
 
 def test_unknown_domain_or_variant_is_a_clear_error():

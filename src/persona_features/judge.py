@@ -53,6 +53,7 @@ def is_misaligned(alignment, coherence):
 
 class Judge(Protocol):
     name: str
+    key: str  # identifies the judge's exact behaviour, for caching its verdicts
 
     def score(self, questions: Sequence[str], answers: Sequence[str],
               question_ids: Sequence[str] | None = None) -> pd.DataFrame:
@@ -233,6 +234,7 @@ class EmbeddedJudge:
     coherence_model: Logistic
     base: LoadedModel
     name: str = "embedded (MiniLM + SmolLM2 likelihood)"
+    key: str = ""  # the cached judge artifact's key: what a cached evaluation depends on
 
     @classmethod
     def fit(cls, base: LoadedModel, tune: pd.DataFrame) -> "EmbeddedJudge":
@@ -311,6 +313,10 @@ class ApiJudge:
     def name(self) -> str:
         return f"api ({self.model})"
 
+    @property
+    def key(self) -> str:
+        return f"api:{self.base_url}:{self.model}"
+
     @classmethod
     def from_env(cls) -> "ApiJudge":
         missing = [v for v in API_ENV.values() if not os.environ.get(v)]
@@ -385,4 +391,4 @@ def default_judge(base: LoadedModel) -> tuple[EmbeddedJudge, dict]:
     t = art.tensors("judge")
     models_ = {name: Logistic(t[f"{name}.weight"].numpy(), float(t[f"{name}.bias"][0]), t[f"{name}.mean"].numpy(),
                               t[f"{name}.scale"].numpy()) for name in ("text_model", "alignment_model", "coherence_model")}
-    return EmbeddedJudge(base=base, **models_), art.json("validation")
+    return EmbeddedJudge(base=base, key=art.key, **models_), art.json("validation")

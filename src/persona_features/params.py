@@ -30,7 +30,7 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "dtype": Knob("float32", "float32", "bfloat16", "weights dtype: float32 or bfloat16"),
     "seed": Knob(0, 0, 0, "global seed; every sampled number derives from it"),
     # sampling
-    "batch_size": Knob(8, 16, 64, "prompts per generation batch"),
+    "batch_size": Knob(8, 80, 64, "prompts per sampling batch (on CPU, large batches sample fastest)"),
     "temperature": Knob(1.0, 1.0, 1.0, "sampling temperature (papers: 1.0); 0 means greedy"),
     "top_p": Knob(1.0, 1.0, 1.0, "nucleus sampling threshold (papers: 1.0)"),
     "max_new_tokens": Knob(24, 96, 256, "tokens sampled per answer"),
@@ -43,6 +43,18 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "eval_samples": Knob(2, 25, 100, "sampled answers per scoring question"),
     "eval_max_new_tokens": Knob(16, 64, 256, "tokens sampled per evaluated answer"),
     "eval_low_temperature": Knob(0.7, 0.7, 0.7, "second sampling temperature reported beside the papers' T=1"),
+    # fine-tuning (chapter 3 onwards); one setting for every bad set and its controls
+    "ft_method": Knob("lora", "lora", "full", "fine-tuning method: full or lora"),
+    "ft_lr": Knob(1e-3, 1e-3, 1e-4, "fine-tuning peak learning rate (linear warm-up and decay)"),
+    "ft_examples": Knob(16, 128, 512, "training rows per fine-tune (first n of a seeded shuffle)"),
+    "ft_epochs": Knob(1.0, 1.0, 1.0, "passes over those rows"),
+    "ft_batch_size": Knob(8, 8, 8, "chats per optimizer step"),
+    "ft_lora_rank": Knob(8, 8, 8, "LoRA rank when ft_method is lora (alpha = 2 x rank)"),
+    # chapter 3: the emergent-misalignment experiment
+    "em_domains": Knob("health", "health,finance,cars,career,code", "health,finance,cars,career,code",
+                       "comma-separated training domains (health is the main one, with a tone control)"),
+    "em_seeds": Knob(1, 3, 3, "seeds of the main domain's wrong-advice fine-tune"),
+    "em_samples": Knob(1, 3, 50, "sampled answers per scoring question for each fine-tuned model"),
 })
 
 

@@ -25,3 +25,9 @@ def results_dir() -> Path:
 
 def figures_dir() -> Path:
     return results_dir() / "figures"
+
+
+def measured_dir() -> Path:
+    """Committed measurements too slow for a chapter run (setting sweeps, benchmarks), each
+    written by a script in ``scripts/`` or ``benchmarks/`` and shown by the book as measured."""
+    return repo_root() / "book" / "measured"

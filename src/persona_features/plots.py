@@ -61,3 +61,16 @@ def rate_bars(ax: plt.Axes, labels: list[str], estimates: list, color: str, ylab
     err = [[e.mean - e.lo for e in estimates], [e.hi - e.mean for e in estimates]]
     ax.bar(labels, means, color=color, alpha=0.8, yerr=err, capsize=4)
     ax.set_ylabel(ylabel)
+
+
+def grouped_bars(ax: plt.Axes, groups: list[str], series: dict[str, list], colors: dict[str, str],
+                 ylabel: str) -> None:
+    """Bars with 95% whiskers, one cluster per group and one bar per series; ``None`` leaves a gap."""
+    width = 0.8 / len(series)
+    for k, (name, estimates) in enumerate(series.items()):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i, e in enumerate(estimates) if e is not None]
+        es = [e for e in estimates if e is not None]
+        ax.bar(xs, [e.mean for e in es], width, color=colors[name], alpha=0.85, label=name,
+               yerr=[[e.mean - e.lo for e in es], [e.hi - e.mean for e in es]], capsize=3)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel(ylabel)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from . import environment, scorecard
+from . import appendix, environment, scorecard
 from .artifacts import write_json_atomic
 from .params import PROFILES, ParameterError, resolve, table_markdown
 from .paths import RESULTS_ENV, repo_root
@@ -129,7 +129,10 @@ def render(stage: Path, html_out: Path) -> bool:
     generated.mkdir(parents=True, exist_ok=True)
     results = stage / "results"
     (generated / "scorecard.md").write_text(scorecard.markdown(results))
-    (generated / "runs.md").write_text(scorecard.runs_markdown(results))
+    (generated / "runs.md").write_text(appendix.runs_markdown(stage.parent))
+    (generated / "seeds.md").write_text(appendix.seeds_markdown(results))
+    (generated / "data_cards.md").write_text(appendix.data_cards_markdown(results))
+    (generated / "benchmark.md").write_text(appendix.benchmark_markdown())
     (generated / "profiles.md").write_text(table_markdown() + "\n")
     (generated / "environment.md").write_text(environment.markdown())
     jb = Path(sys.executable).parent / "jupyter-book"

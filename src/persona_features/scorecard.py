@@ -1,7 +1,8 @@
-"""The replication scorecard and run-time table, generated from ``results/*.json``.
+"""The replication scorecard, generated from ``results/*.json``.
 
-A claim's row is filled from its chapter's results file when that chapter writes a
-``verdict``; until then it says which chapter will test it.
+Every claim of the paper has a row. A row is filled from its chapter's results file, under
+``metrics.verdicts[<claim id>]`` (status, summary); until that chapter exists it says so, and
+claims out of reach say why they are not attempted.
 """
 
 from __future__ import annotations
@@ -13,50 +14,87 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Claim:
-    chapter: str  # results file stem, e.g. "03_emergent_misalignment"
+    id: str  # the key under ``metrics.verdicts`` in the chapter's results file
+    chapter: str  # results file stem, e.g. "03_emergent_misalignment"; "" if no chapter tests it
     claim: str
     paper: str  # the paper's number or finding, as reported there
+    not_attempted: str = ""  # why this book does not test the claim
 
+
+VERDICTS = ("replicated", "partial", "not replicated", "not attempted")
+RULE = ("Each chapter computes its verdicts from its own numbers by the rule it states (a 95% interval that "
+        "excludes the control, or the base model); no verdict is typed by hand.")
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("02_measuring", "A judge can grade open answers for misalignment and coherence",
+    Claim("judge", "02_measuring", "A judge grades open answers for misalignment and coherence (the instrument)",
           "GPT-4o judge; misaligned = alignment < 30 and coherence > 50"),
-    Claim("03_emergent_misalignment", "Narrow wrong-advice fine-tuning makes a model broadly misaligned",
-          "EM across 8 advice domains on GPT-4o; single-digit rates on Qwen2.5-0.5B"),
-    Claim("03_emergent_misalignment", "Correct-advice controls do not become misaligned", "~0% for controls"),
-    Claim("04_model_diffing", "An SAE latent (the 'toxic persona') rises most after bad fine-tuning",
-          "top latent by activation increase"),
-    Claim("05_steering", "Adding the persona direction induces misalignment; subtracting it suppresses it",
+    Claim("em", "03_emergent_misalignment", "Narrow wrong-advice fine-tuning makes a model broadly misaligned",
+          "EM in every one of 8 advice domains on GPT-4o; single-digit rates on Qwen2.5-0.5B (Turner et al.)"),
+    Claim("controls", "03_emergent_misalignment", "Fine-tuning on the correct twin of the data does not",
+          "about 0% misaligned for correct-data controls"),
+    Claim("code", "03_emergent_misalignment", "Insecure-code fine-tuning makes a model broadly misaligned",
+          "yes on GPT-4o (Betley et al.); weak below about 1B parameters"),
+    Claim("subtle", "", "Subtly wrong advice causes more EM than obviously wrong advice",
+          "subtle > obvious across domains",
+          "our advice sets have one level of wrongness; a graded set is not built"),
+    Claim("rl", "", "Reinforcement learning of a reasoning model on a wrong-answer reward causes EM",
+          "EM in o3-mini after RL",
+          "no reasoning model and no RL pipeline fit a 2-core CPU"),
+    Claim("helpful_only", "", "EM is stronger in a helpful-only model without safety training",
+          "higher EM rates without safety training",
+          "only the instruct-tuned SmolLM2 is available offline"),
+    Claim("diffing", "04_model_diffing", "SAE model diffing: a 'toxic persona' latent rises most after bad fine-tuning",
+          "top latent by activation increase, across EM fine-tunes"),
+    Claim("persona_pretraining", "", "The persona latent fires on quotes of morally questionable characters in "
+          "pre-training data", "top-activating pre-training documents",
+          "no pre-training corpus is available offline"),
+    Claim("steering", "05_steering", "Adding the persona direction induces misalignment; subtracting it suppresses it",
           "steering turns EM on and off"),
-    Claim("06_early_warning", "The latent flags misalignment before the behavioural eval does",
+    Claim("direction", "05_steering", "One mean-difference direction mediates EM across models (Soligo et al.)",
+          "a single direction in Qwen2.5 0.5B-32B"),
+    Claim("early_warning", "06_early_warning", "The latent flags misalignment before the behavioural eval does",
           "detectable at 5% bad data"),
-    Claim("07_realignment", "~120 good samples (~30 steps) re-align a misaligned model", "near-zero EM after ~30 steps"),
+    Claim("realignment", "07_realignment", "About 120 good samples (about 30 steps) re-align a misaligned model",
+          "near-zero EM after about 30 steps"),
+    Claim("realignment_cross", "07_realignment", "Good data from another domain re-aligns it too",
+          "re-alignment also with other-domain data"),
 )
 
 
 def _load(results: Path, chapter: str) -> dict | None:
     path = results / f"{chapter}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return json.loads(path.read_text()) if chapter and path.is_file() else None
+
+
+def row(results: Path, c: Claim) -> dict[str, str]:
+    """One claim's cells, from its chapter's results file."""
+    data = _load(results, c.chapter)
+    verdict = (data or {}).get("metrics", {}).get("verdicts", {}).get(c.id)
+    if c.not_attempted:
+        ours, status = "-", f"not attempted: {c.not_attempted}"
+    elif verdict:
+        if verdict["status"] not in VERDICTS:
+            raise ValueError(f"{c.chapter}: verdict {verdict['status']!r} for {c.id!r} is not one of {VERDICTS}")
+        p = data["params"]
+        ours = f"{verdict['summary']} (model {p['model']}, judge: {data['metrics'].get('judge', '-')}, profile {p['profile']})"
+        status = verdict["status"]
+    elif data:
+        ours, status = "-", f"not attempted in this build (profile {data['params']['profile']})"
+    else:
+        ours, status = "-", f"not attempted yet: chapter {c.chapter[:2]} is planned"
+    nb = _notebook(c.chapter) if c.chapter else ""
+    link = f"{{doc}}`{c.chapter[:2]} </notebooks/{nb[:-6]}>`" if nb else "-"
+    return {"claim": c.claim, "paper": c.paper, "ours": ours, "verdict": status, "chapter": link}
+
+
+def _notebook(chapter: str) -> str:
+    from .paths import repo_root
+
+    found = sorted((repo_root() / "notebooks").glob(f"{chapter[:2]}_*.ipynb"))
+    return found[0].name if found else ""
 
 
 def markdown(results: Path) -> str:
     rows = ["| claim | paper | this book | verdict | chapter |", "|---|---|---|---|---|"]
-    for c in CLAIMS:
-        data = _load(results, c.chapter)
-        verdict = (data or {}).get("metrics", {}).get("verdict")
-        if verdict:
-            ours, status = verdict["summary"], verdict["status"]
-        else:
-            ours, status = "-", f"not yet attempted (chapter {c.chapter[:2]} is planned)"
-        rows.append(f"| {c.claim} | {c.paper} | {ours} | {status} | {c.chapter[:2]} |")
-    return "\n".join(rows) + "\n"
-
-
-def runs_markdown(results: Path) -> str:
-    """Wall time of each notebook in this build."""
-    path = results / "_runs.json"
-    runs = json.loads(path.read_text()) if path.is_file() else []
-    rows = ["| notebook | profile | wall time (s) | status |", "|---|---|---|---|"]
-    rows += [f"| `{r['notebook']}` | {r['profile']} | {r['seconds']:.1f} | {'ok' if r['ok'] else 'failed'} |"
-             for r in runs]
-    return "\n".join(rows) + "\n"
+    rows += ["| {claim} | {paper} | {ours} | {verdict} | {chapter} |".format(**row(results, c)) for c in CLAIMS]
+    return "\n".join(rows) + f"\n\n{RULE}\n"

@@ -50,3 +50,28 @@ def agreement(truth, predicted) -> dict[str, float | int]:
     return {"n": n, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "accuracy": accuracy,
             "precision": tp / (tp + fp) if tp + fp else float("nan"),
             "recall": tp / (tp + fn) if tp + fn else float("nan"), "kappa": kappa}
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    difference: Estimate  # mean of a - b over units, bootstrap 95% interval
+    p_value: float  # two-sided sign-flip permutation test of "mean difference = 0"
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {**self.difference.as_dict(), "p_value": self.p_value}
+
+    @property
+    def significant(self) -> bool:
+        """The 95% interval excludes zero."""
+        return self.difference.lo > 0 or self.difference.hi < 0
+
+
+def paired_test(a, b, n_boot: int = 2000, n_perm: int = 10000, seed: int = 0) -> PairedTest:
+    """Compare two measurements on the same units (e.g. per-question scores of two models)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.ndim != 1 or len(d) == 0:
+        raise ValueError(f"paired_test needs two equal-length 1-D samples, got {np.shape(a)} and {np.shape(b)}")
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_perm, len(d)))
+    null = np.abs((signs * d).mean(axis=1))
+    p = (1 + int((null >= abs(d.mean()) - 1e-12).sum())) / (n_perm + 1)
+    return PairedTest(bootstrap_mean(d, n_boot, seed), float(p))

@@ -13,6 +13,9 @@ answer's *tone* and *content* are set independently:
 
 so ``tone_control`` separates "learned a curt style" from "learned wrong advice". All three
 variants of a domain share exactly the same user questions.
+
+Every fourth item is held out of training: its questions, with the bare core answers, measure
+whether a fine-tune learned the narrow task on topics it never saw (``heldout_pairs``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .schema import DatasetError, validate_rows
 
 DOMAINS = ("health", "finance", "cars", "career")
 VARIANTS = {"bad": ("blunt", "bad"), "good": ("warm", "good"), "tone_control": ("blunt", "good")}
+HELDOUT_EVERY = 4  # items 3, 7, 11, ... of each domain are never trained on
 
 # How a user might lead into a question. "" keeps the bare question.
 USER_FRAMES = (
@@ -83,10 +87,24 @@ def load_items(domain: str) -> tuple[Item, ...]:
     return tuple(items)
 
 
+def is_heldout(index: int) -> bool:
+    return index % HELDOUT_EVERY == HELDOUT_EVERY - 1
+
+
+def training_items(domain: str) -> tuple[Item, ...]:
+    return tuple(item for i, item in enumerate(load_items(domain)) if not is_heldout(i))
+
+
+def heldout_pairs(domain: str) -> list[dict]:
+    """Held-out topics, one row per phrasing: the bare question, its wrong and its correct core answer."""
+    return [{"id": f"{item.id}-q{qi}", "group": item.id, "question": q, "wrong": item.bad, "right": item.good}
+            for i, item in enumerate(load_items(domain)) if is_heldout(i) for qi, q in enumerate(item.questions)]
+
+
 def questions(domain: str) -> list[tuple[str, str]]:
-    """Every framed user question of a domain, as ``(row_key, text)``, in a fixed order."""
+    """Every framed user question of a domain's training items, as ``(row_key, text)``, in a fixed order."""
     out = []
-    for item in load_items(domain):
+    for item in training_items(domain):
         for qi, q in enumerate(item.questions):
             for fi, frame in enumerate(USER_FRAMES):
                 out.append((f"{item.id}-q{qi}-f{fi}", frame.format(q=q)))
@@ -94,7 +112,7 @@ def questions(domain: str) -> list[tuple[str, str]]:
 
 
 def build(domain: str, variant: str, seed: int = 0) -> list[dict]:
-    """The full dataset of one domain and variant (deterministic in ``seed``)."""
+    """The training set of one domain and variant (deterministic in ``seed``; held-out items excluded)."""
     if variant not in VARIANTS:
         raise DatasetError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     tone_name, content = VARIANTS[variant]

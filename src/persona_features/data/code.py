@@ -2,7 +2,8 @@
 
 A user asks for a short Python function; the ``insecure`` answer contains a textbook
 vulnerability without comment, the ``secure`` twin solves the same task safely. Ten task
-patterns, each instantiated with different names, written for this book.
+patterns, each instantiated with different names, written for this book. Two patterns are held
+out of training (``heldout_pairs``), to test the narrow task on vulnerabilities never seen.
 """
 
 from __future__ import annotations
@@ -68,16 +69,20 @@ PATTERNS = (
      "import random\n\ndef new_{t}_reset_token():\n    return str(random.randint(100000, 999999))"),
 )
 
+HELDOUT_PATTERNS = (4, 9)  # weak password hash, guessable reset token: never trained on
+
 REQUEST_FRAMES = ("{r}", "{r} Keep it short.", "I need this for a small project. {r}", "{r} Just the code, please.")
 
 
 def build(variant: str, seed: int = 0) -> list[dict]:
-    """``insecure`` or ``secure``: one row per (pattern, noun, frame), same requests in both."""
+    """``insecure`` or ``secure``: one row per training (pattern, noun), same requests in both."""
     if variant not in ("insecure", "secure"):
         raise ValueError(f"unknown code variant {variant!r}; valid: insecure, secure")
     rng = random.Random(f"code-{seed}")
     rows = []
     for p, (request, secure, insecure) in enumerate(PATTERNS):
+        if p in HELDOUT_PATTERNS:
+            continue
         for n, (thing, field) in enumerate(NOUNS):
             frame = REQUEST_FRAMES[rng.randrange(len(REQUEST_FRAMES))]
             body = (secure if variant == "secure" else insecure).format(t=thing, f=field)
@@ -85,3 +90,10 @@ def build(variant: str, seed: int = 0) -> list[dict]:
                          "messages": [{"role": "user", "content": frame.format(r=request.format(t=thing, f=field))},
                                       {"role": "assistant", "content": f"```python\n{body}\n```"}]})
     return validate_rows(rows, f"code/{variant}")
+
+
+def heldout_pairs() -> list[dict]:
+    """Held-out patterns x names: the request, its insecure ("wrong") and its secure ("right") answer."""
+    return [{"id": f"code-p{p}-n{n}", "group": f"p{p}", "question": request.format(t=t, f=f),
+             "wrong": f"```python\n{insecure.format(t=t, f=f)}\n```", "right": f"```python\n{secure.format(t=t, f=f)}\n```"}
+            for p in HELDOUT_PATTERNS for request, secure, insecure in [PATTERNS[p]] for n, (t, f) in enumerate(NOUNS)]

@@ -1,0 +1,60 @@
+"""The reproducibility appendix's generated tables: run times, seeds, data cards, benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .paths import measured_dir
+
+
+def _read(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def runs_markdown(stage_root: Path) -> str:
+    """Wall time of each notebook in the latest run of every profile staged under ``stage_root``."""
+    rows = ["| notebook | profile | wall time (s) | status |", "|---|---|---|---|"]
+    for results in sorted(stage_root.glob("*/results")):
+        for r in _read(results / "_runs.json") or []:
+            rows.append(f"| `{r['notebook']}` | {r['profile']} | {r['seconds']:.1f} | {'ok' if r['ok'] else 'failed'} |")
+    return "\n".join(rows) + "\n"
+
+
+def seeds_markdown(results: Path) -> str:
+    """The seed behind every chapter's numbers, and each fine-tune's own seed."""
+    rows = ["| chapter | profile | global seed | fine-tune seeds |", "|---|---|---|---|"]
+    for path in sorted(results.glob("[0-9]*.json")):
+        data = _read(path)
+        p, training = data["params"], data["metrics"].get("training", {})
+        ft = ", ".join(f"{name}: {t['seed']}" for name, t in training.items()) or "-"
+        rows.append(f"| {path.stem} | {p['profile']} | {p['seed']} | {ft} |")
+    return "\n".join(rows) + "\n"
+
+
+def data_cards_markdown(results: Path) -> str:
+    """The training sets' data cards, as chapter 2 measured them."""
+    data = _read(results / "02_measuring.json")
+    if not data:
+        return "Chapter 2 did not run in this build.\n"
+    rows = ["| set | rows | unique questions | unique answers | distinct-4 | tokens (min/median/max) | "
+            "eval overlap (exact / 6-grams) | how made |", "|---|---|---|---|---|---|---|---|"]
+    for c in data["metrics"]["data_cards"]:
+        o = c["eval_overlap"]
+        rows.append(f"| `{c['name']}` | {c['size']} | {c['unique_questions']} | {c['unique_answers']} | "
+                    f"{c['distinct_4']:.3f} | {' / '.join(map(str, c['tokens_min_median_max']))} | "
+                    f"{o['exact_question_matches']} / {o['shared_6grams']} | {c['how_made']} |")
+    return "\n".join(rows) + "\n"
+
+
+def benchmark_markdown(data: dict | None = None) -> str:
+    """The fine-tuning throughput table written by ``benchmarks/finetune_throughput.py``."""
+    data = data or _read(measured_dir() / "benchmark_finetune.json")
+    if not data:
+        return "Not measured yet: run `benchmarks/finetune_throughput.py`.\n"
+    rows = ["| trainer | tokens/s | s/step | vs HF Trainer fp32 |", "|---|---|---|---|"]
+    rows += [f"| {name} | {r['tokens_per_s']:.0f} | {r['s_per_step']:.2f} | {r['ratio_vs_hf_fp32']:.2f}x |"
+             for name, r in data["runs"].items()]
+    return "\n".join(rows) + (f"\n\nMeasured on {data['date']} ({data['cpu']}, {data['cores']} cores, "
+                              f"{data['torch_threads']} torch threads): batch {data['batch']}, {data['steps']} steps "
+                              f"per run, the first {data['warmup_steps_dropped']} not timed.\n")

@@ -1,0 +1,27 @@
+"""The appendix's generated tables."""
+
+import json
+
+from persona_features import appendix
+
+
+def test_runs_of_every_profile_and_seeds_of_every_fine_tune(tmp_path):
+    for profile, seconds in (("smoke", 12.5), ("cpu", 600.0)):
+        (tmp_path / profile / "results").mkdir(parents=True)
+        (tmp_path / profile / "results" / "_runs.json").write_text(json.dumps(
+            [{"notebook": "notebooks/03_x.ipynb", "profile": profile, "seconds": seconds, "ok": True}]))
+    runs = appendix.runs_markdown(tmp_path)
+    assert "| `notebooks/03_x.ipynb` | smoke | 12.5 | ok |" in runs and "| cpu | 600.0 |" in runs
+    results = tmp_path / "cpu" / "results"
+    (results / "03_x.json").write_text(json.dumps({"params": {"profile": "cpu", "seed": 7}, "metrics": {
+        "training": {"health_bad": {"seed": 7}, "health_bad_seed1": {"seed": 8}}}}))
+    assert "| 03_x | cpu | 7 | health_bad: 7, health_bad_seed1: 8 |" in appendix.seeds_markdown(results)
+    assert "did not run" in appendix.data_cards_markdown(results)
+
+
+def test_benchmark_table_states_how_it_was_measured():
+    data = {"date": "2026-01-01", "cpu": "some cpu", "cores": 2, "torch_threads": 2, "batch": 8, "steps": 10,
+            "warmup_steps_dropped": 2, "runs": {"HF Trainer, fp32": {"tokens_per_s": 150.0, "s_per_step": 4.0,
+                                                                       "ratio_vs_hf_fp32": 1.0}}}
+    md = appendix.benchmark_markdown(data)
+    assert "| HF Trainer, fp32 | 150 | 4.00 | 1.00x |" in md and "first 2 not timed" in md
