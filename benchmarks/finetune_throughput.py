@@ -7,7 +7,7 @@ trainer it times each lever on its own, so the table shows where the speed comes
 
 - the unembedding (49k-token vocabulary) runs only on the answer positions that carry loss;
 - the embedding matrix, tied to the unembedding, is frozen (no gradient for 28M weights);
-- bf16 autocast, and LoRA, for comparison.
+- bf16 autocast, for comparison; and LoRA (the `cpu` profile's method), in both trainers.
 
 Writes ``book/measured/benchmark_finetune.json``, which the appendix shows.
 
@@ -65,8 +65,13 @@ class _StepClock(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def hf_trainer(rows, args, bf16: bool) -> dict:
+def hf_trainer(rows, args, bf16: bool, lora: bool = False) -> dict:
     lm = models.load_model()
+    model = lm.hf
+    if lora:
+        from peft import get_peft_model
+
+        model = get_peft_model(lm.hf, finetune._lora_config(finetune.FinetuneConfig(model="-", dataset="-")))
     pad = lm.tokenizer.pad_token_id
     n_tokens = []
 
@@ -81,7 +86,7 @@ def hf_trainer(rows, args, bf16: bool) -> dict:
                               weight_decay=0.0, max_grad_norm=1.0, logging_steps=10_000, save_strategy="no",
                               report_to=[], bf16=bf16, use_cpu=True, dataloader_num_workers=0, seed=0,
                               disable_tqdm=True)
-    Trainer(model=lm.hf, args=targs, train_dataset=_Chats(lm, rows), data_collator=collate,
+    Trainer(model=model, args=targs, train_dataset=_Chats(lm, rows), data_collator=collate,
             callbacks=[clock]).train()
     return _rate(clock.ends, n_tokens, args.warmup - 1)
 
@@ -92,6 +97,7 @@ RUNS = {
     "ours (default: answer-only unembedding, frozen embeddings, fp32)": lambda rows, a: ours(rows, a),
     "ours, embeddings trainable": lambda rows, a: ours(rows, a, freeze_embeddings=False),
     "ours, bf16 autocast": lambda rows, a: ours(rows, a, bf16_autocast=True),
+    "HF Trainer, LoRA rank 8 (peft)": lambda rows, a: hf_trainer(rows, a, bf16=False, lora=True),
     "ours, LoRA rank 8": lambda rows, a: ours(rows, a, method="lora"),
 }
 

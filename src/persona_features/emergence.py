@@ -297,3 +297,32 @@ def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Esti
         "finetune": {k: v for k, v in P.as_dict().items() if k.startswith("ft_")},
         "verdicts": ver,
     }
+
+
+def headlines(comp: pd.DataFrame, summaries: dict[str, dict[str, Estimate]]) -> dict[str, str]:
+    """Short computed phrases for the chapter's prose (every number in it comes from here)."""
+    own = comp[comp["versus"] != "base"]
+
+    def domains_where(metric: str, versus_base: bool = False) -> str:
+        rows = comp[(comp["versus"] == "base") if versus_base else (comp["versus"] != "base")]
+        rows = rows[rows["metric"] == metric]
+        hits = [d for d, g in rows.groupby("domain", sort=False) if _above(g)]
+        return ", ".join(hits) or "none"
+
+    def fmt(metric: str, bad: str, versus: str) -> str:
+        r = own[(own["bad"] == bad) & (own["versus"] == versus) & (own["metric"] == metric)]
+        if r.empty:
+            return "not measured"
+        r = r.iloc[0]
+        return f"{r['mean']:+.2f} [{r['ci95_lo']:+.2f}, {r['ci95_hi']:+.2f}]"
+
+    return {
+        "domains_contrast": domains_where("contrast"),
+        "domains_rate": domains_where("misaligned"),
+        "domains_heldout": domains_where("heldout_margin"),
+        "domains_contrast_vs_base": domains_where("contrast", versus_base=True),
+        "coherent_base": str(summaries["base"]["coherent"]),
+        "coherent_main_bad": str(summaries[f"{MAIN_DOMAIN}_bad"]["coherent"]),
+        "code_contrast": fmt("contrast", "code_insecure", "code_secure"),
+        "code_heldout": fmt("heldout_margin", "code_insecure", "code_secure"),
+    }

@@ -54,7 +54,7 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "em_domains": Knob("health", "health,finance,cars,career,code", "health,finance,cars,career,code",
                        "comma-separated training domains (health is the main one, with a tone control)"),
     "em_seeds": Knob(1, 3, 3, "seeds of the main domain's wrong-advice fine-tune"),
-    "em_samples": Knob(1, 3, 50, "sampled answers per scoring question for each fine-tuned model"),
+    "em_samples": Knob(1, 1, 50, "sampled answers per scoring question for each fine-tuned model"),
 })
 
 
