@@ -102,7 +102,7 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     """
     held_domains = list(heldout_domains or domains(P))
     scoring = split("scoring")[:P.eval_questions]
-    config = {"model": P.model, "questions": [q for q, _ in scoring], "samples": P.em_samples,
+    config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring], "samples": P.em_samples,
               "max_new_tokens": P.eval_max_new_tokens, "temperature": P.temperature, "top_p": P.top_p,
               "seed": P.seed, "judge": judge.key, "heldout": held_domains}
 
@@ -126,7 +126,8 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
 def train_and_measure(arm: Arm, judge: Judge, P: Params) -> Measurement:
     """The arm's fine-tune and its measurement, each built once and cached."""
     art = finetune.finetune(finetune_config(P, arm))
-    return measure(lambda: finetune.load_finetuned(art), judge, P, arm.name, source=art, heldout_domains=[arm.domain])
+    return measure(lambda: finetune.load_finetuned(art, P.dtype), judge, P, arm.name, source=art,
+                   heldout_domains=[arm.domain])
 
 
 # ---------------------------------------------------------------- summaries and tests

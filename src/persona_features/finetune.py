@@ -176,10 +176,10 @@ def artifact_config(cfg: FinetuneConfig) -> dict:
     return {**asdict(cfg), "trainer_version": TRAINER_VERSION}
 
 
-def load_finetuned(art: artifacts.Artifact) -> LoadedModel:
+def load_finetuned(art: artifacts.Artifact, dtype: str = "float32") -> LoadedModel:
     """The base model with a fine-tune's weights applied (LoRA merged), ready to sample and trace."""
     cfg = FinetuneConfig(**{k: v for k, v in art.meta["config"].items() if k != "trainer_version"})
-    lm = load_model(cfg.model, dtype="float32")
+    lm = load_model(cfg.model, dtype=dtype)
     weights = art.tensors("weights")
     if cfg.method == "lora":
         from peft import get_peft_model, set_peft_model_state_dict
