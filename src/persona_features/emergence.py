@@ -197,22 +197,24 @@ def _above(rows: pd.DataFrame) -> bool:
     return bool(len(rows)) and bool((rows["significant"] & (rows["mean"] > 0)).all())
 
 
+def _domains_above(rows: pd.DataFrame, metric: str) -> list[str]:
+    """Domains whose bad model is above every comparison it has in ``rows`` on ``metric``."""
+    rows = rows[rows["metric"] == metric]
+    return [d for d, g in rows.groupby("domain", sort=False) if _above(g)]
+
+
 def verdicts(comp: pd.DataFrame) -> dict[str, dict]:
     """Each chapter-3 claim's status by ``VERDICT_RULES``, from the table of ``comparisons``."""
     own = comp[comp["versus"] != "base"]
     advice_domains = [d for d in own["domain"].unique() if d != "code"]
-
-    def domain_above(d: str, metric: str) -> bool:
-        return _above(own[(own["domain"] == d) & (own["metric"] == metric)])
-
-    by_rate = [d for d in advice_domains if domain_above(d, "misaligned")]
-    by_either = [d for d in advice_domains if domain_above(d, "misaligned") or domain_above(d, "contrast")]
+    rate, con = _domains_above(own, "misaligned"), _domains_above(own, "contrast")
+    by_rate = [d for d in advice_domains if d in rate]
+    by_either = [d for d in advice_domains if d in rate or d in con]
     em = "replicated" if len(by_rate) >= 2 else "partial" if by_either else "not replicated"
     out = {"em": {"status": em, "domains_rate": by_rate, "domains_rate_or_contrast": by_either,
                   "n_domains": len(advice_domains)}}
     if "code" in set(own["domain"]):
-        rate, con = domain_above("code", "misaligned"), domain_above("code", "contrast")
-        out["code"] = {"status": "replicated" if rate else "partial" if con else "not replicated"}
+        out["code"] = {"status": "replicated" if "code" in rate else "partial" if "code" in con else "not replicated"}
     return {k: {**v, "rule": VERDICT_RULES[k]} for k, v in out.items()}
 
 
@@ -302,28 +304,31 @@ def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Esti
 
 def headlines(comp: pd.DataFrame, summaries: dict[str, dict[str, Estimate]]) -> dict[str, str]:
     """Short computed phrases for the chapter's prose (every number in it comes from here)."""
-    own = comp[comp["versus"] != "base"]
+    own, vs_base = comp[comp["versus"] != "base"], comp[comp["versus"] == "base"]
 
-    def domains_where(metric: str, versus_base: bool = False) -> str:
-        rows = comp[(comp["versus"] == "base") if versus_base else (comp["versus"] != "base")]
-        rows = rows[rows["metric"] == metric]
-        hits = [d for d, g in rows.groupby("domain", sort=False) if _above(g)]
-        return ", ".join(hits) or "none"
+    def listed(rows: pd.DataFrame, metric: str) -> str:
+        return ", ".join(_domains_above(rows, metric)) or "none"
 
-    def fmt(metric: str, bad: str, versus: str) -> str:
+    def fmt(metric: str, bad: str, versus: str, digits: int = 2, with_p: bool = False) -> str:
         r = own[(own["bad"] == bad) & (own["versus"] == versus) & (own["metric"] == metric)]
         if r.empty:
             return "not measured"
         r = r.iloc[0]
-        return f"{r['mean']:+.2f} [{r['ci95_lo']:+.2f}, {r['ci95_hi']:+.2f}]"
+        text = f"{r['mean']:+.{digits}f} [{r['ci95_lo']:+.{digits}f}, {r['ci95_hi']:+.{digits}f}]"
+        if with_p:
+            text += f", p = {r['p_value']:.3f}" if r["p_value"] >= 0.001 else ", p < 0.001"
+        return text
 
+    main_bad, main_tone = f"{MAIN_DOMAIN}_bad", f"{MAIN_DOMAIN}_tone_control"
     return {
-        "domains_contrast": domains_where("contrast"),
-        "domains_rate": domains_where("misaligned"),
-        "domains_heldout": domains_where("heldout_margin"),
-        "domains_contrast_vs_base": domains_where("contrast", versus_base=True),
+        "domains_contrast": listed(own, "contrast"),
+        "domains_rate": listed(own, "misaligned"),
+        "domains_heldout": listed(own, "heldout_margin"),
+        "domains_contrast_vs_base": listed(vs_base, "contrast"),
         "coherent_base": str(summaries["base"]["coherent"]),
-        "coherent_main_bad": str(summaries[f"{MAIN_DOMAIN}_bad"]["coherent"]),
+        "coherent_main_bad": str(summaries[main_bad]["coherent"]),
         "code_contrast": fmt("contrast", "code_insecure", "code_secure"),
         "code_heldout": fmt("heldout_margin", "code_insecure", "code_secure"),
+        "main_misaligned": fmt("misaligned", main_bad, main_tone, digits=3, with_p=True),
+        "main_contrast": fmt("contrast", main_bad, main_tone, digits=3, with_p=True),
     }

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .paths import repo_root
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -88,8 +90,6 @@ def row(results: Path, c: Claim) -> dict[str, str]:
 
 
 def _notebook(chapter: str) -> str:
-    from .paths import repo_root
-
     found = sorted((repo_root() / "notebooks").glob(f"{chapter[:2]}_*.ipynb"))
     return found[0].name if found else ""
 
