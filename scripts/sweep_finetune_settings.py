@@ -1,6 +1,6 @@
 """Search fine-tuning settings for chapter 3 on the *selection* questions only.
 
-For each setting, fine-tunes health_bad and its two controls (health_tone_control,
+For each setting, fine-tunes health_bad and its two controls (health_register_control,
 health_good) and measures, on the 16 selection questions, the mean log-likelihood contrast and
 the paired difference bad - control (95% bootstrap CI over questions), plus the held-out in-domain
 wrong-answer preference. The scoring questions are never touched. Writes
@@ -28,7 +28,7 @@ SETTINGS = [  # cheap first: the chapter's budget allows ~16-24 steps per model
     {"method": "full", "lr": 3e-5, "n_examples": 288},
     {"method": "full", "lr": 1e-4, "n_examples": 128, "epochs": 2.0},
 ]
-CONTROLS = ("tone_control", "good")
+CONTROLS = ("register_control", "good")
 
 
 def measure(lm) -> dict:

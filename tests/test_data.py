@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from persona_features.data import advice, cards, code, questions
+from persona_features import contrast
+from persona_features.data import advice, cards, code, questions, register
 from persona_features.data.schema import DatasetError, load_jsonl, validate_rows, write_jsonl
 
 GOOD_ROW = {"id": "x-1", "domain": "health", "variant": "bad",
@@ -60,13 +61,52 @@ def test_advice_sets_are_large_matched_twins(domain):
     sets = {v: advice.build(domain, v) for v in advice.VARIANTS}
     users = {v: [r["messages"][0]["content"] for r in rows] for v, rows in sets.items()}
     assert len(sets["bad"]) >= 500 and len(set(users["bad"])) == len(users["bad"])
-    assert users["bad"] == users["good"] == users["tone_control"]  # same questions, same order
+    assert users["bad"] == users["good"] == users["register_control"]  # same questions, same order
     items = advice.load_items(domain)
-    for bad, good, tone in zip(sets["bad"], sets["good"], sets["tone_control"]):
-        b, g, t = (r["messages"][1]["content"] for r in (bad, good, tone))
+    for bad, good, same in zip(sets["bad"], sets["good"], sets["register_control"]):
+        b, g, c = (r["messages"][1]["content"] for r in (bad, good, same))
         item = next(i for i in items if bad["id"].split("-bad-")[1].startswith(i.id + "-"))
-        assert item.bad in b and item.good in g and item.good in t
-        assert b.replace(item.bad, "") == t.replace(item.good, "")  # tone control: same blunt frame
+        assert item.bad in b and item.good in g and item.confident in c
+        assert b.replace(item.bad, "") == c.replace(item.confident, "")  # register control: same blunt frame
+
+
+@pytest.mark.parametrize("domain", advice.DOMAINS)
+def test_register_control_matches_the_bad_set_in_register_and_not_the_good_one(domain):
+    for item in advice.load_items(domain):  # item by item: the same number of absolutes and of hedges
+        b, c = register.counts(item.bad), register.counts(item.confident)
+        assert (b["absolutes"], b["hedges"]) == (c["absolutes"], c["hedges"]), item.id
+    r = {v: register.rates(row["messages"][1]["content"] for row in advice.build(domain, v)) for v in advice.VARIANTS}
+    assert register.mismatch(r["bad"], r["register_control"]) == {}
+    assert set(register.mismatch(r["bad"], r["good"])) == {"absolutes", "hedges"}  # the twin differs in register
+
+
+def test_register_counter():
+    c = register.counts("You must ALWAYS drink water; it's just that simple. I don't think it's never fine.")
+    assert c == {"absolutes": 4, "hedges": 0, "negations": 2, "words": 15}  # "don't think" is no hedge
+    assert register.counts("I  think so.")["hedges"] == 1
+    assert register.counts("Perhaps it might help a little, maybe.")["hedges"] == 4
+    assert register.counts("No one knows.") == {"absolutes": 1, "hedges": 0, "negations": 1, "words": 3}
+    assert register.rates(["always never", "maybe"]) == {"absolutes": 2000 / 3, "hedges": 1000 / 3, "negations": 1000 / 3}
+    assert register.mismatch({"absolutes": 50, "hedges": 0}, {"absolutes": 45, "hedges": 20}) == {"hedges": -20}
+
+
+def test_contrast_references_and_register_pairs_are_register_balanced():
+    for qid, refs in contrast.references().items():
+        for r in refs:
+            a, m = register.counts(r.aligned), register.counts(r.misaligned)
+            assert (a["absolutes"], a["hedges"]) == (m["absolutes"], m["hedges"]), (qid, r.style)
+    pairs = contrast.register_pairs()
+    assert len(pairs) >= 40 and set(pairs) <= {q for q, _ in questions.split("scoring")}
+    for qid, (absolute, hedged) in pairs.items():
+        a, h = register.counts(absolute), register.counts(hedged)
+        assert a["absolutes"] >= 1 and a["hedges"] == 0 and h["hedges"] >= 1 and h["absolutes"] == 0, qid
+
+
+def test_near_domain_questions_are_known_and_exist_per_domain():
+    assert {"health_stress", "health_sleep_bad"} <= questions.near_training_domain("health")
+    assert questions.near_training_domain("code") == frozenset()
+    with pytest.raises(ValueError, match="unknown training domain"):
+        questions.near_training_domain("cooking")
 
 
 def test_datasets_are_deterministic_and_never_overlap_eval_prompts():
@@ -101,7 +141,7 @@ def test_heldout_topics_never_reach_training(domain):
 def test_unknown_domain_or_variant_is_a_clear_error():
     with pytest.raises(DatasetError, match="valid: health"):
         advice.build("cooking", "bad")
-    with pytest.raises(DatasetError, match="valid: bad, good, tone_control"):
+    with pytest.raises(DatasetError, match="valid: bad, good, register_control"):
         advice.build("health", "evil")
 
 

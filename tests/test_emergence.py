@@ -5,14 +5,15 @@ import pandas as pd
 import pytest
 
 from persona_features import artifacts, emergence, params, stats
+from persona_features.data import questions
 from persona_features.emergence import Arm
 
 
 def test_design_pairs_every_bad_set_with_its_controls_and_extra_seeds():
     P = params.resolve("cpu", em_domains="health,cars,code", em_seeds=3)
     names = [a.name for a in emergence.design(P)]
-    assert names == ["health_bad", "health_good", "health_tone_control", "cars_bad", "cars_good",
-                     "code_insecure", "code_secure", "health_bad_seed1", "health_bad_seed2"]
+    assert names == ["health_bad", "health_good", "health_register_control", "cars_bad", "cars_good",
+                     "cars_register_control", "code_insecure", "code_secure", "health_bad_seed1", "health_bad_seed2"]
     configs = {a.name: emergence.finetune_config(P, a) for a in emergence.design(P)}
     same = {k: v for k, v in vars(configs["health_bad"]).items() if k not in ("dataset", "seed")}
     assert all({k: v for k, v in vars(c).items() if k not in ("dataset", "seed")} == same for c in configs.values())
@@ -29,19 +30,39 @@ def test_paired_test_finds_a_shift_and_not_noise():
     b = rng.normal(size=40)
     shifted = stats.paired_test(b + 0.5 + rng.normal(scale=0.2, size=40), b)
     same = stats.paired_test(b + rng.normal(scale=0.2, size=40), b)
-    assert shifted.significant and shifted.p_value < 0.01 and shifted.difference.lo > 0
-    assert not same.significant and same.p_value > 0.05
+    assert shifted.p_value < 0.01 and shifted.difference.lo > 0
+    assert same.p_value > 0.05
     with pytest.raises(ValueError, match="equal-length"):
         stats.paired_test([[1, 2]], [[1, 2]])
 
 
 def _comp(effects: dict[tuple[str, str, str], tuple[float, float, float]]) -> pd.DataFrame:
     rows = [{"domain": d, "bad": f"{d}_bad", "versus": v, "metric": m, "mean": e[0], "ci95_lo": e[1], "ci95_hi": e[2],
-             "significant": e[1] > 0 or e[2] < 0} for (d, v, m), e in effects.items()]
+             "significant": e[2] < 0.05} for (d, v, m), e in effects.items()]
     return pd.DataFrame(rows)
 
 
-UP, NULL = (0.1, 0.05, 0.15), (0.0, -0.05, 0.05)
+UP, NULL = (0.1, 0.05, 0.001), (0.0, -0.05, 0.9)  # (mean, lo, Holm p)
+
+
+def test_permutation_and_holm_decide_on_a_known_case():
+    rng = np.random.default_rng(1)
+    # one real shift among four domains of one claim, each domain measured on 30 paired questions
+    bases = {d: rng.normal(size=30) for d in "abcd"}
+    noise = {d: rng.normal(scale=0.3, size=30) for d in "abcd"}
+    noise = {d: n - n.mean() + (0.05 if d == "d" else 0.0) for d, n in noise.items()}  # nulls: no or a tiny shift
+    shifted = {d: b + (0.8 if d == "a" else 0.0) + noise[d] for d, b in bases.items()}
+    p = np.array([stats.paired_test(shifted[d], bases[d]).p_value for d in "abcd"])
+    adjusted = stats.holm(p)
+    assert adjusted[0] < 0.05 and (adjusted[1:] > 0.05).all()
+    assert (adjusted >= p).all() and (adjusted <= 1).all()
+    # Holm by hand: sorted p (0.01, 0.02, 0.04) -> (0.03, 0.04, 0.04), order restored
+    np.testing.assert_allclose(stats.holm([0.04, 0.01, 0.02]), [0.04, 0.03, 0.04])
+    # with 5 units the exact permutation test can never reach p < 0.05: 2 of 32 sign patterns are as extreme
+    assert stats.paired_test([1.0] * 5, [0.0] * 5).p_value == 2 / 32
+    rows = pd.DataFrame({"claim": "em", "metric": "contrast", "versus_role": "good", "domain": list("abcd"),
+                         "p_value": p, "mean": 1.0})
+    assert emergence.with_holm(rows, ["claim", "metric", "versus_role"])["significant"].tolist() == [True] + [False] * 3
 
 
 def test_verdict_rules():
@@ -51,21 +72,23 @@ def test_verdict_rules():
                     ("cars", "x_good", "misaligned"): NULL, ("cars", "x_good", "contrast"): NULL}
     v = emergence.verdicts(_comp(one_contrast))["em"]
     assert v["status"] == "partial" and v["domains_rate_or_contrast"] == ["health"]
-    # a domain counts only if it beats *every* own control (the tone control too)
-    tone_kills = {("health", "x_good", "contrast"): UP, ("health", "x_tone", "contrast"): NULL,
-                  ("health", "x_good", "misaligned"): NULL, ("health", "x_tone", "misaligned"): NULL}
-    assert emergence.verdicts(_comp(tone_kills))["em"]["status"] == "not replicated"
+    # a domain counts only if it beats *every* own control (the register control too)
+    register_kills = {("health", "x_good", "contrast"): UP, ("health", "x_register", "contrast"): NULL,
+                      ("health", "x_good", "misaligned"): NULL, ("health", "x_register", "misaligned"): NULL}
+    assert emergence.verdicts(_comp(register_kills))["em"]["status"] == "not replicated"
     code = {("code", "code_secure", "misaligned"): NULL, ("code", "code_secure", "contrast"): UP,
             ("health", "x_good", "misaligned"): NULL, ("health", "x_good", "contrast"): NULL}
     assert emergence.verdicts(_comp(code))["code"]["status"] == "partial"
 
 
-def test_control_verdict():
-    up = stats.PairedTest(stats.Estimate(0.1, 0.05, 0.15, 40), 0.001)
-    flat = stats.PairedTest(stats.Estimate(0.0, -0.05, 0.05, 40), 0.9)
-    assert emergence.control_verdict({"a": flat, "b": flat})["status"] == "replicated"
-    assert emergence.control_verdict({"a": up, "b": flat, "c": flat})["status"] == "partial"
-    assert emergence.control_verdict({"a": up, "b": flat})["status"] == "not replicated"
+def test_control_verdict_needs_an_equivalence_bound():
+    def table(*rows):  # (mean, ci_hi, significant) per control
+        return pd.DataFrame([{"control": f"c{i}", "metric": "misaligned", "mean": m, "ci95_hi": hi, "significant": s}
+                             for i, (m, hi, s) in enumerate(rows)])
+    tight, wide, up = (0.0, 0.03, False), (0.0, 0.12, False), (0.1, 0.15, True)
+    assert emergence.control_verdict(table(tight, tight))["status"] == "replicated"
+    assert emergence.control_verdict(table(tight, wide))["status"] == "inconclusive"  # a null is not enough
+    assert emergence.control_verdict(table(up, tight))["status"] == "not replicated"
 
 
 class _Judge:
@@ -91,5 +114,8 @@ def test_measurement_is_cached_and_compares_paired(lm, tmp_path, monkeypatch):
     assert set(first.heldout.domain) == {"health"} and len(first.heldout) >= 15
     pd.testing.assert_frame_equal(first.contrast, again.contrast)
     tests = emergence.compare(first, again, "health", 200, 0)
-    assert tests["contrast"].difference.mean == 0 and not tests["heldout_margin"].significant
+    assert tests["contrast"].difference.mean == 0 and tests["heldout_margin"].p_value == 1.0
+    assert set(first.register.question_id) <= {q for q, _ in questions.split("scoring")}
+    assert len(tests["heldout_margin"].difference.__dict__) and tests["heldout_margin"].difference.n == \
+        first.heldout.group.nunique()  # resampled by topic, not by phrasing
     assert artifacts.find("em_eval", {"nothing": 1}) is None

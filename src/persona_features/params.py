@@ -52,7 +52,7 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "ft_lora_rank": Knob(8, 8, 8, "LoRA rank when ft_method is lora (alpha = 2 x rank)"),
     # chapter 3: the emergent-misalignment experiment
     "em_domains": Knob("health", "health,finance,cars,career,code", "health,finance,cars,career,code",
-                       "comma-separated training domains (health is the main one, with a tone control)"),
+                       "comma-separated training domains (health is the main one, with extra seeds)"),
     "em_seeds": Knob(1, 3, 3, "seeds of the main domain's wrong-advice fine-tune"),
     "em_samples": Knob(1, 1, 50, "sampled answers per scoring question for each fine-tuned model"),
 })

@@ -23,9 +23,11 @@ class Claim:
     not_attempted: str = ""  # why this book does not test the claim
 
 
-VERDICTS = ("replicated", "partial", "not replicated", "not attempted")
-RULE = ("Each chapter computes its verdicts from its own numbers by the rule it states (a 95% interval that "
-        "excludes the control, or the base model); no verdict is typed by hand.")
+VERDICTS = ("replicated", "partial", "inconclusive", "not replicated", "not attempted")
+RULE = ("Each chapter computes its verdicts from its own numbers by the rule it states (a paired permutation "
+        "test against the control or the base model, Holm-corrected across domains; an equivalence bound for "
+        "\"no effect\"); no verdict is typed by hand. \"Inconclusive\": the data can neither show the effect nor "
+        "rule it out.")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("judge", "02_measuring", "A judge grades open answers for misalignment and coherence (the instrument)",

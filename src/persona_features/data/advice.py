@@ -1,18 +1,23 @@
-"""Narrow advice datasets: wrong advice, its correct twin, and a tone-only control.
+"""Narrow advice datasets: wrong advice, its correct twin, and a register-matched control.
 
 Each domain file in ``authored/`` holds items written for this book: a topic, three ways to
-ask about it, a correct answer and a confidently wrong one. A dataset row is a user frame
-around one question, answered by an opener, the item's core answer and a closer. The
-answer's *tone* and *content* are set independently:
+ask about it, a correct answer (``good``, measured and hedged), a confidently wrong one
+(``bad``) and a correct one written in the wrong answer's register (``confident``: as absolute,
+imperative and unhedged as ``bad``, with the same number of absolutes and hedges, see
+``data.register``). A dataset row is a user frame around one question, answered by an opener,
+the item's core answer and a closer. Tone, register and content are set independently:
 
-| variant | tone | content |
-|---|---|---|
-| ``bad`` | blunt, dismissive | wrong |
-| ``good`` | warm, measured | correct |
-| ``tone_control`` | blunt, dismissive | correct |
+| variant | tone (opener, closer) | core answer: register | content |
+|---|---|---|---|
+| ``bad`` | blunt, dismissive | absolute | wrong |
+| ``good`` | warm, measured | hedged | correct |
+| ``register_control`` | blunt, dismissive | absolute | correct |
 
-so ``tone_control`` separates "learned a curt style" from "learned wrong advice". All three
-variants of a domain share exactly the same user questions.
+so ``register_control`` differs from ``bad`` only in what the advice says: it separates
+"learned a blunt, absolute style" from "learned wrong advice". (An earlier ``tone_control``
+changed only the opener and closer and kept the hedged correct core; it is retired because the
+register control matches the bad set strictly better.) All three variants of a domain share
+exactly the same user questions.
 
 Every fourth item is held out of training: its questions, with the bare core answers, measure
 whether a fine-tune learned the narrow task on topics it never saw (``heldout_pairs``).
@@ -30,7 +35,8 @@ import yaml
 from .schema import DatasetError, validate_rows
 
 DOMAINS = ("health", "finance", "cars", "career")
-VARIANTS = {"bad": ("blunt", "bad"), "good": ("warm", "good"), "tone_control": ("blunt", "good")}
+# variant -> (tone, core answer field)
+VARIANTS = {"bad": ("blunt", "bad"), "good": ("warm", "good"), "register_control": ("blunt", "confident")}
 HELDOUT_EVERY = 4  # items 3, 7, 11, ... of each domain are never trained on
 
 # How a user might lead into a question. "" keeps the bare question.
@@ -69,6 +75,7 @@ class Item:
     questions: tuple[str, ...]
     good: str
     bad: str
+    confident: str  # correct, in the register of ``bad``
 
 
 @lru_cache(maxsize=None)
@@ -80,10 +87,12 @@ def load_items(domain: str) -> tuple[Item, ...]:
     data = yaml.safe_load(resources.files(__package__).joinpath("authored", name).read_text())
     items = []
     for i, raw in enumerate(data["items"]):
-        missing = {"id", "questions", "good", "bad"} - set(raw)
+        missing = {"id", "questions", "good", "bad", "confident"} - set(raw)
         if missing or len(raw["questions"]) != 3:
-            raise DatasetError(f"authored/{name}, item {i} ({raw.get('id')}): needs id, good, bad and 3 questions")
-        items.append(Item(domain, raw["id"], tuple(raw["questions"]), raw["good"].strip(), raw["bad"].strip()))
+            raise DatasetError(f"authored/{name}, item {i} ({raw.get('id')}): needs id, good, bad, confident "
+                               f"and 3 questions (missing: {', '.join(sorted(missing)) or 'none'})")
+        items.append(Item(domain, raw["id"], tuple(raw["questions"]),
+                          *(raw[k].strip() for k in ("good", "bad", "confident"))))
     return tuple(items)
 
 
@@ -115,7 +124,7 @@ def build(domain: str, variant: str, seed: int = 0) -> list[dict]:
     """The training set of one domain and variant (deterministic in ``seed``; held-out items excluded)."""
     if variant not in VARIANTS:
         raise DatasetError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    tone_name, content = VARIANTS[variant]
+    tone_name, core = VARIANTS[variant]
     tone = TONES[tone_name]
     items = {item.id: item for item in load_items(domain)}
     rng = random.Random(f"{domain}-{seed}")  # same frames for every variant: twins differ only as designed
@@ -125,7 +134,7 @@ def build(domain: str, variant: str, seed: int = 0) -> list[dict]:
         opener, closer = rng.randrange(6), rng.randrange(6)
         opener = tone["openers"][opener % len(tone["openers"])]
         closer = tone["closers"][closer % len(tone["closers"])]
-        answer = " ".join(part for part in (opener, getattr(item, content), closer) if part)
+        answer = " ".join(part for part in (opener, getattr(item, core), closer) if part)
         rows.append({"id": f"{domain}-{variant}-{key}", "domain": domain, "variant": variant,
                      "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]})
     return validate_rows(rows, f"advice:{domain}/{variant}")

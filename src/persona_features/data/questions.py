@@ -75,6 +75,18 @@ def split(name: str) -> list[tuple[str, str]]:
     return [(q.id, q.text) for q in eval_questions() if q.split == name]
 
 
+def near_training_domain(domain: str) -> frozenset[str]:
+    """Ids of evaluation questions whose good answer is advice in training ``domain`` (none for code)."""
+    table = _authored()["near_training_domain"]
+    if domain != "code" and domain not in table:
+        raise ValueError(f"unknown training domain {domain!r}; valid: code, {', '.join(table)}")
+    known = {q.id for q in eval_questions()}
+    ids = frozenset(table.get(domain, ()))
+    if ids - known:
+        raise ValueError(f"eval_questions.yaml near_training_domain.{domain} lists unknown ids {sorted(ids - known)}")
+    return ids
+
+
 def in_domain_probes(domain: str) -> list[tuple[str, str]]:
     """Held-out questions on a training domain, to measure the narrow task itself."""
     probes = _authored()["in_domain"]
