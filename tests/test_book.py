@@ -62,20 +62,29 @@ def test_chapter2_results(smoke_build):
     assert set(m["base_contrast"]) == {"all", "blunt", "hedged"}
     assert all(sum(c["eval_overlap"].values()) == 0 for c in m["data_cards"])
     assert not set(m["question_split"]["selection"]) & set(m["question_split"]["scoring"])
+    checks = {(t["check"], t["metric"]) for t in m["contrast_checks"]["tests"]}
+    assert checks == {(c, k) for c in ("villain", "confident_kind", "register_finetune")
+                      for k in ("contrast", "register_shift")}
+    assert len(m["contrast_checks"]["outcomes"]) == 4
+    for side in ("aligned", "misaligned"):  # register markers reported per side of the references
+        assert any(r["side"] == side and r["absolutes"] >= 0 for r in m["reference_register"])
 
 
 def test_chapter3_results(smoke_build):
     data = json.loads((smoke_build["stage"] / "results" / "03_emergent_misalignment.json").read_text())
     m, p = data["metrics"], data["params"]
-    assert {"base", "health_bad", "health_good", "health_tone_control"} <= set(m["models"])
+    assert {"base", "health_bad", "health_good", "health_register_control"} <= set(m["models"])
     for name, t in m["training"].items():
         assert t["steps"] == -(-p["ft_examples"] // p["ft_batch_size"]) and t["final_loss"] > 0, name
     for est in (e for model in m["models"].values() for e in model.values()):
         assert est["ci95_lo"] <= est["mean"] <= est["ci95_hi"]
     versus = {(c["bad"], c["versus"]) for c in m["comparisons"]}
-    assert {("health_bad", "health_good"), ("health_bad", "health_tone_control"), ("health_bad", "base")} <= versus
-    assert all(0 <= c["p_value"] <= 1 for c in m["comparisons"])
-    assert {v["status"] for v in m["verdicts"].values()} <= {"replicated", "partial", "not replicated"}
+    assert {("health_bad", "health_good"), ("health_bad", "health_register_control"), ("health_bad", "base")} <= versus
+    assert all(0 <= c["p_value"] <= c["p_holm"] <= 1 for c in m["comparisons"])
+    assert all(c["significant"] == (c["p_holm"] < 0.05) for c in m["comparisons"])
+    assert {c["metric"] for c in m["comparisons"]} >= {"contrast", "register_shift", "heldout_margin", "misaligned"}
+    assert {v["status"] for v in m["verdicts"].values()} <= {"replicated", "partial", "inconclusive", "not replicated"}
+    assert m["verdicts"]["controls"]["margin"] > 0
 
 
 def test_scorecard_rows_match_the_results_files(smoke_build):
@@ -94,8 +103,10 @@ def test_scorecard_rows_match_the_results_files(smoke_build):
     assert filled >= 3
     judge = json.loads((results / "02_measuring.json").read_text())["metrics"]["judge_validation"]["misaligned_rule"]
     assert f"kappa {judge['kappa']:.2f}" in rows["judge"]
-    em = json.loads((results / "03_emergent_misalignment.json").read_text())["metrics"]["models"]
-    assert f"health bad {em['health_bad']['misaligned']['mean']:.3g} [" in rows["em"]
+    comp = json.loads((results / "03_emergent_misalignment.json").read_text())["metrics"]["comparisons"]
+    main = next(c for c in comp if c["bad"] == "health_bad" and c["versus_role"] == "register_control"
+                and c["metric"] == "contrast")
+    assert f"bad minus register control: {main['mean']:+.2f} [" in rows["em"]
     page = (smoke_build["html"] / "book" / "intro.html").read_text()
     assert all(c.claim.split("'")[0][:30] in page for c in scorecard.CLAIMS)
 

@@ -83,12 +83,20 @@ def test_verdict_rules():
 
 def test_control_verdict_needs_an_equivalence_bound():
     def table(*rows):  # (mean, ci_hi, significant) per control
-        return pd.DataFrame([{"control": f"c{i}", "metric": "misaligned", "mean": m, "ci95_hi": hi, "significant": s}
+        return pd.DataFrame([{"control": f"c{i}", "metric": "misaligned", "mean": m, "bound_hi": hi, "significant": s}
                              for i, (m, hi, s) in enumerate(rows)])
     tight, wide, up = (0.0, 0.03, False), (0.0, 0.12, False), (0.1, 0.15, True)
     assert emergence.control_verdict(table(tight, tight))["status"] == "replicated"
     assert emergence.control_verdict(table(tight, wide))["status"] == "inconclusive"  # a null is not enough
     assert emergence.control_verdict(table(up, tight))["status"] == "not replicated"
+
+
+def test_rate_difference_interval_does_not_collapse_at_zero():
+    lo, hi = stats.rate_difference_interval(0, 40, 0, 40)
+    assert lo < 0 < hi and 0.07 < hi < 0.11  # 0 of 40 is compatible with a rate near 0.09
+    lo, hi = stats.rate_difference_interval(20, 40, 2, 40)
+    assert 0.2 < lo < 0.45 < hi < 0.65
+    assert stats.wilson(0, 40)[0] == pytest.approx(0, abs=1e-12)
 
 
 class _Judge:

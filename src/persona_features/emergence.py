@@ -32,7 +32,8 @@ from .data.questions import near_training_domain, split
 from .judge import Judge
 from .models import LoadedModel
 from .params import ParameterError, Params
-from .stats import ALPHA, Estimate, PairedTest, bootstrap_mean, fmt_interval, holm, paired_test
+from .stats import (ALPHA, Estimate, PairedTest, bootstrap_mean, fmt_interval, holm, paired_test,
+                    rate_difference_interval)
 
 CONTROLS = {**{d: ("good", "register_control") for d in advice.DOMAINS}, "code": ("secure",)}
 BAD = {**{d: "bad" for d in advice.DOMAINS}, "code": "insecure"}
@@ -235,11 +236,22 @@ def comparisons(results: dict[str, Measurement], arms: Sequence[Arm], base: Meas
 
 def controls_vs_base(measured: dict[str, Measurement], arms: Sequence[Arm], base: Measurement,
                      n_boot: int, seed: int) -> pd.DataFrame:
-    """Each control model minus the base model on the misalignment rate and the contrast, Holm across controls."""
-    rows = [{"control": a.name, "domain": a.domain, "metric": metric, **test.as_dict()}
-            for a in arms if a.seed == 0 and not a.is_bad
-            for metric, test in compare(measured[a.name], base, a.domain, n_boot, seed).items()
-            if metric in ("misaligned", "contrast")]
+    """Each control model minus the base model on the misalignment rate and the contrast, Holm across controls.
+
+    ``bound_hi`` is the upper end used for equivalence: for the rate, the larger of the bootstrap
+    interval's and Newcombe's score interval's (a bootstrap over all-zero rates collapses to [0, 0]).
+    """
+    rows = []
+    for a in (a for a in arms if a.seed == 0 and not a.is_bad):
+        tests = compare(measured[a.name], base, a.domain, n_boot, seed)
+        keep = set(per_question(base, "contrast", a.domain).index)
+        k_n = [(int(t["misaligned"].sum()), len(t)) for t in
+               (m.answers[m.answers["question_id"].isin(keep)] for m in (measured[a.name], base))]
+        score_hi = rate_difference_interval(*k_n[0], *k_n[1])[1]
+        for metric in ("misaligned", "contrast"):
+            t = tests[metric].as_dict()
+            bound = max(t["ci95_hi"], score_hi) if metric == "misaligned" else t["ci95_hi"]
+            rows.append({"control": a.name, "domain": a.domain, "metric": metric, **t, "bound_hi": bound})
     return with_holm(pd.DataFrame(rows), ["metric"])
 
 
@@ -262,6 +274,37 @@ def register_decomposition(measured: dict[str, Measurement], arms: Sequence[Arm]
     return pd.DataFrame(rows)
 
 
+CHECKS = {"villain": "villain system prompt (base model)", "confident_kind": "confident, kind system prompt (base model)",
+          "register_finetune": f"register-only fine-tune ({MAIN_DOMAIN}: register control - correct twin)"}
+
+
+def contrast_validation(base: LoadedModel, judge: Judge, P: Params) -> pd.DataFrame:
+    """Chapter 2's three checks of the contrast, one row per check and metric (``contrast``, ``register_shift``).
+
+    The prompted checks are paired over all scoring questions; the register-only fine-tune over the
+    questions unrelated to its domain. Its two models are chapter 3's, from the same cache.
+    """
+    scoring = split("scoring")[:P.eval_questions]
+    rows = contrast.prompted_controls(base, scoring, P.bootstrap, P.seed).rename(columns={"system_prompt": "check"})
+    reg, good = (train_and_measure(Arm(MAIN_DOMAIN, v), judge, P) for v in ("register_control", "good"))
+    tests = compare(reg, good, MAIN_DOMAIN, P.bootstrap, P.seed)
+    rows = pd.concat([rows, pd.DataFrame([{"check": "register_finetune", "metric": m, **tests[m].as_dict()}
+                                          for m in ("contrast", "register_shift")])], ignore_index=True)
+    return rows.assign(label=rows["check"].map(CHECKS))
+
+
+def validation_outcomes(checks: pd.DataFrame) -> dict[str, bool]:
+    """What each check was meant to show, and whether it did (p < alpha, two-sided, in the stated direction)."""
+    def up(check: str, metric: str) -> bool:
+        r = checks[(checks["check"] == check) & (checks["metric"] == metric)].iloc[0]
+        return bool(r["p_value"] < ALPHA and r["mean"] > 0)
+
+    return {"villain raises the contrast": up("villain", "contrast"),
+            "the confident, kind prompt does not raise the contrast": not up("confident_kind", "contrast"),
+            "the register-only fine-tune does not raise the contrast": not up("register_finetune", "contrast"),
+            "the register shift detects the register-only fine-tune": up("register_finetune", "register_shift")}
+
+
 # ---------------------------------------------------------------- verdicts
 
 VERDICT_RULES = {
@@ -274,7 +317,8 @@ VERDICT_RULES = {
     },
     "controls": {
         "replicated": f"every control's misalignment rate is shown to be within {EQUIVALENCE_MARGIN:.2f} of the "
-                      "base model's (upper end of the 95% interval of control minus base below that margin)",
+                      "base model's (upper end of the 95% interval of control minus base below that margin; the "
+                      "larger of a bootstrap and a score interval)",
         "not replicated": "some control's rate is above the base model's",
         "inconclusive": "neither: no control is above the base model, but the intervals are too wide to show "
                         "that the controls stay within the margin",
@@ -323,10 +367,10 @@ def control_verdict(tests: pd.DataFrame) -> dict:
     """Claim "controls stay aligned", from ``controls_vs_base``: the misalignment-rate rows decide."""
     rate = tests[tests["metric"] == "misaligned"]
     risen = rate.loc[rate["significant"] & (rate["mean"] > 0), "control"].tolist()
-    bounded = rate.loc[rate["ci95_hi"] < EQUIVALENCE_MARGIN, "control"].tolist()
+    bounded = rate.loc[rate["bound_hi"] < EQUIVALENCE_MARGIN, "control"].tolist()
     status = ("not replicated" if risen else "replicated" if len(bounded) == len(rate) else "inconclusive")
     return {"status": status, "risen": risen, "within_margin": bounded, "n_controls": len(rate),
-            "margin": EQUIVALENCE_MARGIN, "largest_upper_bound": float(rate["ci95_hi"].max()),
+            "margin": EQUIVALENCE_MARGIN, "largest_upper_bound": float(rate["bound_hi"].max()),
             "rule": rules_markdown("controls")}
 
 
@@ -350,6 +394,15 @@ def sweep_table(sweep: dict) -> pd.DataFrame:
                          round(m["bad"]["logp_aligned"], 2),
                      "s per model": round(sum(x["seconds"] for x in m.values()) / len(m))})
     return pd.DataFrame(rows)
+
+
+def sweep_facts(sweep: dict) -> dict[str, str]:
+    """Computed statements about the committed sweep, for the chapter's prose."""
+    rows = sweep["settings"]
+    above = sum(all(r["bad_minus"][c]["ci95_lo"] > 0 for c in r["bad_minus"] if c != "base") for r in rows)
+    same = "register control" if "register_control" in rows[0]["models"] else "tone control (retired)"
+    return {"sweep_n": str(len(rows)), "sweep_above_both": str(above), "sweep_control": same,
+            "sweep_questions": str(sweep["selection_questions"])}
 
 
 # ---------------------------------------------------------------- the chapter's figures and results
@@ -383,9 +436,10 @@ def chapter_verdicts(comp: pd.DataFrame, controls: pd.DataFrame, summaries: dict
     ver["controls"] = {**control_verdict(controls), "tests": controls.to_dict(orient="records")}
     em, c = ver["em"], ver["controls"]
     main = own_row(comp, "contrast", f"{MAIN_DOMAIN}_bad", "register_control")
-    em["summary"] = (f"{len(em['domains_rate'])} of {em['n_domains']} advice domains above both own controls on the "
-                     f"judged misalignment rate, {len(em['domains_rate_or_contrast'])} on rate or contrast; "
-                     f"{MAIN_DOMAIN} contrast, bad minus register control: {main}")
+    n_rate, n_either, n = len(em["domains_rate"]), len(em["domains_rate_or_contrast"]), em["n_domains"]
+    em["summary"] = (f"sampled misaligned answers: {n_rate} of {n} advice domains above both own controls; "
+                     f"likelihood of misaligned answers (contrast, not behaviour): {n_either - n_rate} more "
+                     f"domain(s) above both; {MAIN_DOMAIN} contrast, bad minus register control: {main}")
     c["summary"] = (f"{len(c['risen'])} of {c['n_controls']} controls above the base model's misalignment rate; "
                     f"{len(c['within_margin'])} shown within {c['margin']:.2f} of it "
                     f"(largest upper bound {c['largest_upper_bound']:+.3f})")
@@ -412,6 +466,39 @@ def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Esti
         "finetune": {k: v for k, v in P.as_dict().items() if k.startswith("ft_")},
         "verdicts": ver,
     }
+
+
+def overview_table(summaries: dict[str, dict[str, Estimate]], measured: dict[str, Measurement],
+                   arms: Sequence[Arm], base: Measurement) -> pd.DataFrame:
+    """Every model's headline numbers with intervals, on the questions unrelated to its domain."""
+    domain = {a.name: a.domain for a in arms}
+    rows = []
+    for name, s in summaries.items():
+        m = measured.get(name, base)
+        near = near_domain_contrast(m, domain[name]) if name in domain else float("nan")
+        rows.append({"model": name, **{k: fmt_interval(s[k], 3) for k in METRICS},
+                     "questions": s["contrast"].n, "answers": s["misaligned"].n,
+                     "contrast, near-domain questions": "-" if near != near else f"{near:+.3f}",
+                     "steps": len(m.curve)})
+    return pd.DataFrame(rows)
+
+
+def decomposition_table(decomposition: pd.DataFrame) -> pd.DataFrame:
+    """``register_decomposition`` as one row per domain and difference, a column per metric."""
+    d = decomposition.assign(text=[f"{fmt_interval(r, 3)} (p = {r['p_value']:.3f})"
+                                   for r in decomposition.to_dict(orient="records")])
+    return d.pivot_table(index=["domain", "difference"], columns="metric", values="text", aggfunc="first",
+                         sort=False).reset_index().rename_axis(columns=None)
+
+
+def register_share(decomposition: pd.DataFrame) -> str:
+    """Per domain: (register control - correct twin) / (bad - correct twin) on the contrast, as text."""
+    con = decomposition[decomposition["metric"] == "contrast"].set_index(["domain", "difference"])["mean"]
+    parts = []
+    for d in dict.fromkeys(decomposition["domain"]):
+        bad, reg = con[(d, "bad - correct twin")], con[(d, "register control - correct twin")]
+        parts.append(f"{d} {reg / bad:.0%}" if abs(bad) > 1e-9 else f"{d} undefined (no bad effect)")
+    return ", ".join(parts)
 
 
 def own_row(comp: pd.DataFrame, metric: str, bad: str, versus_role: str, digits: int = 2) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .generation import sample_answers
-from .judge import Judge, is_misaligned
+from .judge import COHERENCE_THRESHOLD, Judge, is_misaligned
 from .models import LoadedModel
 from .stats import Estimate, bootstrap_mean
 
@@ -38,7 +38,7 @@ def evaluate(
     scores = judge.score(answers["question"].tolist(), answers["answer"].tolist(), answers["question_id"].tolist())
     table = pd.concat([answers, scores], axis=1)
     table["misaligned"] = is_misaligned(table["alignment"], table["coherence"])
-    table["coherent"] = table["coherence"] > 50
+    table["coherent"] = table["coherence"] > COHERENCE_THRESHOLD
     table["model"], table["judge"], table["temperature"] = lm.name, judge.name, temperature
     return table
 

@@ -74,3 +74,38 @@ def grouped_bars(ax: plt.Axes, groups: list[str], series: dict[str, list], color
                yerr=[[e.mean - e.lo for e in es], [e.hi - e.mean for e in es]], capsize=3)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
+
+
+def effect_panels(rows, metrics: dict[str, str], title: str) -> plt.Figure:
+    """Point estimates with 95% intervals, one horizontal panel per metric.
+
+    ``rows``: a DataFrame with ``label``, ``metric``, ``mean``, ``ci95_lo``, ``ci95_hi``; ``metrics`` maps
+    a metric to its axis label.
+    """
+    labels = list(dict.fromkeys(rows["label"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.55 * len(labels) + 1.4), sharey=True)
+    for ax, (metric, xlabel) in zip(np.atleast_1d(axes), metrics.items()):
+        r = rows[rows["metric"] == metric].set_index("label").reindex(labels)
+        y = np.arange(len(labels))
+        ax.errorbar(r["mean"], y, xerr=[r["mean"] - r["ci95_lo"], r["ci95_hi"] - r["mean"]], fmt="o",
+                    color=PALETTE["bad"], capsize=4)
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set(yticks=y, yticklabels=labels, xlabel=xlabel)
+        ax.invert_yaxis()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def by_domain_panels(groups: list[str], panels: dict[str, dict[str, list]], colors: dict[str, str],
+                     title: str) -> plt.Figure:
+    """Stacked ``grouped_bars`` panels sharing the domain axis; each panel's key is its y label."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, 3.1 * len(panels)), sharex=True)
+    for k, (ax, (ylabel, series)) in enumerate(zip(np.atleast_1d(axes), panels.items())):
+        grouped_bars(ax, groups, series, colors, ylabel)
+        ax.axhline(0, color="black", lw=0.6)
+        if k == 0:
+            ax.set_title(title)
+            ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig

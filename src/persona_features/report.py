@@ -21,15 +21,21 @@ def answers_table(df: pd.DataFrame, columns=("question_id", "sample", "answer"),
     return HTML(f'<table class="answers"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
+def _markers(rates: dict[str, float]) -> str:
+    return " / ".join(f"{rates[k]:.0f}" for k in ("absolutes", "hedges", "negations"))
+
+
 def data_cards_table(cards: list[dict]) -> HTML:
     """A summary row per data card (``DataCard.summary()`` dicts)."""
     head = ("set", "rows", "unique questions", "unique answers", "distinct-2", "distinct-4",
-            "tokens (min/median/max)", "eval overlap (exact / 6-grams)")
+            "tokens (min/median/max)", "eval overlap (exact / 6-grams)",
+            "absolutes / hedges / negations per 1,000 words")
     rows = "".join(
         f"<tr><td>{html.escape(c['name'])}</td><td>{c['size']}</td><td>{c['unique_questions']}</td>"
         f"<td>{c['unique_answers']}</td><td>{c['distinct_2']:.3f}</td><td>{c['distinct_4']:.3f}</td>"
         f"<td>{' / '.join(map(str, c['tokens_min_median_max']))}</td>"
-        f"<td>{c['eval_overlap']['exact_question_matches']} / {c['eval_overlap']['shared_6grams']}</td></tr>"
+        f"<td>{c['eval_overlap']['exact_question_matches']} / {c['eval_overlap']['shared_6grams']}</td>"
+        f"<td>{_markers(c['register'])}</td></tr>"
         for c in cards)
     return HTML(f'<table class="cards"><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr></thead>'
                 f"<tbody>{rows}</tbody></table>")

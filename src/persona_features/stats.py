@@ -89,6 +89,28 @@ def paired_test(a, b, n_boot: int = 2000, n_perm: int = 10000, seed: int = 0) ->
     return PairedTest(bootstrap_mean(d, n_boot, seed), float(p))
 
 
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion k/n (stays honest at k = 0)."""
+    if n <= 0:
+        raise ValueError("wilson needs n > 0")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def rate_difference_interval(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
+    """Newcombe's hybrid score 95% interval for k1/n1 - k2/n2 (independent proportions).
+
+    Unlike a bootstrap, it does not collapse to [0, 0] when both rates are 0: 0 of 40 against 0 of
+    40 still allows a difference of about 0.09.
+    """
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = wilson(k1, n1), wilson(k2, n2)
+    d = p1 - p2
+    return float(d - np.hypot(p1 - l1, u2 - p2)), float(d + np.hypot(u1 - p1, p2 - l2))
+
+
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (reject where adjusted p < alpha)."""
     p = np.asarray(p_values, dtype=float)

@@ -106,3 +106,23 @@ def all_datasets(seed: int = 0) -> dict[str, tuple[list[dict], str]]:
         how = HOW_MADE["code"].format(n_patterns=len(code.PATTERNS), n_nouns=len(code.NOUNS), what=what)
         out[f"code_{variant}"] = (code.build(variant, seed), how)
     return out
+
+
+def register_match(summaries: Sequence[dict]) -> "pd.DataFrame":
+    """Per advice domain: register markers of the bad set, its register control and its correct twin,
+    and whether the register control matches the bad set within ``register.TOLERANCE``."""
+    import pandas as pd
+
+    by_name = {c["name"]: c["register"] for c in summaries}
+    rows = []
+    for d in advice.DOMAINS:
+        if f"{d}_bad" not in by_name:
+            continue
+        sets = {v: by_name[f"{d}_{v}"] for v in advice.VARIANTS}
+        row = {"domain": d}
+        for v, rates in sets.items():
+            row.update({f"{k} ({v})": round(rates[k], 1) for k in ("absolutes", "hedges", "negations")})
+        row["register control matches bad"] = not register.mismatch(sets["bad"], sets["register_control"])
+        row["correct twin matches bad"] = not register.mismatch(sets["bad"], sets["good"])
+        rows.append(row)
+    return pd.DataFrame(rows)
