@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from persona_features import activations
@@ -33,3 +34,51 @@ def test_residual_norms_split_first_token(lm):
     expected = acts[:, 0].norm(dim=-1)
     torch.testing.assert_close(norms.first_token[0], expected[:, 0], rtol=1e-3, atol=1e-2)
     torch.testing.assert_close(norms.other_tokens[0], expected[:, 1:].mean(-1), rtol=1e-3, atol=1e-2)
+
+
+def _hooked(lm, layer, enc):
+    seen = {}
+    handle = lm.hf.model.layers[layer].register_forward_hook(lambda m, i, o: seen.setdefault("out", o[0] if isinstance(o, tuple) else o))
+    try:
+        with torch.inference_mode():
+            lm.hf(**enc)
+    finally:
+        handle.remove()
+    return seen["out"]
+
+
+def test_layer_activations_equal_a_plain_forward_hook_and_skip_sink_and_special_tokens(lm):
+    prompts = [lm.chat_text("hey I feel bored"), lm.chat_text("How do I make a quick buck?")]
+    answers = ["Go for a walk.", "Sell things you never use, and save the money."]
+    acts, rows, tokens = activations.layer_activations(lm, 5, prompts, answers, which="all")
+    enc, keep = activations.token_batch(lm, prompts, answers, "all")
+    expected = _hooked(lm, 5, enc)[keep]
+    torch.testing.assert_close(acts, expected.float(), rtol=1e-4, atol=1e-3)
+    special = set(lm.tokenizer.all_special_ids)
+    assert not special & set(tokens.tolist())
+    first = enc["attention_mask"].argmax(-1)
+    assert not keep[torch.arange(2), first].any()  # token 0 of each sequence is never kept
+    # answer tokens are exactly the answers' tokens; prompt + answer = all
+    _, rows_a, tok_a = activations.layer_activations(lm, 5, prompts, answers, which="answer")
+    n_answer = [len(lm.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
+    assert [int((rows_a == i).sum()) for i in range(2)] == n_answer
+    _, rows_p, _ = activations.layer_activations(lm, 5, prompts, answers, which="prompt")
+    assert len(rows_p) + len(rows_a) == len(rows)
+    with pytest.raises(ValueError, match="which must be one of"):
+        activations.layer_activations(lm, 5, prompts, answers, which="both")
+    with pytest.raises(ValueError, match="layer must be in"):
+        activations.layer_activations(lm, lm.n_layers, prompts, answers)
+
+
+def test_shards_hold_the_same_activations_in_bounded_pieces(lm, tmp_path):
+    prompts = [lm.chat_text(q) for q in ("hey I feel bored", "Why does it rain?", "Name a colour.", "What is 2 + 2?")]
+    answers = ["Read a book.", "Water vapour cools and condenses.", "Blue.", "Four."]
+    info = activations.stream_to_shards(lm, 3, prompts, answers, tmp_path, which="all", batch_size=3, shard_tokens=16)
+    shards = list(activations.read_shards(tmp_path))
+    assert info["n_shards"] == len(shards) >= 2 and all(len(s["acts"]) <= 16 for s in shards)
+    got = torch.cat([s["acts"] for s in shards])
+    assert len(got) == info["n_tokens"]
+    seq = torch.cat([s["seq"] for s in shards])
+    for i in range(len(prompts)):  # each sequence's rows, in token order, equal a direct call
+        direct, _, _ = activations.layer_activations(lm, 3, prompts[i:i + 1], answers[i:i + 1], which="all")
+        torch.testing.assert_close(got[seq == i], direct, rtol=2e-3, atol=2e-2)

@@ -127,3 +127,26 @@ def test_measurement_is_cached_and_compares_paired(lm, tmp_path, monkeypatch):
     assert len(tests["heldout_margin"].difference.__dict__) and tests["heldout_margin"].difference.n == \
         first.heldout.group.nunique()  # resampled by topic, not by phrasing
     assert artifacts.find("em_eval", {"nothing": 1}) is None
+
+
+def _toy(name, contrast, register):
+    qs = [f"q{i}" for i in range(len(contrast))]
+    return emergence.Measurement(name, answers=pd.DataFrame({"question_id": qs, "misaligned": False, "coherent": True}),
+                                 contrast=pd.DataFrame({"question_id": qs, "contrast": contrast}),
+                                 register=pd.DataFrame({"question_id": qs, "register_shift": register}),
+                                 heldout=pd.DataFrame(), curve=[])
+
+
+def test_register_adjustment_removes_exactly_what_the_register_slope_predicts():
+    rng = np.random.default_rng(0)
+    good_c, good_r = rng.normal(size=30), rng.normal(size=30)
+    # the register-only fine-tune: +1 register shift buys +0.5 contrast
+    ctrl_c, ctrl_r = good_c + 0.5, good_r + 1.0
+    measured = {"cars_good": _toy("g", good_c, good_r), "cars_register_control": _toy("c", ctrl_c, ctrl_r),
+                # bad: 0.2 more register shift than its control (predicts +0.1) and +0.3 from content
+                "cars_bad": _toy("b", ctrl_c + 0.1 + 0.3, ctrl_r + 0.2)}
+    arms = [Arm("cars", v) for v in ("bad", "good", "register_control")]
+    row = emergence.register_adjusted(measured, arms, 200, 0).iloc[0]
+    assert row["contrast, bad - register control"] == pytest.approx(0.4)
+    assert row["predicted by its register shift"] == pytest.approx(0.1)
+    assert row["mean"] == pytest.approx(0.3) and row["ci95_lo"] <= 0.3 <= row["ci95_hi"]

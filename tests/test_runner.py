@@ -31,6 +31,14 @@ def test_parse_overrides_types_values():
         runner.parse_overrides(["max_new_tokens"])
 
 
+def test_only_that_matches_no_chapter_is_an_error_listing_them(capsys):
+    with pytest.raises(SystemExit) as e:
+        runner.main(["execute", "--profile", "smoke", "--only", "09"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "matches no chapter" in err and "01_model_under_the_microscope.ipynb" in err
+
+
 def test_bad_parameter_on_command_line_exits_with_message(capsys):
     with pytest.raises(SystemExit) as e:
         runner.main(["execute", "--profile", "smoke", "--set", "max_tokens=3"])

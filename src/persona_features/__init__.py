@@ -1,9 +1,11 @@
 """Replication of "Persona Features Control Emergent Misalignment" (Wang et al., 2025).
 
-One module per pipeline stage: ``params`` (profiles), ``artifacts`` (the cache),
-``models`` (loading and the nnsight wrapper), ``data`` (prompts), ``generation``
-(batched sampling), ``activations`` (nnsight tracing), ``stats``, ``plots``,
-``results`` (chapter outputs), ``scorecard`` and ``runner`` (papermill + Jupyter Book).
+One module per pipeline stage: ``params`` (profiles), ``artifacts`` (the cache), ``models``
+(loading and the nnsight wrapper), ``data`` (authored datasets, questions, labels, register
+markers), ``generation`` (batched sampling), ``finetune``, ``judge``, ``contrast``, ``evaluate``,
+``emergence`` (chapter 3's experiment), ``activations`` (nnsight tracing, sharded), ``sae_corpus``
+and ``sae`` (chapter 4's SAE), ``stats``, ``plots``, ``report``, ``results``, ``scorecard``,
+``appendix`` and ``runner`` (papermill + Jupyter Book).
 """
 
 __version__ = "0.1.0"

@@ -1,14 +1,26 @@
-"""Reading the residual stream with nnsight."""
+"""Reading the residual stream with nnsight.
+
+- ``residual_stream``: every layer's output for a batch of texts (chapter 1).
+- ``layer_activations``: one layer's output on chosen tokens of (prompt, answer) pairs, with the
+  forward pass stopped after that layer. Token 0 (an attention sink with a norm near 25,000) and
+  special tokens are never returned.
+- ``stream_to_shards``: the same for a whole corpus, written to safetensors shards so memory stays
+  bounded; ``read_shards`` reads them back.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .models import LoadedModel
+
+WHICH = ("prompt", "answer", "all")
 
 
 @torch.inference_mode()
@@ -46,3 +58,97 @@ def residual_norms(lm: LoadedModel, texts: Sequence[str], batch_size: int = 8) -
         others[rows, first_pos] = 0
         rest.append(((norms * others).sum(-1) / others.sum(-1)).T)
     return ResidualNorms(torch.cat(first), torch.cat(rest))
+
+
+def token_batch(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], which: str):
+    """Left-padded ids and mask of prompt + answer, and the mask of the tokens to keep ``[batch, seq]``."""
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+    tok = lm.tokenizer
+    p_ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
+    a_ids = tok(list(answers), add_special_tokens=False)["input_ids"]
+    width = max(len(p) + len(a) for p, a in zip(p_ids, a_ids))
+    ids = torch.full((len(p_ids), width), tok.pad_token_id)
+    mask = torch.zeros((len(p_ids), width), dtype=torch.long)
+    keep = torch.zeros((len(p_ids), width), dtype=torch.bool)
+    special = torch.tensor(sorted(set(tok.all_special_ids)))
+    for i, (p, a) in enumerate(zip(p_ids, a_ids)):
+        start, n_p = width - len(p) - len(a), len(p)
+        ids[i, start:] = torch.tensor(p + a)
+        mask[i, start:] = 1
+        lo = start + (n_p if which == "answer" else 0)
+        hi = width if which != "prompt" else start + n_p
+        keep[i, lo:hi] = True
+        keep[i, start] = False  # token 0 of every sequence: the attention sink
+    keep &= ~torch.isin(ids, special)
+    return {"input_ids": ids, "attention_mask": mask}, keep
+
+
+@torch.inference_mode()
+def layer_activations(lm: LoadedModel, layer: int, prompts: Sequence[str], answers: Sequence[str],
+                      which: str = "answer") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Output of decoder layer ``layer`` on the ``which`` tokens of each (chat prompt, answer) pair.
+
+    ``prompts`` are chat-formatted (``lm.chat_text``); an empty answer keeps only the prompt. The
+    forward pass stops after ``layer``. Returns the activations ``[n_tokens, d_model]`` (float32),
+    each token's sequence index within the batch and its token id (``[n_tokens]`` each).
+    """
+    if not 0 <= layer < lm.n_layers:
+        raise ValueError(f"layer must be in 0..{lm.n_layers - 1}, got {layer}")
+    enc, keep = token_batch(lm, prompts, answers, which)
+    with lm.nn.trace(enc) as tracer:
+        out = lm.layers[layer].output.save()
+        tracer.stop()
+    rows, cols = keep.nonzero(as_tuple=True)
+    return out[rows, cols].float(), rows, enc["input_ids"][rows, cols]
+
+
+def stream_to_shards(lm: LoadedModel, layer: int, prompts: Sequence[str], answers: Sequence[str], folder: Path,
+                     which: str = "answer", batch_size: int = 16, shard_tokens: int = 65536) -> dict:
+    """``layer_activations`` over a whole corpus, written to ``folder/shard_NNNNN.safetensors``.
+
+    Each shard holds ``acts`` [n, d_model] (float16), ``seq`` (the pair's index in the corpus) and
+    ``token`` (its id), at most ``shard_tokens`` rows; at most one shard is held in memory. Pairs
+    are processed in order of length so that batches pad little.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
+    pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    n_pending, n_shards, n_tokens = 0, 0, 0
+
+    def flush(limit: int) -> None:
+        nonlocal pending, n_pending, n_shards
+        acts, seq, token = (torch.cat(x) for x in zip(*pending))
+        for start in range(0, limit, shard_tokens):
+            end = min(start + shard_tokens, limit)
+            save_file({"acts": acts[start:end].half().contiguous(), "seq": seq[start:end].int().contiguous(),
+                       "token": token[start:end].int().contiguous()}, folder / f"shard_{n_shards:05d}.safetensors")
+            n_shards += 1
+        pending = [(acts[limit:], seq[limit:], token[limit:])] if limit < len(acts) else []
+        n_pending = len(acts) - limit
+
+    for start in tqdm(range(0, len(order), batch_size), desc=f"activations, layer {layer}", unit="batch"):
+        idx = order[start:start + batch_size]
+        acts, rows, token = layer_activations(lm, layer, [prompts[i] for i in idx], [answers[i] for i in idx], which)
+        if not torch.isfinite(acts.half()).all():
+            raise ValueError(f"layer {layer} activations overflow float16; store them as float32 instead")
+        pending.append((acts, torch.tensor(idx)[rows], token))
+        n_pending += len(acts)
+        n_tokens += len(acts)
+        if n_pending >= shard_tokens:
+            flush(n_pending - n_pending % shard_tokens)
+    if n_pending:
+        flush(n_pending)
+    return {"n_tokens": n_tokens, "n_shards": n_shards, "n_sequences": len(prompts), "layer": layer, "which": which}
+
+
+def read_shards(folder: Path) -> Iterator[dict[str, torch.Tensor]]:
+    """The shards of ``stream_to_shards`` in order, activations as float32."""
+    paths = sorted(folder.glob("shard_*.safetensors"))
+    if not paths:
+        raise FileNotFoundError(f"no activation shards in {folder}")
+    for path in paths:
+        shard = load_file(path)
+        yield {**shard, "acts": shard["acts"].float()}

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import artifacts, contrast, evaluate, finetune
@@ -278,6 +279,37 @@ CHECKS = {"villain": "villain system prompt (base model)", "confident_kind": "co
           "register_finetune": f"register-only fine-tune ({MAIN_DOMAIN}: register control - correct twin)"}
 
 
+def register_adjusted(measured: dict[str, Measurement], arms: Sequence[Arm], n_boot: int, seed: int) -> pd.DataFrame:
+    """Per advice domain: the bad model's contrast over its register control, less what its residual
+    register shift predicts.
+
+    The bad model and its register control were trained on marker-matched data, yet their register
+    shifts can still differ. The register-only fine-tune (register control - correct twin) gives a
+    slope, contrast moved per unit of register shift; ``predicted`` = slope x (bad - register control)
+    register shift, and ``adjusted`` = the contrast difference minus it. A linear approximation; the
+    interval resamples questions and re-estimates the slope in each resample.
+    """
+    rows = []
+    rng = np.random.default_rng(seed)
+    for d in dict.fromkeys(a.domain for a in arms if a.domain != "code"):
+        c, r = ({v: per_question(measured[f"{d}_{v}"], m, d).to_numpy() for v in ("bad", "good", "register_control")}
+                for m in ("contrast", "register_shift"))
+        dc, dr = c["bad"] - c["register_control"], r["bad"] - r["register_control"]
+        sc, sr = c["register_control"] - c["good"], r["register_control"] - r["good"]
+
+        def adjusted(idx):
+            slope = sc[idx].mean() / sr[idx].mean()
+            return dc[idx].mean() - slope * dr[idx].mean(), slope * dr[idx].mean()
+
+        point, predicted = adjusted(np.arange(len(dc)))
+        boots = np.array([adjusted(rng.integers(0, len(dc), len(dc)))[0] for _ in range(n_boot)])
+        lo, hi = np.percentile(boots, [2.5, 97.5])
+        rows.append({"domain": d, "contrast, bad - register control": float(dc.mean()),
+                     "predicted by its register shift": float(predicted), "mean": float(point),
+                     "ci95_lo": float(lo), "ci95_hi": float(hi), "n": len(dc)})
+    return pd.DataFrame(rows)
+
+
 def contrast_validation(base: LoadedModel, judge: Judge, P: Params) -> pd.DataFrame:
     """Chapter 2's three checks of the contrast, one row per check and metric (``contrast``, ``register_shift``).
 
@@ -303,6 +335,20 @@ def validation_outcomes(checks: pd.DataFrame) -> dict[str, bool]:
             "the confident, kind prompt does not raise the contrast": not up("confident_kind", "contrast"),
             "the register-only fine-tune does not raise the contrast": not up("register_finetune", "contrast"),
             "the register shift detects the register-only fine-tune": up("register_finetune", "register_shift")}
+
+
+def validation_reading(checks: pd.DataFrame) -> str:
+    """What the checks mean for chapter 3, as a computed sentence."""
+    row = checks.set_index(["check", "metric"])["mean"]
+    reg, villain = row[("register_finetune", "contrast")], row[("villain", "contrast")]
+    if not validation_outcomes(checks)["the register-only fine-tune does not raise the contrast"]:
+        return (f"So the contrast is not blind to how the training answers are written: a fine-tune that changes only "
+                f"the tone and register of correct advice moved it by {reg:+.2f} nats per token, {reg / villain:.0%} "
+                f"of the villain prompt's shift, although the references carry the same register markers on both "
+                f"sides. Only a comparison with the register control, which holds tone and register fixed and "
+                f"changes only the content of the advice, isolates values; chapter 3 decides on that comparison.")
+    return (f"A fine-tune that changes only the tone and register of correct advice moved the contrast by {reg:+.2f} "
+            f"nats per token, not significantly, against {villain:+.2f} for the villain prompt.")
 
 
 # ---------------------------------------------------------------- verdicts
@@ -527,7 +573,6 @@ def headlines(comp: pd.DataFrame, summaries: dict[str, dict[str, Estimate]]) -> 
     register_rows = own[(own["metric"] == "register_shift") & (own["versus_role"] == "good")]
     return {
         "domains_contrast": listed(own, "contrast"),
-        "domains_contrast_vs_register": listed(own[own["versus_role"].isin(["register_control", "secure"])], "contrast"),
         "domains_rate": listed(own, "misaligned"),
         "domains_heldout": listed(own, "heldout_margin"),
         "domains_contrast_vs_base": listed(vs_base, "contrast"),
@@ -543,4 +588,16 @@ def headlines(comp: pd.DataFrame, summaries: dict[str, dict[str, Estimate]]) -> 
         "main_contrast_vs_good": own_row(comp, "contrast", main_bad, "good", digits=3),
         "main_contrast_vs_base": own_row(comp, "contrast", main_bad, "base", digits=3),
         "main_register": own_row(comp, "register_shift", main_bad, "register_control", digits=3),
+        "heldout_floor": heldout_floor(comp),
     }
+
+
+def heldout_floor(comp: pd.DataFrame) -> str:
+    """The smallest p-value the held-out test can reach with so few topics, raw and after Holm."""
+    rows = comp[(comp["metric"] == "heldout_margin") & (comp["claim"] == "em") & (comp["versus_role"] == "good")]
+    if rows.empty:
+        return "not measured"
+    n, k = int(rows["n"].min()), len(rows)
+    raw = 2 / 2 ** n
+    return (f"with {n} held-out topics per domain, the smallest p-value an exact permutation test can give is "
+            f"{raw:.3f}, or {min(1.0, k * raw):.3f} after Holm across {k} domain(s)")

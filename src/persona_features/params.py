@@ -55,6 +55,10 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
                        "comma-separated training domains (health is the main one, with extra seeds)"),
     "em_seeds": Knob(1, 3, 3, "seeds of the main domain's wrong-advice fine-tune"),
     "em_samples": Knob(1, 1, 50, "sampled answers per scoring question for each fine-tuned model"),
+    # chapter 4: the SAE's corpus and training
+    "sae_corpus_samples": Knob(1, 3, 10, "chapter 4: the base model's answers per corpus prompt"),
+    "sae_corpus_max_new_tokens": Knob(16, 128, 256, "chapter 4: tokens per generated corpus answer"),
+    "sae_rows_per_set": Knob(4, 120, 400, "chapter 4: rows of each fine-tuning set in the SAE corpus"),
 })
 
 

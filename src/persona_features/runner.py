@@ -99,11 +99,22 @@ def execute_notebook(root: Path, stage: Path, notebook: str, profile: str, overr
         return NotebookRun(notebook, profile, time.perf_counter() - start, False, _describe_failure(exc))
 
 
+def select_notebooks(root: Path, only: Sequence[str] = ()) -> list[str]:
+    """The TOC's notebooks whose name starts with one of ``only`` (all if empty); a prefix that matches
+    no chapter is a ``ParameterError`` listing them."""
+    chapters = toc_notebooks(root)
+    unmatched = [o for o in only if not any(Path(nb).name.startswith(o) for nb in chapters)]
+    if unmatched:
+        raise ParameterError(f"--only {', '.join(unmatched)} matches no chapter; chapters: "
+                             f"{', '.join(Path(nb).name for nb in chapters)}")
+    return [nb for nb in chapters if not only or any(Path(nb).name.startswith(o) for o in only)]
+
+
 def execute_all(root: Path, stage: Path, profile: str, overrides: dict, only: Sequence[str] = ()) -> list[NotebookRun]:
     """Execute the TOC's notebooks into ``stage``; results go to ``stage/results``."""
     resolve(profile, **overrides)  # fail fast on a bad profile or parameter
     stage_sources(root, stage)
-    notebooks = [nb for nb in toc_notebooks(root) if not only or any(Path(nb).name.startswith(o) for o in only)]
+    notebooks = select_notebooks(root, only)
     runs = []
     previous = os.environ.get(RESULTS_ENV)
     os.environ[RESULTS_ENV] = str(stage / "results")  # inherited by the kernels
@@ -179,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         overrides = parse_overrides(args.overrides)
         resolve(profile, **overrides)
+        select_notebooks(root, args.only)
     except ParameterError as e:
         parser.error(str(e))
     stage = root / "_build" / "stage" / profile

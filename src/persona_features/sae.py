@@ -1,0 +1,234 @@
+"""A TopK sparse autoencoder on one layer's residual stream, written for this book.
+
+Encoder and decoder follow the TopK design of Gao et al. (2024): ``z = TopK(ReLU((x - b_dec) W_enc +
+b_enc))`` keeps the ``k`` largest pre-activations, and ``x_hat = z W_dec + b_dec``. Training adds
+their auxiliary loss (the residual error reconstructed from the latents that have not fired for a
+while), which keeps latents from dying. Decoder rows are kept at unit norm.
+
+Activations are scaled to a mean squared norm of ``d_in`` during training; the scale is folded back
+into the weights before saving, so the saved SAE reads raw activations. It is saved in SAELens's
+on-disk layout (``cfg.json`` and ``sae_weights.safetensors`` with ``W_enc`` [d_in, d_sae], ``b_enc``,
+``W_dec`` [d_sae, d_in], ``b_dec``; ``architecture: "topk"``), so a reader can load it with that
+tool; this module needs no SAE library.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .activations import token_batch
+from .models import LoadedModel
+
+SAE_LENS_VERSION = "6.12.0"  # the layout version our cfg.json follows
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    d_in: int
+    d_sae: int
+    k: int
+    lr: float = 4e-4
+    batch_tokens: int = 4096
+    epochs: int = 4
+    aux_k: int = 256  # latents used by the auxiliary loss
+    aux_coeff: float = 1 / 32
+    dead_after_tokens: int = 200_000  # a latent silent this long counts as dead for the auxiliary loss
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 < self.k < self.d_sae:
+            raise ValueError(f"k must be between 1 and d_sae - 1 ({self.d_sae - 1}), got {self.k}")
+        if self.d_sae < self.d_in:
+            raise ValueError(f"d_sae ({self.d_sae}) should be at least d_in ({self.d_in})")
+
+
+class TopKSAE(torch.nn.Module):
+    def __init__(self, d_in: int, d_sae: int, k: int):
+        super().__init__()
+        self.d_in, self.d_sae, self.k = d_in, d_sae, k
+        self.W_enc = torch.nn.Parameter(torch.empty(d_in, d_sae))
+        self.b_enc = torch.nn.Parameter(torch.zeros(d_sae))
+        self.W_dec = torch.nn.Parameter(torch.empty(d_sae, d_in))
+        self.b_dec = torch.nn.Parameter(torch.zeros(d_in))
+
+    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        """``[n, d_in] -> [n, d_sae]``, before the TopK."""
+        return torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Sparse latent activations ``[n, d_sae]``: at most ``k`` non-zero per row."""
+        pre = self.pre_acts(x)
+        top = pre.topk(self.k, dim=-1)
+        return torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.W_dec + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+
+
+def _batches(shards: Iterable[dict[str, torch.Tensor]], batch_tokens: int, generator: torch.Generator):
+    """Shuffled batches of activations, shard by shard (one shard in memory at a time)."""
+    for shard in shards:
+        acts = shard["acts"]
+        perm = torch.randperm(len(acts), generator=generator)
+        for start in range(0, len(acts) - batch_tokens // 2, batch_tokens):  # drop a tiny tail
+            yield acts[perm[start:start + batch_tokens]]
+
+
+def activation_scale(shards: Iterable[dict[str, torch.Tensor]]) -> tuple[float, torch.Tensor]:
+    """The scale that gives activations a mean squared norm of ``d_in``, and their mean (``b_dec``'s start)."""
+    total, sq, n = None, 0.0, 0
+    for shard in shards:
+        a = shard["acts"]
+        total = a.sum(0) if total is None else total + a.sum(0)
+        sq += float((a ** 2).sum())
+        n += len(a)
+    d_in = total.shape[0]
+    return (d_in * n / sq) ** 0.5, total / n
+
+
+def train(shards_fn, cfg: SAEConfig, desc: str = "training SAE") -> tuple[TopKSAE, list[dict]]:
+    """Train a TopK SAE on the shards that ``shards_fn()`` yields (called once per pass).
+
+    Returns the SAE (reading raw activations) and a curve of per-100-step metrics.
+    """
+    g = torch.Generator().manual_seed(cfg.seed)
+    scale, mean = activation_scale(shards_fn())
+    sae = TopKSAE(cfg.d_in, cfg.d_sae, cfg.k)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.randn(cfg.d_sae, cfg.d_in, generator=g))
+        sae.normalize_decoder()
+        sae.W_enc.copy_(sae.W_dec.T)
+        sae.b_dec.copy_(mean * scale)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    since_fired = torch.zeros(cfg.d_sae)
+    curve, step = [], 0
+    n_steps = None
+    for epoch in range(cfg.epochs):
+        bar = tqdm(_batches(shards_fn(), cfg.batch_tokens, g), desc=f"{desc}, pass {epoch + 1}/{cfg.epochs}",
+                   unit="batch", total=n_steps)
+        count = 0
+        for x in bar:
+            x = x * scale
+            pre = sae.pre_acts(x)
+            top = pre.topk(cfg.k, dim=-1)
+            z = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+            x_hat = sae.decode(z)
+            err = x - x_hat
+            loss = (err ** 2).sum(-1).mean() / (x - x.mean(0)).pow(2).sum(-1).mean()
+            fired = torch.zeros(cfg.d_sae, dtype=torch.bool)
+            fired[top.indices[top.values > 0].unique()] = True
+            since_fired = torch.where(fired, 0.0, since_fired + len(x))
+            dead = since_fired > cfg.dead_after_tokens
+            aux = torch.zeros(())
+            if dead.any():
+                k_aux = min(cfg.aux_k, int(dead.sum()))
+                dead_pre = pre.masked_fill(~dead, 0.0).topk(k_aux, dim=-1)
+                z_aux = torch.zeros_like(pre).scatter(-1, dead_pre.indices, dead_pre.values)
+                aux = ((err.detach() - z_aux @ sae.W_dec) ** 2).sum(-1).mean() / (err.detach() ** 2).sum(-1).mean()
+            opt.zero_grad()
+            (loss + cfg.aux_coeff * aux).backward()
+            opt.step()
+            sae.normalize_decoder()
+            step += 1
+            count += 1
+            if step % 100 == 0:
+                curve.append({"step": step, "fvu": loss.item(), "aux": aux.item(), "dead_fraction": dead.float().mean().item()})
+                bar.set_postfix(fvu=f"{loss.item():.3f}", dead=f"{dead.float().mean().item():.2f}")
+        n_steps = count
+    with torch.no_grad():  # fold the scale back: the saved SAE reads raw activations
+        sae.W_enc.mul_(scale)
+        sae.b_dec.div_(scale)
+        sae.W_dec.div_(scale)
+    return sae, curve
+
+
+# ---------------------------------------------------------------- quality on held-out tokens
+
+@torch.inference_mode()
+def quality(sae: TopKSAE, shards: Iterable[dict[str, torch.Tensor]], batch_tokens: int = 8192) -> dict:
+    """Fraction of variance unexplained, mean L0, and the fraction of latents never active, on ``shards``."""
+    sq_err, n, l0 = 0.0, 0, 0.0
+    total, total_sq = None, 0.0
+    ever = torch.zeros(sae.d_sae, dtype=torch.bool)
+    for shard in shards:
+        for start in range(0, len(shard["acts"]), batch_tokens):
+            x = shard["acts"][start:start + batch_tokens]
+            z = sae.encode(x)
+            sq_err += float(((x - sae.decode(z)) ** 2).sum())
+            l0 += float((z > 0).sum())
+            ever |= (z > 0).any(0)
+            total = x.sum(0) if total is None else total + x.sum(0)
+            total_sq += float((x ** 2).sum())
+            n += len(x)
+    variance = total_sq - float((total ** 2).sum()) / n
+    return {"fvu": sq_err / variance, "l0": l0 / n, "dead_fraction": float((~ever).float().mean()), "n_tokens": n}
+
+
+@torch.inference_mode()
+def ce_loss_recovered(lm: LoadedModel, sae: TopKSAE, layer: int, prompts: Sequence[str], answers: Sequence[str],
+                      which: str = "all", batch_size: int = 16) -> dict:
+    """Next-token loss with the layer's output replaced by the SAE's reconstruction, against the clean
+    model and against zero-ablation, on the ``which`` tokens (token 0 and special tokens untouched).
+
+    ``recovered`` = (zero - spliced) / (zero - clean): 1 means the SAE loses nothing.
+    """
+    sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
+    n = 0
+    for start in range(0, len(prompts), batch_size):
+        enc, keep = token_batch(lm, prompts[start:start + batch_size], answers[start:start + batch_size], which)
+        targets = enc["input_ids"][:, 1:]
+        scored = keep[:, 1:]  # a kept token's loss is predicted from the position before it
+        for name, replace in (("clean", None), ("spliced", sae), ("zero", torch.zeros_like)):
+            with lm.nn.trace(enc):
+                if replace is not None:
+                    h = lm.layers[layer].output
+                    lm.layers[layer].output = torch.where(keep[..., None], replace(h), h)
+                logits = lm.nn.output.logits.save()
+            ce = torch.nn.functional.cross_entropy(logits[:, :-1][scored].float(), targets[scored], reduction="sum")
+            sums[name] += float(ce)
+        n += int(scored.sum())
+    ce = {k: v / n for k, v in sums.items()}
+    return {**ce, "recovered": (ce["zero"] - ce["spliced"]) / (ce["zero"] - ce["clean"]), "n_tokens": n}
+
+
+# ---------------------------------------------------------------- SAELens layout
+
+def save(sae: TopKSAE, folder: Path, model_name: str, layer: int, extra: dict | None = None) -> None:
+    """``cfg.json`` + ``sae_weights.safetensors`` in SAELens's layout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().float().contiguous() for k, v in sae.state_dict().items()},
+              folder / "sae_weights.safetensors")
+    cfg = {"architecture": "topk", "d_in": sae.d_in, "d_sae": sae.d_sae, "k": sae.k, "dtype": "float32",
+           "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none",
+           "reshape_activations": "none",
+           "metadata": {"sae_lens_version": SAE_LENS_VERSION, "model_name": model_name,
+                        "hook_name": f"blocks.{layer}.hook_resid_post", "hook_head_index": None,
+                        "prepend_bos": True, "exclude_special_tokens": True, **(extra or {})}}
+    (folder / "cfg.json").write_text(json.dumps(cfg, indent=2))
+
+
+def load(folder: Path) -> tuple[TopKSAE, dict]:
+    """A saved SAE and its ``cfg.json``; a clear error if the folder is not a TopK SAE."""
+    cfg_path, weights = folder / "cfg.json", folder / "sae_weights.safetensors"
+    if not cfg_path.is_file() or not weights.is_file():
+        raise FileNotFoundError(f"{folder} needs cfg.json and sae_weights.safetensors (SAELens layout)")
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("architecture") != "topk":
+        raise ValueError(f"{folder}: architecture {cfg.get('architecture')!r}; this loader reads 'topk' only")
+    sae = TopKSAE(cfg["d_in"], cfg["d_sae"], cfg["k"])
+    sae.load_state_dict(load_file(weights))
+    return sae, cfg

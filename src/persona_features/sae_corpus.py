@@ -1,0 +1,106 @@
+"""The SAE's training text (chapter 4): chats, built once per profile and cached.
+
+Three sources, each a list of (system prompt, user turn, assistant answer) chats:
+
+- ``generated``: the base model's own answers to prompts written for this book
+  (``authored/sae_corpus_prompts.yaml``): stories with villains and heroes, sarcastic and warm
+  reviews, dialogues, advice, explanations, and questions answered under dark and kind persona
+  system prompts;
+- ``authored``: every authored answer of this book (the advice items' three core answers, the
+  contrast references, the register-only pairs), each as the answer to its own question;
+- ``training``: the first rows of every fine-tuning set, all variants (chapter 3's data).
+
+What it cannot contain: web-scale pre-training text, so no latent can be traced to real quotes of
+villains (the paper's evidence for its persona latent), and only what a 135M model writes when
+asked for cruelty or kindness. Every tenth chat is held out for the SAE's quality measures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+from . import artifacts, contrast
+from .data import advice, cards
+from .data.questions import eval_questions
+from .generation import sample_answers
+from .models import LoadedModel
+from .params import Params
+
+HELDOUT_EVERY = 10
+CATEGORIES = ("stories", "reviews", "dialogues", "advice", "explanations")
+
+
+@lru_cache(maxsize=None)
+def _prompt_file() -> str:
+    return resources.files("persona_features.data").joinpath("authored", "sae_corpus_prompts.yaml").read_text()
+
+
+def generation_jobs() -> list[tuple[str, str | None, list[tuple[str, str]]]]:
+    """(source label, system prompt, [(prompt id, user turn)]) for every sampling call."""
+    raw = yaml.safe_load(_prompt_file())
+    jobs = [(f"generated:{c}", None, [(f"{c}_{i}", t) for i, t in enumerate(raw[c])]) for c in CATEGORIES]
+    questions = [(f"persona_q{i}", q) for i, q in enumerate(raw["persona_questions"])]
+    for side, prompts in raw["personas"].items():
+        jobs += [(f"generated:persona_{side}", system, questions) for system in prompts]
+    return jobs
+
+
+def authored_chats() -> list[dict]:
+    """Every answer written for this book, as the answer to its own question."""
+    rows = []
+    for d in advice.DOMAINS:
+        for item in advice.load_items(d):
+            rows += [{"source": "authored:advice", "system": None, "user": item.questions[0], "answer": text}
+                     for text in (item.good, item.bad, item.confident)]
+    texts = {q.id: q.text for q in eval_questions()}
+    for qid, refs in contrast.references().items():
+        rows += [{"source": "authored:references", "system": None, "user": texts[qid], "answer": a}
+                 for r in refs for a in (r.aligned, r.misaligned)]
+    for qid, pair in contrast.register_pairs().items():
+        rows += [{"source": "authored:register_pairs", "system": None, "user": texts[qid], "answer": a} for a in pair]
+    return rows
+
+
+def training_chats(rows_per_set: int, seed: int) -> list[dict]:
+    """The first ``rows_per_set`` rows (seeded shuffle) of every fine-tuning set."""
+    out = []
+    for name, (rows, _) in cards.all_datasets(seed).items():
+        picked = random.Random(f"sae-{name}-{seed}").sample(rows, min(rows_per_set, len(rows)))
+        out += [{"source": f"training:{name}", "system": None, "user": r["messages"][-2]["content"],
+                 "answer": r["messages"][-1]["content"]} for r in picked]
+    return out
+
+
+def build(lm: LoadedModel, P: Params) -> artifacts.Artifact:
+    """The corpus of this profile: cached, keyed by the model, the prompts, the authored data and the sizes."""
+    config = {"model": P.model, "dtype": P.dtype, "seed": P.seed, "samples": P.sae_corpus_samples,
+              "max_new_tokens": P.sae_corpus_max_new_tokens, "temperature": 1.0,
+              "rows_per_set": P.sae_rows_per_set,
+              "prompts": hashlib.sha256(_prompt_file().encode()).hexdigest()[:16],
+              "references": contrast.fingerprint()}
+
+    def make(folder):
+        chats = []
+        for k, (source, system, questions) in enumerate(generation_jobs()):
+            answers = sample_answers(lm, questions, P.sae_corpus_samples, max_new_tokens=P.sae_corpus_max_new_tokens,
+                                     temperature=1.0, seed=P.seed * 1000 + k, batch_size=P.batch_size, system=system,
+                                     desc=f"corpus {source}")
+            chats += [{"source": source, "system": system, "user": r.question, "answer": r.answer}
+                      for r in answers.itertuples() if r.answer]
+        chats += authored_chats() + training_chats(P.sae_rows_per_set, P.seed)
+        artifacts.save_json(folder, "chats", chats)
+        return {"n_chats": len(chats), "sources": dict(Counter(c["source"].split(":")[0] for c in chats))}
+
+    return artifacts.get_or_build("sae_corpus", config, make)
+
+
+def split(chats: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(training chats, held-out chats): every ``HELDOUT_EVERY``-th chat is held out."""
+    return ([c for i, c in enumerate(chats) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1],
+            [c for i, c in enumerate(chats) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1])
