@@ -25,3 +25,13 @@ def test_benchmark_table_states_how_it_was_measured():
                                                                        "ratio_vs_hf_fp32": 1.0}}}
     md = appendix.benchmark_markdown(data)
     assert "| HF Trainer, fp32 | 150 | 4.00 | 1.00x |" in md and "first 2 not timed" in md
+
+
+def test_sampler_table_compares_with_generate_and_states_the_workload():
+    run = {"tokens_per_s": 100.0, "length_quartiles": [30.0, 64.0, 64.0], "ended_early": 0.25}
+    data = {"date": "2026-01-01", "cpu": "some cpu", "cores": 2, "torch_threads": 2, "prompts": 80, "batch": 80,
+            "max_new_tokens": 64, "temperature": 1.0, "rounds": 2,
+            "models": {"base": {"transformers generate": run, "ours": {**run, "tokens_per_s": 180.0}}}}
+    md = appendix.sampler_benchmark_markdown(data)
+    assert "| base | ours | 180 | 1.80x | 30 / 64 / 64 | 25% |" in md
+    assert "80 prompts per model in batches of 80" in md

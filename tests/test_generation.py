@@ -16,13 +16,13 @@ def test_left_padded_batch_gives_single_prompt_greedy_tokens(lm):
 
 def test_greedy_padding_check_detects_a_padding_bug(lm, monkeypatch):
     # Break the attention mask: padding then leaks into the computation and the check must fail.
-    real_encode = lm.encode
+    real_pad_left = generation._pad_left
 
-    def unmasked(texts):
-        enc = real_encode(texts)
-        return {"input_ids": enc["input_ids"], "attention_mask": torch.ones_like(enc["attention_mask"])}
+    def unmasked(*args):
+        ids, mask = real_pad_left(*args)
+        return ids, torch.ones_like(mask)
 
-    monkeypatch.setattr(lm, "encode", unmasked)
+    monkeypatch.setattr(generation, "_pad_left", unmasked)
     texts = [lm.chat_text(q) for _, q in QUESTIONS]
     assert not all(generation.greedy_padding_check(lm, texts, max_new_tokens=24))
 
@@ -42,3 +42,45 @@ def test_same_seed_same_samples_other_seed_differs(lm):
 def test_answer_lengths_stop_at_end_of_turn():
     new = torch.tensor([[5, 6, 2, 2], [5, 6, 7, 8]])
     assert generation._answer_lengths(new, {2}) == ([2, 4], [True, False])
+
+
+def test_sampler_gives_generate_tokens_greedy(lm):
+    texts = [lm.chat_text(q) for _, q in QUESTIONS]
+    ours = generation.generate_batch(lm, texts, 24, temperature=0.0)
+    assert torch.equal(ours, generation.reference_generate_batch(lm, texts, 24, temperature=0.0))
+
+
+def test_rows_that_end_leave_the_batch_without_changing_the_others(lm, monkeypatch):
+    # Make a frequent token end the turn, so rows stop at different steps and are dropped mid-way.
+    texts = [lm.chat_text(q) for _, q in QUESTIONS]
+    full = generation.reference_generate_batch(lm, texts, 24, temperature=0.0)
+    stop = int(full[:, :12].flatten().mode().values)
+    monkeypatch.setattr(generation, "_stop_ids", lambda _lm: {stop})
+    ours = generation.generate_batch(lm, texts, 24, temperature=0.0)
+    pad = lm.tokenizer.pad_token_id
+    ends = []
+    for mine, ref in zip(ours.tolist(), full.tolist()):
+        end = ref.index(stop) + 1 if stop in ref else len(ref)
+        assert mine[:end] == ref[:end] and set(mine[end:]) <= {pad}
+        ends.append(end)
+    assert len(set(ends)) > 1  # rows really ended at different steps
+
+
+def test_shared_prefix_leaves_every_row_a_token():
+    assert generation._shared_prefix([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert generation._shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2
+    assert generation._shared_prefix([[7, 2], [1, 2]]) == 0
+
+
+def test_draws_follow_the_tempered_nucleus():
+    torch.manual_seed(0)
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05])).repeat(20_000, 1)
+    freq = torch.bincount(generation._pick_tokens(logits, 1.0, 1.0), minlength=4) / 20_000
+    assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.015)
+    # top_p 0.7: tokens 0 and 1 carry the nucleus, renormalised to 5/8 and 3/8
+    freq = torch.bincount(generation._pick_tokens(logits, 1.0, 0.7), minlength=4) / 20_000
+    assert torch.allclose(freq, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.015)
+    # temperature 0.5 squares the odds: 25:9:2.25:0.25
+    freq = torch.bincount(generation._pick_tokens(logits, 0.5, 1.0), minlength=4) / 20_000
+    assert torch.allclose(freq, torch.tensor([25, 9, 2.25, 0.25]) / 36.5, atol=0.015)
+    assert generation._pick_tokens(logits[:3], 0.0, 1.0).tolist() == [0, 0, 0]

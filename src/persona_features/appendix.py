@@ -58,3 +58,22 @@ def benchmark_markdown(data: dict | None = None) -> str:
     return "\n".join(rows) + (f"\n\nMeasured on {data['date']} ({data['cpu']}, {data['cores']} cores, "
                               f"{data['torch_threads']} torch threads): batch {data['batch']}, {data['steps']} steps "
                               f"per run, the first {data['warmup_steps_dropped']} not timed.\n")
+
+
+def sampler_benchmark_markdown(data: dict | None = None) -> str:
+    """The sampling throughput table written by ``benchmarks/sampler_throughput.py``."""
+    data = data or _read(measured_dir() / "benchmark_sampler.json")
+    if not data:
+        return "Not measured yet: run `benchmarks/sampler_throughput.py`.\n"
+    rows = ["| model | sampler | tokens/s | vs generate | answer tokens (quartiles) | ended before the limit |",
+            "|---|---|---|---|---|---|"]
+    for model, runs in data["models"].items():
+        base = runs["transformers generate"]["tokens_per_s"]
+        rows += [f"| {model} | {name} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base:.2f}x | "
+                 f"{' / '.join(f'{q:.0f}' for q in r['length_quartiles'])} | {r['ended_early']:.0%} |"
+                 for name, r in runs.items()]
+    return "\n".join(rows) + (
+        f"\n\nMeasured on {data['date']} ({data['cpu']}, {data['cores']} cores, {data['torch_threads']} torch "
+        f"threads): {data['prompts']} prompts per model in batches of {data['batch']}, at most "
+        f"{data['max_new_tokens']} new tokens, temperature {data['temperature']}, {data['rounds']} alternating "
+        f"rounds per sampler.\n")

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import artifacts, contrast, evaluate, finetune
+from . import artifacts, contrast, evaluate, finetune, generation
 from .data import advice, code
 from .data.questions import near_training_domain, split
 from .judge import Judge
@@ -125,7 +125,8 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     scoring = split("scoring")[:P.eval_questions]
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring], "samples": P.em_samples,
               "max_new_tokens": P.eval_max_new_tokens, "temperature": P.temperature, "top_p": P.top_p,
-              "seed": P.seed, "judge": judge.key, "heldout": held_domains, "references": contrast.fingerprint()}
+              "seed": P.seed, "sampler": generation.SAMPLER_VERSION, "judge": judge.key, "heldout": held_domains,
+              "references": contrast.fingerprint()}
 
     def build(folder):
         lm = load()

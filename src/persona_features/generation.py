@@ -1,7 +1,8 @@
 """Batched answer sampling from a chat model.
 
-Prompts are left-padded and batched; each batch is seeded from ``seed`` and its index, so
-the same profile and seed give the same answers on the same machine.
+Prompts are batched by length and left-padded; each batch is seeded from ``seed`` and its
+index, so the same profile and seed give the same answers on the same machine.
+``SAMPLER_VERSION`` enters the key of every cached artifact that holds sampled answers.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from typing import Sequence
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+from transformers import Cache
+from transformers.cache_utils import DynamicLayer
 
 from .models import LoadedModel
+
+SAMPLER_VERSION = 2  # 1: transformers generate; 2: our loop (shared prefix, in-place cache, inverse-CDF draws)
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,131 @@ def _stop_ids(lm: LoadedModel) -> set[int]:
     return ids | {lm.tokenizer.eos_token_id}
 
 
+def _pick_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """One token per row: argmax when temperature == 0, else a draw from the tempered nucleus."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        ranked, order = probs.sort(dim=-1, descending=True)
+        mass_before = ranked.cumsum(-1) - ranked  # a token stays while the mass above it is < top_p
+        ranked = ranked.masked_fill(mass_before >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, ranked)
+    # Inverse-CDF draw: the same distribution as torch.multinomial, which spent ~90 ms per call here.
+    cdf = probs.cumsum(-1)
+    u = torch.rand(len(cdf), 1, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=cdf.shape[1] - 1)
+
+
+class _BufferLayer(DynamicLayer):
+    """A key-value cache layer that writes into one buffer allocated up front.
+
+    transformers' dynamic cache concatenates every step, copying the whole cache each time;
+    on a CPU that cost a third of every decoding step.
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity, self.length = capacity, 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self._k = key_states.new_empty(*key_states.shape[:2], self.capacity, key_states.shape[3])
+            self._v = value_states.new_empty(*value_states.shape[:2], self.capacity, value_states.shape[3])
+        end = self.length + key_states.shape[-2]
+        self._k[:, :, self.length:end] = key_states
+        self._v[:, :, self.length:end] = value_states
+        self.length = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        return self.keys, self.values
+
+    def _select(self, pick) -> None:
+        self._k, self._v = pick(self._k), pick(self._v)
+        self.keys, self.values = self._k[:, :, :self.length], self._v[:, :, :self.length]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._select(lambda t: t[indices])
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._select(lambda t: t.expand(repeats, *t.shape[1:]).contiguous())
+
+
+def _shared_prefix(rows: list[list[int]]) -> int:
+    """Tokens that every row starts with, leaving each row at least one token of its own."""
+    n = min(len(r) for r in rows) - 1
+    for i, column in enumerate(zip(*rows)):
+        if i >= n or len(set(column)) > 1:
+            return i
+    return n
+
+
+def _pad_left(own: list[list[int]], shared: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's own tokens, left-padded; the mask also covers the ``shared`` tokens before them."""
+    width = max(map(len, own))
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in own])
+    mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in own])
+    return ids, mask
+
+
+def _prefill(lm: LoadedModel, texts: Sequence[str], capacity: int):
+    """Run the prompts once; returns the cache, the attention mask, the last logits and next positions.
+
+    The chat template's shared start (system prompt and role markers) is computed once, for a
+    batch of one, and copied to every row. The rest is padded on the left of each row's own
+    part, so padding sits between the shared start and the question; the mask and the positions
+    make that identical to a plain left-padded batch.
+    """
+    rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    shared = _shared_prefix(rows) if len(rows) > 1 else 0
+    cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
+    if shared:
+        lm.hf(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(len(rows))
+    ids, mask = _pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
+    logits = lm.hf(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1]
+    return cache, mask, logits, positions[:, -1:] + 1
+
+
 @torch.inference_mode()
 def generate_batch(
     lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperature: float, top_p: float = 1.0
 ) -> torch.Tensor:
-    """New tokens ``[batch, max_new_tokens]`` for prompt texts (greedy when temperature == 0)."""
+    """New tokens ``[batch, max_new_tokens]`` for prompt texts (greedy when temperature == 0), pad after the stop.
+
+    A key-value-cached decoding loop, faster than ``generate`` on a CPU: the chat template's
+    shared start is computed once, the cache is written in place, and each row leaves the batch
+    once it has ended its turn.
+    """
+    capacity = max(len(lm.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts) + max_new_tokens
+    cache, mask, logits, position = _prefill(lm, texts, capacity)
+    out = torch.full((len(texts), max_new_tokens), lm.tokenizer.pad_token_id, dtype=torch.long)
+    stop = torch.tensor(sorted(_stop_ids(lm)))
+    rows = torch.arange(len(texts))  # output row of each live batch row
+    for step in range(max_new_tokens):
+        token = _pick_tokens(logits, temperature, top_p)
+        out[rows, step] = token
+        live = ~torch.isin(token, stop)
+        if step == max_new_tokens - 1 or not live.any():
+            break
+        if not live.all():
+            keep = live.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, token, mask, position = rows[keep], token[keep], mask[keep], position[keep]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        logits = lm.hf(input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                       past_key_values=cache, use_cache=True).logits[:, -1]
+        position = position + 1
+    return out
+
+
+@torch.inference_mode()
+def reference_generate_batch(
+    lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperature: float, top_p: float = 1.0
+) -> torch.Tensor:
+    """The same as :func:`generate_batch`, through transformers' ``generate`` (the benchmark's baseline)."""
     enc = lm.encode(texts)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 else {
         "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
@@ -73,18 +198,21 @@ def sample_answers(
     """Sample ``n_samples`` answers to each ``(question_id, question)``; one row per answer."""
     if n_samples < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError("n_samples, batch_size and max_new_tokens must be >= 1")
-    jobs = [(qid, q, s) for qid, q in questions for s in range(n_samples)]
+    jobs = [(qid, q, s, lm.chat_text(q, system)) for qid, q in questions for s in range(n_samples)]
+    order = sorted(range(len(jobs)), key=lambda i: len(jobs[i][3]))  # similar lengths waste less on padding
+    jobs = [jobs[i] for i in order]
     stop_ids = _stop_ids(lm)
     rows: list[Answer] = []
     for b, start in enumerate(tqdm(range(0, len(jobs), batch_size), desc=desc, unit="batch")):
         batch = jobs[start:start + batch_size]
         torch.manual_seed(seed * 1_000_003 + b)
-        new = generate_batch(lm, [lm.chat_text(q, system) for _, q, _ in batch], max_new_tokens, temperature, top_p)
+        new = generate_batch(lm, [text for *_, text in batch], max_new_tokens, temperature, top_p)
         lengths, finished = _answer_lengths(new, stop_ids)
-        for (qid, q, s), row, n, done in zip(batch, new, lengths, finished):
+        for (qid, q, s, _), row, n, done in zip(batch, new, lengths, finished):
             text = lm.tokenizer.decode(row[:n], skip_special_tokens=True).strip()
             rows.append(Answer(qid, q, s, text, n, done))
-    return pd.DataFrame([asdict(r) for r in rows])
+    in_order = [asdict(r) for _, r in sorted(zip(order, rows), key=lambda pair: pair[0])]
+    return pd.DataFrame(in_order)
 
 
 def greedy_padding_check(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int) -> list[bool]:

@@ -144,6 +144,7 @@ def render(stage: Path, html_out: Path) -> bool:
     (generated / "seeds.md").write_text(appendix.seeds_markdown(results))
     (generated / "data_cards.md").write_text(appendix.data_cards_markdown(results))
     (generated / "benchmark.md").write_text(appendix.benchmark_markdown())
+    (generated / "sampler_benchmark.md").write_text(appendix.sampler_benchmark_markdown())
     (generated / "profiles.md").write_text(table_markdown() + "\n")
     (generated / "environment.md").write_text(environment.markdown())
     jb = Path(sys.executable).parent / "jupyter-book"

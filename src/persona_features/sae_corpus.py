@@ -28,7 +28,7 @@ import yaml
 from . import artifacts, contrast
 from .data import advice, cards
 from .data.questions import eval_questions
-from .generation import sample_answers
+from .generation import SAMPLER_VERSION, sample_answers
 from .models import LoadedModel
 from .params import Params
 
@@ -80,7 +80,7 @@ def training_chats(rows_per_set: int, seed: int) -> list[dict]:
 def build(lm: LoadedModel, P: Params) -> artifacts.Artifact:
     """The corpus of this profile: cached, keyed by the model, the prompts, the authored data and the sizes."""
     config = {"model": P.model, "dtype": P.dtype, "seed": P.seed, "samples": P.sae_corpus_samples,
-              "max_new_tokens": P.sae_corpus_max_new_tokens, "temperature": 1.0,
+              "max_new_tokens": P.sae_corpus_max_new_tokens, "temperature": 1.0, "sampler": SAMPLER_VERSION,
               "rows_per_set": P.sae_rows_per_set,
               "prompts": hashlib.sha256(_prompt_file().encode()).hexdigest()[:16],
               "references": contrast.fingerprint()}
