@@ -69,3 +69,24 @@ def test_failing_cell_fails_the_command_and_names_notebook_and_cell(tmp_path, ca
     assert "notebooks/01_tiny.ipynb" in out.err
     assert "code cell 4 " in out.err and "`1 / 0`" in out.err and "ZeroDivisionError" in out.err
     assert not nbformat.read(tmp_path / "notebooks" / "01_tiny.ipynb", as_version=4).cells[1].outputs
+
+
+def test_progress_names_the_running_cell_and_kernel_stderr_goes_to_a_log(tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.5)
+    _tiny_book(tmp_path, ["import os, time\nos.write(2, b'kernel noise\\n')", "time.sleep(4)"])
+    assert runner.main(["execute", "--profile", "smoke", "--root", str(tmp_path)]) == 0
+    out, err = capfd.readouterr()
+    assert "[1/1] " in out and "code cell 3/3" in out  # the injected parameters cell is not counted
+    assert "kernel noise" not in out + err
+    assert "kernel noise" in (tmp_path / "_build/stage/smoke/logs/01_tiny.stderr.log").read_text()
+    assert "01_tiny" in out and "total" in out  # the time table
+
+
+def test_running_cell_reads_the_papermill_status(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## Setup"), nbformat.v4.new_code_cell("a"),
+                nbformat.v4.new_markdown_cell("text\n## Sampling"), nbformat.v4.new_code_cell("b")]
+    nb.cells[3].metadata["papermill"] = {"status": "running"}
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    assert runner.running_cell(tmp_path / "x.ipynb") == 'code cell 2/2, section "Sampling"'
+    assert runner.running_cell(tmp_path / "missing.ipynb") == "starting"

@@ -8,7 +8,7 @@ index, so the same profile and seed give the same answers on the same machine.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -18,6 +18,7 @@ from transformers.cache_utils import DynamicLayer
 
 from .models import LoadedModel
 
+Forward = Callable[..., torch.Tensor]  # model keyword inputs -> logits [batch, seq, vocab]
 SAMPLER_VERSION = 2  # 1: transformers generate; 2: our loop (shared prefix, in-place cache, inverse-CDF draws)
 
 
@@ -113,7 +114,11 @@ def _pad_left(own: list[list[int]], shared: int, pad: int) -> tuple[torch.Tensor
     return ids, mask
 
 
-def _prefill(lm: LoadedModel, texts: Sequence[str], capacity: int):
+def _plain_logits(lm: LoadedModel) -> Forward:
+    return lambda **inputs: lm.hf(**inputs).logits
+
+
+def _prefill(lm: LoadedModel, texts: Sequence[str], capacity: int, forward: Forward):
     """Run the prompts once; returns the cache, the attention mask, the last logits and next positions.
 
     The chat template's shared start (system prompt and role markers) is computed once, for a
@@ -125,27 +130,30 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], capacity: int):
     shared = _shared_prefix(rows) if len(rows) > 1 else 0
     cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
     if shared:
-        lm.hf(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        forward(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True, logits_to_keep=1)
         cache.batch_repeat_interleave(len(rows))
     ids, mask = _pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
-    logits = lm.hf(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1]
+    logits = forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                     use_cache=True, logits_to_keep=1)[:, -1]
     return cache, mask, logits, positions[:, -1:] + 1
 
 
 @torch.inference_mode()
 def generate_batch(
-    lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperature: float, top_p: float = 1.0
+    lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperature: float, top_p: float = 1.0,
+    forward: Forward | None = None,
 ) -> torch.Tensor:
     """New tokens ``[batch, max_new_tokens]`` for prompt texts (greedy when temperature == 0), pad after the stop.
 
     A key-value-cached decoding loop, faster than ``generate`` on a CPU: the chat template's
     shared start is computed once, the cache is written in place, and each row leaves the batch
-    once it has ended its turn.
+    once it has ended its turn. ``forward`` maps the model's keyword inputs to its logits; the
+    default is the plain model, and ``steering.steered_forward`` runs each step under nnsight.
     """
+    forward = forward or _plain_logits(lm)
     capacity = max(len(lm.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts) + max_new_tokens
-    cache, mask, logits, position = _prefill(lm, texts, capacity)
+    cache, mask, logits, position = _prefill(lm, texts, capacity, forward)
     out = torch.full((len(texts), max_new_tokens), lm.tokenizer.pad_token_id, dtype=torch.long)
     stop = torch.tensor(sorted(_stop_ids(lm)))
     rows = torch.arange(len(texts))  # output row of each live batch row
@@ -160,8 +168,8 @@ def generate_batch(
             cache.batch_select_indices(keep)
             rows, token, mask, position = rows[keep], token[keep], mask[keep], position[keep]
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-        logits = lm.hf(input_ids=token[:, None], attention_mask=mask, position_ids=position,
-                       past_key_values=cache, use_cache=True).logits[:, -1]
+        logits = forward(input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                         past_key_values=cache, use_cache=True)[:, -1]
         position = position + 1
     return out
 
@@ -194,6 +202,7 @@ def sample_answers(
     batch_size: int = 16,
     system: str | None = None,
     desc: str = "sampling",
+    forward: Forward | None = None,
 ) -> pd.DataFrame:
     """Sample ``n_samples`` answers to each ``(question_id, question)``; one row per answer."""
     if n_samples < 1 or batch_size < 1 or max_new_tokens < 1:
@@ -206,7 +215,7 @@ def sample_answers(
     for b, start in enumerate(tqdm(range(0, len(jobs), batch_size), desc=desc, unit="batch")):
         batch = jobs[start:start + batch_size]
         torch.manual_seed(seed * 1_000_003 + b)
-        new = generate_batch(lm, [text for *_, text in batch], max_new_tokens, temperature, top_p)
+        new = generate_batch(lm, [text for *_, text in batch], max_new_tokens, temperature, top_p, forward)
         lengths, finished = _answer_lengths(new, stop_ids)
         for (qid, q, s, _), row, n, done in zip(batch, new, lengths, finished):
             text = lm.tokenizer.decode(row[:n], skip_special_tokens=True).strip()

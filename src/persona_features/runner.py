@@ -6,6 +6,8 @@
 
 Source notebooks are never modified: they are copied with the book's pages into a staging
 folder, executed there, and Jupyter Book (1.x, no execution) renders the staging folder.
+While a chapter runs, a line a minute says which cell and section it is in; the kernels'
+own stderr (transport warnings and the like) goes to ``<stage>/logs/`` instead of the terminal.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +32,7 @@ from .params import PROFILES, ParameterError, resolve, table_markdown
 from .paths import RESULTS_ENV, repo_root
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+PROGRESS_EVERY_S = 60.0
 
 
 @dataclass
@@ -82,21 +87,80 @@ def _describe_failure(exc: Exception) -> str:
             f"{exc.ename}: {exc.evalue}")
 
 
-def execute_notebook(root: Path, stage: Path, notebook: str, profile: str, overrides: dict) -> NotebookRun:
+def running_cell(path: Path) -> str:
+    """Where papermill stands in the notebook it is writing to ``path``: code cell and section."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(path, as_version=4).cells
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return "starting"
+    code = [i for i, c in enumerate(cells)
+            if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+    running = [i for i in code if cells[i].metadata.get("papermill", {}).get("status") == "running"]
+    if not running:
+        return "between cells"
+    at = running[0]
+    headings = [line.lstrip("#").strip() for c in cells[:at] if c.cell_type == "markdown"
+                for line in c.source.splitlines() if line.startswith("#")]
+    section = f", section \"{headings[-1]}\"" if headings else ""
+    return f"code cell {code.index(at) + 1}/{len(code)}{section}"
+
+
+class _Progress(threading.Thread):
+    """Prints, every ``PROGRESS_EVERY_S``, the elapsed time and the running cell of a notebook."""
+
+    def __init__(self, label: str, path: Path):
+        super().__init__(daemon=True)
+        self.label, self.path, self.done = label, path, threading.Event()
+        self.start_time = time.perf_counter()
+
+    def run(self) -> None:
+        while not self.done.wait(PROGRESS_EVERY_S):
+            elapsed = time.perf_counter() - self.start_time
+            print(f"    {self.label} {elapsed // 60:.0f} min {elapsed % 60:02.0f} s: {running_cell(self.path)}",
+                  flush=True)
+
+
+@contextmanager
+def _stderr_to(path: Path):
+    """Send this process's and its children's stderr (file descriptor 2) to ``path`` meanwhile."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "w") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def execute_notebook(root: Path, stage: Path, notebook: str, profile: str, overrides: dict,
+                     label: str = "") -> NotebookRun:
     import papermill as pm
 
     out = stage / notebook
     out.parent.mkdir(parents=True, exist_ok=True)
+    log = stage / "logs" / f"{Path(notebook).stem}.stderr.log"
+    progress = _Progress(label or Path(notebook).stem, out)
     start = time.perf_counter()
+    progress.start()
     try:
-        pm.execute_notebook(
-            str(root / notebook), str(out),
-            parameters={"profile": profile, "overrides": overrides},
-            kernel_name="python3", cwd=str(out.parent), progress_bar=False, log_output=False,
-        )
+        with _stderr_to(log):
+            pm.execute_notebook(
+                str(root / notebook), str(out),
+                parameters={"profile": profile, "overrides": overrides},
+                kernel_name="python3", cwd=str(out.parent), progress_bar=False, log_output=False,
+            )
         return NotebookRun(notebook, profile, time.perf_counter() - start, True)
     except Exception as exc:  # papermill raises its own error for a failing cell
-        return NotebookRun(notebook, profile, time.perf_counter() - start, False, _describe_failure(exc))
+        error = f"{_describe_failure(exc)} (kernel stderr: {log})"
+        return NotebookRun(notebook, profile, time.perf_counter() - start, False, error)
+    finally:
+        progress.done.set()
 
 
 def select_notebooks(root: Path, only: Sequence[str] = ()) -> list[str]:
@@ -121,7 +185,7 @@ def execute_all(root: Path, stage: Path, profile: str, overrides: dict, only: Se
     try:
         for i, nb in enumerate(notebooks, 1):
             print(f"[{i}/{len(notebooks)}] {nb} (profile {profile}) ...", flush=True)
-            run = execute_notebook(root, stage, nb, profile, overrides)
+            run = execute_notebook(root, stage, nb, profile, overrides, label=f"[{i}/{len(notebooks)}]")
             runs.append(run)
             status = "ok" if run.ok else f"FAILED at {run.error}"
             print(f"[{i}/{len(notebooks)}] {nb}: {status} ({run.seconds:.1f} s)", flush=True)
@@ -162,6 +226,15 @@ def render(stage: Path, html_out: Path) -> bool:
         shutil.rmtree(html_out)
     shutil.copytree(stage / "_build" / "html", html_out)
     return True
+
+
+def time_table(runs: Sequence[NotebookRun], total: float) -> str:
+    """Wall time per chapter, and in all (rendering included), for the terminal."""
+    width = max([len(Path(r.notebook).stem) for r in runs] + [5])
+    lines = [f"{'chapter':<{width}}  minutes  status"]
+    lines += [f"{Path(r.notebook).stem:<{width}}  {r.seconds / 60:7.1f}  {'ok' if r.ok else 'FAILED'}" for r in runs]
+    lines.append(f"{'total':<{width}}  {total / 60:7.1f}")
+    return "\n".join(lines)
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -205,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [r for r in runs if not r.ok]
     for r in failed:
         print(f"FAILED: {r.notebook}: {r.error}", file=sys.stderr)
+    print(time_table(runs, total), flush=True)
     print(f"{len(runs) - len(failed)} notebooks ok, {len(failed)} failed; total {total:.0f} s", flush=True)
     if args.command != "execute" and ok:
         print(f"book: {html_out / 'index.html'}")
