@@ -118,7 +118,7 @@ def _plain_logits(lm: LoadedModel) -> Forward:
     return lambda **inputs: lm.hf(**inputs).logits
 
 
-def _prefill(lm: LoadedModel, texts: Sequence[str], capacity: int, forward: Forward):
+def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward: Forward):
     """Run the prompts once; returns the cache, the attention mask, the last logits and next positions.
 
     The chat template's shared start (system prompt and role markers) is computed once, for a
@@ -128,6 +128,7 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], capacity: int, forward: Forw
     """
     rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     shared = _shared_prefix(rows) if len(rows) > 1 else 0
+    capacity = max(map(len, rows)) + max_new_tokens
     cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
     if shared:
         forward(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -152,8 +153,7 @@ def generate_batch(
     default is the plain model, and ``steering.steered_forward`` runs each step under nnsight.
     """
     forward = forward or _plain_logits(lm)
-    capacity = max(len(lm.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts) + max_new_tokens
-    cache, mask, logits, position = _prefill(lm, texts, capacity, forward)
+    cache, mask, logits, position = _prefill(lm, texts, max_new_tokens, forward)
     out = torch.full((len(texts), max_new_tokens), lm.tokenizer.pad_token_id, dtype=torch.long)
     stop = torch.tensor(sorted(_stop_ids(lm)))
     rows = torch.arange(len(texts))  # output row of each live batch row
