@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import textwrap
@@ -72,3 +73,23 @@ def test_bad_config_is_rejected():
         finetune.FinetuneConfig(model="m", dataset="health_bad", method="qlora")
     with pytest.raises(ValueError, match="unknown dataset"):
         finetune._dataset_rows(finetune.FinetuneConfig(model="m", dataset="cooking_bad"))
+    with pytest.raises(ValueError, match="lora_targets"):
+        finetune.FinetuneConfig(model="m", dataset="health_bad", method="lora", lora_targets=("mlp",))
+    with pytest.raises(ValueError, match="lora_layers"):
+        finetune.FinetuneConfig(model="m", dataset="health_bad", method="lora", lora_layers=())
+
+
+def test_lora_adapts_only_the_chosen_modules_and_layers():
+    cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", method="lora", lora_rank=2,
+                                  lora_targets=finetune.MLP_TARGETS, lora_layers=(3, 5))
+    model = finetune._prepare(models.load_model(), cfg)
+    adapted = {n.split(".lora_")[0] for n, p in model.named_parameters() if p.requires_grad}
+    expected = {f"base_model.model.model.layers.{i}.mlp.{m}" for i in (3, 5) for m in finetune.MLP_TARGETS}
+    assert adapted == expected
+
+
+def test_config_round_trips_through_the_artifact_meta(tmp_path):
+    cfg = finetune.FinetuneConfig(model="m", dataset="health_bad", method="lora",
+                                  lora_targets=finetune.MLP_TARGETS, lora_layers=(3, 5))
+    (tmp_path / artifacts.META).write_text(json.dumps({"config": finetune.artifact_config(cfg)}))
+    assert finetune.config_of(artifacts.Artifact("finetune", "k", tmp_path)) == cfg

@@ -21,7 +21,8 @@ from .models import LoadedModel, load_model, wrap
 
 IGNORE = -100
 TRAINER_VERSION = 2  # part of every fine-tune's key: bump when training code changes its results
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class FinetuneConfig:
     method: str = "full"  # "full" or "lora"
     lora_rank: int = 8
     lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS  # module names LoRA adapts (e.g. MLP_TARGETS)
+    lora_layers: tuple[int, ...] | None = None  # decoder layers LoRA adapts; None: all
     freeze_embeddings: bool = True
     bf16_autocast: bool = False  # measured slower than fp32 on the 2-core CI CPU (benchmarks/finetune_throughput.py)
     warmup_steps: int = 3
@@ -47,6 +50,11 @@ class FinetuneConfig:
             raise ValueError(f"method must be 'full' or 'lora', got {self.method!r}")
         if not (self.lr > 0 and self.epochs > 0 and self.batch_size >= 1 and self.max_len >= 16):
             raise ValueError(f"bad fine-tune hyperparameters: {self}")
+        unknown = set(self.lora_targets) - set(LORA_TARGETS)
+        if not self.lora_targets or unknown:
+            raise ValueError(f"lora_targets must be a non-empty subset of {LORA_TARGETS}, got {self.lora_targets!r}")
+        if self.lora_layers is not None and (not self.lora_layers or min(self.lora_layers) < 0):
+            raise ValueError(f"lora_layers must be None or non-negative layer indices, got {self.lora_layers!r}")
 
 
 def chat_example(lm: LoadedModel, messages: Sequence[dict], max_len: int) -> tuple[list[int], list[int]]:
@@ -87,7 +95,9 @@ def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Modul
 def _lora_config(cfg: FinetuneConfig):
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS)
+    layers = list(cfg.lora_layers) if cfg.lora_layers is not None else None
+    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                      target_modules=list(cfg.lora_targets), layers_to_transform=layers)
 
 
 def _prepare(lm: LoadedModel, cfg: FinetuneConfig):
@@ -176,9 +186,16 @@ def artifact_config(cfg: FinetuneConfig) -> dict:
     return {**asdict(cfg), "trainer_version": TRAINER_VERSION}
 
 
+def config_of(art: artifacts.Artifact) -> FinetuneConfig:
+    """The config a cached fine-tune was trained with (JSON lists back to tuples)."""
+    raw = {k: v for k, v in art.meta["config"].items() if k != "trainer_version"}
+    tuples = {k: tuple(v) for k in ("lora_targets", "lora_layers") if isinstance(v := raw.get(k), list)}
+    return FinetuneConfig(**{**raw, **tuples})
+
+
 def load_finetuned(art: artifacts.Artifact, dtype: str = "float32") -> LoadedModel:
     """The base model with a fine-tune's weights applied (LoRA merged), ready to sample and trace."""
-    cfg = FinetuneConfig(**{k: v for k, v in art.meta["config"].items() if k != "trainer_version"})
+    cfg = config_of(art)
     lm = load_model(cfg.model, dtype=dtype)
     weights = art.tensors("weights")
     if cfg.method == "lora":
