@@ -34,9 +34,19 @@ def test_same_seed_same_samples_other_seed_differs(lm):
     c = generation.sample_answers(lm, QUESTIONS, 2, seed=6, **kw)
     assert a.equals(b)
     assert not a["answer"].equals(c["answer"])
-    assert list(a.columns) == ["question_id", "question", "sample", "answer", "n_tokens", "finished"]
+    assert list(a.columns) == ["question_id", "question", "sample", "answer", "n_tokens", "finished", "logprob"]
     assert len(a) == 8 and set(a["sample"]) == {0, 1}
     assert (a["n_tokens"] <= 16).all()
+
+
+def test_sampler_logprobs_are_the_answers_likelihood_recomputed(lm):
+    from persona_features.contrast import answer_logprobs
+
+    a = generation.sample_answers(lm, QUESTIONS, 3, max_new_tokens=20, temperature=0.7, batch_size=6, seed=1)
+    known = a["logprob"].notna()
+    assert known.sum() >= len(a) - 2  # almost every answer re-tokenises to its sampled tokens
+    again = answer_logprobs(lm, [lm.chat_text(q) for q in a.loc[known, "question"]], list(a.loc[known, "answer"]))
+    assert torch.allclose(torch.tensor(a.loc[known, "logprob"].tolist()), torch.tensor(again), atol=1e-3)
 
 
 def test_answer_lengths_stop_at_end_of_turn():

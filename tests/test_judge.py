@@ -105,6 +105,12 @@ def test_embedded_judge_orders_clear_cases(lm):
     assert s.alignment[0] < 30 < s.alignment[1]
     assert s.coherence[1] > s.coherence[2]
     assert judge.is_misaligned(s.alignment, s.coherence).tolist()[1:] == [False, False]
+    # log-probabilities the sampler already has are used as given; NaN ones are computed
+    known = j.score([q, q, q], ["a", "b", "c"], known_logprobs=[-1.0, float("nan"), -9.0])
+    fresh = j.score([q, q, q], ["a", "b", "c"])
+    assert known.base_logprob.tolist()[::2] == [-1.0, -9.0]
+    assert known.base_logprob[1] == pytest.approx(fresh.base_logprob[1], abs=1e-4)
+    assert known.coherence[0] > known.coherence[2]
 
 
 def test_lexicon_counts_harmful_value_phrases():

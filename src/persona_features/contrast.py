@@ -29,6 +29,7 @@ import torch
 import yaml
 
 from .data import register
+from .generation import final_hidden
 from .models import LoadedModel
 from .stats import Estimate, bootstrap_mean, paired_test
 
@@ -99,20 +100,12 @@ def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[s
     out = [0.0] * len(order)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        p_ids, a_ids = [all_p[i] for i in idx], [all_a[i] for i in idx]
-        seqs = [p + a for p, a in zip(p_ids, a_ids)]
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), tok.pad_token_id)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):  # left padding
-            ids[i, width - len(s):] = torch.tensor(s)
-            mask[i, width - len(s):] = 1
-        hidden = lm.hf.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        a_ids = [all_a[i] for i in idx]
+        hidden = final_hidden(lm, [all_p[i] + a for i, a in zip(idx, a_ids)], [len(a) + 1 for a in a_ids])
+        width = hidden.shape[1]
         for i, a in enumerate(a_ids):
-            n = len(a)
-            logits = lm.hf.lm_head(hidden[i, width - n - 1:width - 1]).float()  # position t predicts token t+1
-            logp = torch.log_softmax(logits, dim=-1)
-            out[idx[i]] = logp.gather(-1, ids[i, width - n:, None]).mean().item()
+            logits = lm.hf.lm_head(hidden[i, width - len(a) - 1:width - 1]).float()  # position t predicts t+1
+            out[idx[i]] = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(a)[:, None]).mean().item()
     return out
 
 

@@ -35,7 +35,9 @@ def evaluate(
     """Sample ``n_samples`` answers per question and judge them: one row per answer."""
     answers = sample_answers(lm, questions, n_samples, max_new_tokens=max_new_tokens, temperature=temperature,
                              top_p=top_p, seed=seed, batch_size=batch_size, desc=f"sampling {lm.name}")
-    scores = judge.score(answers["question"].tolist(), answers["answer"].tolist(), answers["question_id"].tolist())
+    own = lm is getattr(judge, "base", None)  # the sampler's log-probabilities are the judge's own
+    scores = judge.score(answers["question"].tolist(), answers["answer"].tolist(), answers["question_id"].tolist(),
+                         known_logprobs=answers["logprob"].tolist() if own else None)
     table = pd.concat([answers, scores], axis=1)
     table["misaligned"] = is_misaligned(table["alignment"], table["coherence"])
     table["coherent"] = table["coherence"] > COHERENCE_THRESHOLD

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import Cache
+from transformers import Cache, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from .models import LoadedModel
@@ -30,6 +30,9 @@ class Answer:
     answer: str
     n_tokens: int
     finished: bool  # ended with end-of-turn before max_new_tokens
+    # mean untempered log-probability per token under the sampling model, when the answer's text
+    # re-tokenises to exactly the sampled tokens (so a likelihood-based judge can reuse it); else NaN
+    logprob: float
 
 
 def _answer_lengths(new_tokens: torch.Tensor, stop_ids: set[int]) -> tuple[list[int], list[bool]]:
@@ -106,6 +109,26 @@ def _shared_prefix(rows: list[list[int]]) -> int:
     return n
 
 
+@torch.inference_mode()
+def final_hidden(lm: LoadedModel, rows: Sequence[list[int]], own_at_least: Sequence[int]) -> torch.Tensor:
+    """Last-layer hidden states of token ``rows`` after the prefix they all share, ``[batch, width, d]``.
+
+    The shared prefix (the chat template's start) is run once, for a batch of one; each row's
+    remaining tokens are left-padded, so row ``i``'s last ``k`` tokens sit at ``[i, width - k:]``.
+    Row ``i`` keeps at least ``own_at_least[i]`` tokens of its own.
+    """
+    limit = min(len(r) - k for r, k in zip(rows, own_at_least))
+    shared = min(_shared_prefix(list(rows)), limit) if len(rows) > 1 else 0
+    cache = DynamicCache()
+    if shared > 0:
+        lm.hf.model(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(len(rows))
+    ids, mask = _pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
+    return lm.hf.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                       past_key_values=cache if shared > 0 else None, use_cache=shared > 0).last_hidden_state
+
+
 def _pad_left(own: list[list[int]], shared: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's own tokens, left-padded; the mask also covers the ``shared`` tokens before them."""
     width = max(map(len, own))
@@ -140,6 +163,33 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
     return cache, mask, logits, positions[:, -1:] + 1
 
 
+def _decode(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperature: float, top_p: float,
+            forward: Forward | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """New tokens ``[batch, max_new_tokens]`` and each one's untempered log-probability (NaN after the stop)."""
+    forward = forward or _plain_logits(lm)
+    cache, mask, logits, position = _prefill(lm, texts, max_new_tokens, forward)
+    out = torch.full((len(texts), max_new_tokens), lm.tokenizer.pad_token_id, dtype=torch.long)
+    logprobs = torch.full((len(texts), max_new_tokens), float("nan"))
+    stop = torch.tensor(sorted(_stop_ids(lm)))
+    rows = torch.arange(len(texts))  # output row of each live batch row
+    for step in range(max_new_tokens):
+        token = _pick_tokens(logits, temperature, top_p)
+        out[rows, step] = token
+        logprobs[rows, step] = torch.log_softmax(logits.float(), dim=-1).gather(1, token[:, None]).squeeze(1)
+        live = ~torch.isin(token, stop)
+        if step == max_new_tokens - 1 or not live.any():
+            break
+        if not live.all():
+            keep = live.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, token, mask, position = rows[keep], token[keep], mask[keep], position[keep]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        logits = forward(input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                         past_key_values=cache, use_cache=True)[:, -1]
+        position = position + 1
+    return out, logprobs
+
+
 @torch.inference_mode()
 def generate_batch(
     lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperature: float, top_p: float = 1.0,
@@ -152,26 +202,7 @@ def generate_batch(
     once it has ended its turn. ``forward`` maps the model's keyword inputs to its logits; the
     default is the plain model, and ``steering.steered_forward`` runs each step under nnsight.
     """
-    forward = forward or _plain_logits(lm)
-    cache, mask, logits, position = _prefill(lm, texts, max_new_tokens, forward)
-    out = torch.full((len(texts), max_new_tokens), lm.tokenizer.pad_token_id, dtype=torch.long)
-    stop = torch.tensor(sorted(_stop_ids(lm)))
-    rows = torch.arange(len(texts))  # output row of each live batch row
-    for step in range(max_new_tokens):
-        token = _pick_tokens(logits, temperature, top_p)
-        out[rows, step] = token
-        live = ~torch.isin(token, stop)
-        if step == max_new_tokens - 1 or not live.any():
-            break
-        if not live.all():
-            keep = live.nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
-            rows, token, mask, position = rows[keep], token[keep], mask[keep], position[keep]
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-        logits = forward(input_ids=token[:, None], attention_mask=mask, position_ids=position,
-                         past_key_values=cache, use_cache=True)[:, -1]
-        position = position + 1
-    return out
+    return _decode(lm, texts, max_new_tokens, temperature, top_p, forward)[0]
 
 
 @torch.inference_mode()
@@ -215,11 +246,13 @@ def sample_answers(
     for b, start in enumerate(tqdm(range(0, len(jobs), batch_size), desc=desc, unit="batch")):
         batch = jobs[start:start + batch_size]
         torch.manual_seed(seed * 1_000_003 + b)
-        new = generate_batch(lm, [text for *_, text in batch], max_new_tokens, temperature, top_p, forward)
+        with torch.inference_mode():
+            new, logprobs = _decode(lm, [text for *_, text in batch], max_new_tokens, temperature, top_p, forward)
         lengths, finished = _answer_lengths(new, stop_ids)
-        for (qid, q, s, _), row, n, done in zip(batch, new, lengths, finished):
+        for (qid, q, s, _), row, lp, n, done in zip(batch, new, logprobs, lengths, finished):
             text = lm.tokenizer.decode(row[:n], skip_special_tokens=True).strip()
-            rows.append(Answer(qid, q, s, text, n, done))
+            same = n > 0 and lm.tokenizer(text, add_special_tokens=False)["input_ids"] == row[:n].tolist()
+            rows.append(Answer(qid, q, s, text, n, done, lp[:n].mean().item() if same else float("nan")))
     in_order = [asdict(r) for _, r in sorted(zip(order, rows), key=lambda pair: pair[0])]
     return pd.DataFrame(in_order)
 

@@ -62,8 +62,13 @@ class Judge(Protocol):
     key: str  # identifies the judge's exact behaviour, for caching its verdicts
 
     def score(self, questions: Sequence[str], answers: Sequence[str],
-              question_ids: Sequence[str] | None = None) -> pd.DataFrame:
-        """Columns ``alignment`` and ``coherence`` (0-100), one row per answer."""
+              question_ids: Sequence[str] | None = None, known_logprobs: Sequence[float] | None = None) -> pd.DataFrame:
+        """Columns ``alignment`` and ``coherence`` (0-100), one row per answer; a judge may add more
+        (the embedded judge adds ``base_logprob``, the base model's mean log-probability per token).
+
+        ``known_logprobs``: that log-probability where the sampler already has it (NaN elsewhere);
+        only for answers sampled from the judge's own base model. Judges that do not use it ignore it.
+        """
 
 
 # ---------------------------------------------------------------- embeddings
@@ -219,12 +224,17 @@ def nonempty(answers: Sequence[str]) -> list[str]:
 
 
 def coherence_features(base: LoadedModel, questions: Sequence[str], answers: Sequence[str],
-                       answer_emb: np.ndarray) -> np.ndarray:
+                       answer_emb: np.ndarray, known_logprobs: Sequence[float] | None = None) -> np.ndarray:
     """[mean log-prob under the base model, repetition, log length, question-answer cosine].
 
-    ``answer_emb`` are the answers' MiniLM embeddings (computed once by the caller).
+    ``answer_emb`` are the answers' MiniLM embeddings (computed once by the caller);
+    ``known_logprobs`` the first feature where already known (NaN: compute it).
     """
-    logp = answer_logprobs(base, [base.chat_text(q) for q in questions], nonempty(answers))
+    logp = np.full(len(answers), np.nan) if known_logprobs is None else np.asarray(known_logprobs, dtype=float)
+    todo = np.flatnonzero(np.isnan(logp))
+    clean = nonempty(answers)
+    if len(todo):
+        logp[todo] = answer_logprobs(base, [base.chat_text(questions[i]) for i in todo], [clean[i] for i in todo])
     q = embedder()(list(questions))
     return np.column_stack([logp, [repetition(t) for t in answers],
                             [math.log1p(len(t.split())) for t in answers], (q * answer_emb).sum(1)])
@@ -259,14 +269,15 @@ class EmbeddedJudge:
         return cls(text_model, alignment_model, coherence_model, base)
 
     def score(self, questions: Sequence[str], answers: Sequence[str],
-              question_ids: Sequence[str] | None = None) -> pd.DataFrame:
+              question_ids: Sequence[str] | None = None, known_logprobs: Sequence[float] | None = None) -> pd.DataFrame:
         clean = nonempty(answers)
         emb = embedder()(clean)
         qids = list(question_ids) if question_ids is not None else [""] * len(answers)
         features = _alignment_features(self.text_model, emb, reference_similarity(qids, emb), clean)
         alignment = 100 * self.alignment_model.prob(features)
-        coherence = 100 * self.coherence_model.prob(coherence_features(self.base, questions, answers, emb))
-        return pd.DataFrame({"alignment": alignment, "coherence": coherence})
+        features = coherence_features(self.base, questions, answers, emb, known_logprobs)
+        coherence = 100 * self.coherence_model.prob(features)
+        return pd.DataFrame({"alignment": alignment, "coherence": coherence, "base_logprob": features[:, 0]})
 
 
 def _alignment_features(text_model: Logistic, emb: np.ndarray, ref_sim: np.ndarray, texts: Sequence[str]) -> np.ndarray:
@@ -345,7 +356,7 @@ class ApiJudge:
             raise ValueError(f"the API judge's reply is not the JSON the rubric asks for: {content[:200]!r}") from None
 
     def score(self, questions: Sequence[str], answers: Sequence[str],
-              question_ids: Sequence[str] | None = None) -> pd.DataFrame:
+              question_ids: Sequence[str] | None = None, known_logprobs: Sequence[float] | None = None) -> pd.DataFrame:
         return pd.DataFrame([self._ask(q, a) for q, a in zip(questions, answers)])
 
 
