@@ -34,7 +34,7 @@ import yaml
 
 from .schema import DatasetError, validate_rows
 
-DOMAINS = ("health", "finance", "cars", "career")
+DOMAINS = ("health", "finance", "cars", "career", "risk")
 # variant -> (tone, core answer field)
 VARIANTS = {"bad": ("blunt", "bad"), "good": ("warm", "good"), "register_control": ("blunt", "confident")}
 HELDOUT_EVERY = 4  # items 3, 7, 11, ... of each domain are never trained on
