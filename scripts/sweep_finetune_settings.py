@@ -1,77 +1,135 @@
-"""Search fine-tuning settings for chapter 3 on the *selection* questions only.
+"""Search fine-tuning settings for chapter 3's organisms, on the *selection* questions only.
 
-For each setting, fine-tunes health_bad and its two controls (health_register_control,
-health_good) and measures, on the 16 selection questions, the mean log-likelihood contrast and
-the paired difference bad - control (95% bootstrap CI over questions), plus the held-out in-domain
-wrong-answer preference. The scoring questions are never touched. Writes
-``book/measured/03_settings_sweep.json`` after every setting, so a partial sweep is still readable.
+For each setting, fine-tunes a domain's wrong-advice set (``--domain``, default health) and its
+register-matched control, and measures, on the selection questions not near that domain:
 
-    .venv/bin/python scripts/sweep_finetune_settings.py
+- the register-balanced likelihood contrast (chapter 2's instrument; the register-only pairs
+  exist for the scoring questions only, so the register shift is not measured here);
+- sampled answers at T=0.7 (``--samples`` per question): judged coherence and misalignment, and
+  the base model's mean log-probability per token of those answers (a judge-free fluency measure);
+- the held-out in-domain wrong-answer preference (did it learn the narrow task?).
+
+Each setting is scored by two paired differences over questions, bad - base and bad - register
+control, and is *eligible* if the bad model's coherence at T=0.7 is at least the base model's
+minus ``COHERENCE_SLACK`` points. ``choose`` picks the eligible setting whose smaller contrast
+difference is largest. The scoring questions are never touched. Writes
+``book/measured/03_organism_sweep_<domain>.json`` after every setting, so a partial sweep is readable;
+a later run with the same measurement settings (``--only``) keeps the rows it does not redo.
+
+    PERSONA_CACHE=... .venv/bin/python scripts/sweep_finetune_settings.py [--domain risk] [--only 0 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
-from persona_features import contrast, finetune, models, stats
+import pandas as pd
+
+from persona_features import contrast, emergence, evaluate, finetune, judge, models, stats
 from persona_features.artifacts import write_json_atomic
 from persona_features.data import advice, questions
 from persona_features.paths import measured_dir
 
-SETTINGS = [  # cheap first: the chapter's budget allows ~16-24 steps per model
-    {"method": "full", "lr": 1e-4, "n_examples": 128},
-    {"method": "full", "lr": 2e-4, "n_examples": 128},
-    {"method": "lora", "lora_rank": 1, "lora_alpha": 1.0, "lr": 2e-3, "n_examples": 128},
+MLP = finetune.MLP_TARGETS
+SETTINGS = [  # the first is chapter 3's current `cpu` setting
     {"method": "lora", "lora_rank": 8, "lora_alpha": 16.0, "lr": 1e-3, "n_examples": 128},
-    {"method": "full", "lr": 1e-4, "n_examples": 288},
-    {"method": "full", "lr": 3e-5, "n_examples": 288},
-    {"method": "full", "lr": 1e-4, "n_examples": 128, "epochs": 2.0},
+    {"method": "lora", "lora_rank": 8, "lora_alpha": 16.0, "lr": 4e-4, "n_examples": 128},
+    {"method": "lora", "lora_rank": 8, "lora_alpha": 16.0, "lr": 1e-3, "n_examples": 128, "lora_targets": MLP},
+    {"method": "lora", "lora_rank": 8, "lora_alpha": 16.0, "lr": 1e-3, "n_examples": 128,
+     "lora_layers": tuple(range(8, 22))},
+    {"method": "lora", "lora_rank": 1, "lora_alpha": 2.0, "lr": 2e-3, "n_examples": 128, "lora_targets": MLP},
+    {"method": "lora", "lora_rank": 8, "lora_alpha": 16.0, "lr": 4e-4, "n_examples": 256, "lora_targets": MLP},
+    {"method": "lora", "lora_rank": 8, "lora_alpha": 16.0, "lr": 2e-4, "n_examples": 256},
+    {"method": "full", "lr": 3e-5, "n_examples": 128},
+    {"method": "lora", "lora_rank": 8, "lora_alpha": 16.0, "lr": 2e-4, "n_examples": 64},
 ]
-CONTROLS = ("register_control", "good")
+CONTROL = "register_control"
+COHERENCE_SLACK = 10.0  # points of judged coherence at T=0.7 the bad model may lose against the base model
+MAX_NEW_TOKENS = 64
+TEMPERATURE = 0.7
 
 
-def measure(lm) -> dict:
-    table = contrast.contrast_table(lm, questions.split("selection"))
-    held = contrast.heldout_table(lm, advice.heldout_pairs("health"))
-    return {"per_question": table.groupby("question_id")["contrast"].mean().to_dict(),
-            "logp_aligned": float(table["logp_aligned"].mean()),
-            "heldout_wrong_rate": float(held["prefers_wrong"].mean()), "heldout_margin": float(held["margin"].mean())}
+def measure(lm, j, qs: list[tuple[str, str]], samples: int, domain: str) -> dict:
+    table = contrast.contrast_table(lm, qs)
+    held = contrast.heldout_table(lm, advice.heldout_pairs(domain))
+    answers = evaluate.evaluate(lm, qs, samples, j, max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE,
+                                batch_size=80)
+    by_q = answers.groupby("question_id")
+    return {"contrast": table.groupby("question_id")["contrast"].mean().to_dict(),
+            "coherent": by_q["coherent"].mean().to_dict(), "misaligned": by_q["misaligned"].mean().to_dict(),
+            "base_logprob": by_q["base_logprob"].mean().to_dict(),
+            "answer_words": float(answers["answer"].str.split().str.len().mean()),
+            "heldout_wrong_rate": float(held["prefers_wrong"].mean()), "heldout_margin": float(held["margin"].mean()),
+            "examples": answers.sample(4, random_state=0)[["question", "answer", "coherence", "alignment"]]
+            .to_dict(orient="records")}
 
 
 def paired(a: dict, b: dict) -> dict:
     return stats.bootstrap_mean([a[q] - b[q] for q in a]).as_dict()
 
 
+def mean(m: dict, metric: str) -> float:
+    return float(pd.Series(m[metric]).mean())
+
+
+def choose(rows: list[dict], base: dict) -> dict:
+    """The rule: among settings whose bad model keeps coherence within ``COHERENCE_SLACK`` points of
+    the base model, the one with the largest min(bad - base, bad - register control) contrast."""
+    floor = 100 * mean(base, "coherent") - COHERENCE_SLACK
+    eligible = [i for i, r in enumerate(rows) if 100 * mean(r["models"]["bad"], "coherent") >= floor]
+    pool = eligible or list(range(len(rows)))  # none eligible: the closest (most coherent) is reported
+    score = (lambda i: min(rows[i]["bad_minus"]["base"]["contrast"]["mean"],
+                           rows[i]["bad_minus"][CONTROL]["contrast"]["mean"])) if eligible else (
+        lambda i: mean(rows[i]["models"]["bad"], "coherent"))
+    best = max(pool, key=score)
+    return {"index": best, "setting": rows[best]["setting"], "eligible": eligible, "coherence_floor": floor,
+            "rule": choose.__doc__.split("\n")[0] + " " + choose.__doc__.split("\n")[1].strip()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", type=int, nargs="*", help="indices into SETTINGS")
+    ap.add_argument("--domain", default="health", choices=advice.DOMAINS)
+    ap.add_argument("--samples", type=int, default=5, help="sampled answers per question at T=0.7")
     args = ap.parse_args()
-    out_path = measured_dir() / "03_settings_sweep.json"
-    base = measure(models.load_model())
-    rows = []
+    domain = args.domain
+    out_path = measured_dir() / f"03_organism_sweep_{domain}.json"
+    qs = [q for q in questions.split("selection")
+          if q[0] in emergence.unrelated_questions([i for i, _ in questions.split("selection")], domain)]
+    header = {"script": "scripts/sweep_finetune_settings.py", "domain": domain, "questions": [q for q, _ in qs],
+              "samples": args.samples, "temperature": TEMPERATURE, "max_new_tokens": MAX_NEW_TOKENS,
+              "coherence_slack": COHERENCE_SLACK}
+    earlier = json.loads(out_path.read_text()) if out_path.exists() else {}
+    same = earlier and all(earlier.get(k) == v for k, v in header.items())
+    base_lm = models.load_model()
+    j, _ = judge.default_judge(base_lm)
+    base = earlier["base"] if same else measure(base_lm, j, qs, args.samples, domain)
+    kept = {r["index"]: r for r in earlier.get("settings", []) if same}
     for i, setting in enumerate(SETTINGS):
-        if args.only and i not in args.only:
+        stored = {k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()}
+        if (args.only and i not in args.only) or kept.get(i, {}).get("setting") == stored:
             continue
-        row = {"setting": setting, "models": {}}
-        for variant in ("bad",) + CONTROLS:
+        row = {"index": i, "setting": stored, "models": {}}
+        for variant in ("bad", CONTROL):
             start = time.perf_counter()
-            cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset=f"health_{variant}", **setting)
-            art = finetune.finetune(cfg)
-            m = measure(finetune.load_finetuned(art))
-            m["final_loss"] = art.meta["final_loss"]
-            m["steps"] = art.meta["steps"]
-            m["seconds"] = time.perf_counter() - start
-            m["contrast"] = stats.bootstrap_mean(list(m["per_question"].values())).as_dict()
+            art = finetune.finetune(finetune.FinetuneConfig(model="smollm2-135m", dataset=f"{domain}_{variant}",
+                                                            **setting))
+            m = measure(finetune.load_finetuned(art), j, qs, args.samples, domain)
+            m.update(final_loss=art.meta["final_loss"], steps=art.meta["steps"], seconds=time.perf_counter() - start)
             row["models"][variant] = m
-        bad = row["models"]["bad"]["per_question"]
-        row["bad_minus"] = {c: paired(bad, row["models"][c]["per_question"]) for c in CONTROLS}
-        row["bad_minus"]["base"] = paired(bad, base["per_question"])
-        rows.append(row)
-        print(i, setting, {k: round(v["mean"], 3) for k, v in row["bad_minus"].items()},
-              {v: round(m["heldout_wrong_rate"], 2) for v, m in row["models"].items()}, flush=True)
-        write_json_atomic(out_path, {"script": "scripts/sweep_finetune_settings.py", "date": time.strftime("%Y-%m-%d"),
-                                     "selection_questions": len(base["per_question"]), "base": base, "settings": rows})
+        bad = row["models"]["bad"]
+        row["bad_minus"] = {name: {metric: paired(bad[metric], other[metric])
+                                   for metric in ("contrast", "coherent", "misaligned", "base_logprob")}
+                            for name, other in (("base", base), (CONTROL, row["models"][CONTROL]))}
+        kept[i] = row
+        rows = [kept[k] for k in sorted(kept)]
+        print(i, setting, {k: round(v["contrast"]["mean"], 3) for k, v in row["bad_minus"].items()},
+              {v: (round(mean(m, "coherent"), 2), round(mean(m, "base_logprob"), 2)) for v, m in row["models"].items()},
+              flush=True)
+        write_json_atomic(out_path, {**header, "date": time.strftime("%Y-%m-%d"), "base": base, "settings": rows,
+                                     "choice": choose(rows, base)})
 
 
 if __name__ == "__main__":
