@@ -51,3 +51,34 @@ def test_the_check_catches_a_broken_image_and_a_traceback(smoke_build, chromium,
         page.close()
     assert any(p.startswith("broken image") for p in problems), problems
     assert "an executed cell shows an error traceback" in problems
+
+
+LONG_CELL = ('<div class="cell docutils container"><div class="cell_input docutils container"><div class="highlight">'
+             "<pre>" + "\n".join(f"x{i} = {i}" for i in range(20)) + "</pre></div></div></div>")
+WIDE_TABLE = "<table><tr>" + "".join(f"<td>column_{i}_wide_value_without_spaces</td>" for i in range(12)) + "</tr></table>"
+
+
+def test_the_check_catches_raw_myst_wide_tables_and_long_code(smoke_build, chromium, tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(smoke_build["html"], site)
+    chapter = site / f"{runner.toc_notebooks(repo_root())[0].replace('.ipynb', '.html')}"
+    clean = chapter.read_text()
+    hidden = f'<details class="hide above-input"><summary>Show code</summary>{LONG_CELL}</details>'
+    defects = {"raw MyST role {glue:text}": "<p>(profile {glue:text}`profile_name`)</p>",
+               "wider than the content column: table": WIDE_TABLE,
+               "visible code cell of 20 lines": LONG_CELL}
+    variants = {"hidden": hidden, **defects}  # each in its own file: a reused URL may come from the cache
+    for i, html in enumerate(variants.values()):
+        chapter.with_name(f"variant{i}.html").write_text(clean.replace("</article>", html + "</article>", 1))
+    with browser.serve(site) as base:
+        page = chromium.new_page()
+        found = {}
+        for name, i in [("clean", None)] + [(k, i) for i, k in enumerate(variants)]:
+            target = chapter if i is None else chapter.with_name(f"variant{i}.html")
+            page.goto(f"{base}/{target.relative_to(site).as_posix()}")
+            found[name] = browser.layout_problems(page)
+        page.close()
+    assert found["hidden"] == found["clean"]  # a long cell that starts collapsed is fine
+    for expected in defects:
+        new = [p for p in found[expected] if p not in found["clean"]]
+        assert any(p.startswith(expected) for p in new), (expected, new)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import matplotlib.pyplot as plt
 import yaml
 
 from . import appendix, environment, scorecard
@@ -31,7 +32,7 @@ from .artifacts import write_json_atomic
 from .params import PROFILES, ParameterError, resolve, table_markdown
 from .paths import RESULTS_ENV, repo_root
 
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "_static")
 PROGRESS_EVERY_S = 60.0
 
 
@@ -203,7 +204,12 @@ def render(stage: Path, html_out: Path) -> bool:
     generated = stage / "book" / "generated"
     generated.mkdir(parents=True, exist_ok=True)
     results = stage / "results"
-    (generated / "scorecard.md").write_text(scorecard.markdown(results))
+    fig = scorecard.figure(results)
+    if fig is not None:
+        fig.savefig(generated / "scorecard.png")
+        plt.close(fig)
+    (generated / "scorecard.md").write_text(
+        scorecard.markdown(results, "/book/generated/scorecard.png" if fig is not None else None))
     (generated / "runs.md").write_text(appendix.runs_markdown(stage.parent))
     (generated / "seeds.md").write_text(appendix.seeds_markdown(results))
     (generated / "data_cards.md").write_text(appendix.data_cards_markdown(results))
