@@ -24,6 +24,12 @@ def test_agreement_and_kappa():
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
     # kappa by hand: po = 6/8, pe = (3*3 + 5*5)/64
     assert m["kappa"] == pytest.approx((0.75 - 34 / 64) / (1 - 34 / 64))
+    assert m["kappa_ci95_lo"] < m["kappa"] < m["kappa_ci95_hi"]
+    # the interval resamples rows: eight times the same data gives the same kappa, a narrower interval
+    big = stats.agreement([1, 1, 1, 0, 0, 0, 0, 0] * 8, [1, 1, 0, 1, 0, 0, 0, 0] * 8)
+    assert big["kappa"] == pytest.approx(m["kappa"])
+    assert big["kappa_ci95_hi"] - big["kappa_ci95_lo"] < 0.6 * (m["kappa_ci95_hi"] - m["kappa_ci95_lo"])
+    assert stats.agreement([1, 0] * 20, [1, 0] * 20)["kappa_ci95_lo"] == pytest.approx(1.0)
 
 
 def test_logistic_separates_a_simple_problem():

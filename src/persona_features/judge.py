@@ -362,7 +362,7 @@ class ApiJudge:
 
 # ---------------------------------------------------------------- fitting, validating and caching the default judge
 
-JUDGE_VERSION = 1  # bump when the judge's features or training change
+JUDGE_VERSION = 2  # bump when the judge's features, training or stored validation change
 
 
 def _label_fingerprint() -> str:

@@ -44,18 +44,28 @@ def bootstrap_columns(matrix, n_boot: int = 2000, seed: int = 0) -> list[Estimat
     return [bootstrap_mean(m[:, j], n_boot, seed) for j in range(m.shape[1])]
 
 
-def agreement(truth, predicted) -> dict[str, float | int]:
-    """Binary agreement: confusion counts, accuracy, precision and recall on class 1, Cohen's kappa."""
+def _kappas(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Cohen's kappa of each row of boolean ``[k, n]`` label matrices (NaN where chance agreement is 1)."""
+    n = t.shape[-1]
+    accuracy = (t == p).mean(axis=-1)
+    expected = (t.mean(axis=-1) * p.mean(axis=-1) + (1 - t.mean(axis=-1)) * (1 - p.mean(axis=-1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(expected < 1 - 0.5 / n ** 2, (accuracy - expected) / (1 - expected), np.nan)
+
+
+def agreement(truth, predicted, n_boot: int = 2000, seed: int = 0) -> dict[str, float | int]:
+    """Binary agreement: confusion counts, accuracy, precision and recall on class 1, Cohen's kappa with a
+    percentile-bootstrap 95% interval over rows."""
     t, p = np.asarray(truth, bool), np.asarray(predicted, bool)
     tp, tn = int((t & p).sum()), int((~t & ~p).sum())
     fp, fn = int((~t & p).sum()), int((t & ~p).sum())
     n = len(t)
-    accuracy = (tp + tn) / n
-    expected = ((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp)) / n ** 2
-    kappa = (accuracy - expected) / (1 - expected) if expected < 1 else float("nan")
-    return {"n": n, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "accuracy": accuracy,
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    lo, hi = np.nanpercentile(_kappas(t[idx], p[idx]), [2.5, 97.5])
+    return {"n": n, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "accuracy": (tp + tn) / n,
             "precision": tp / (tp + fp) if tp + fp else float("nan"),
-            "recall": tp / (tp + fn) if tp + fn else float("nan"), "kappa": kappa}
+            "recall": tp / (tp + fn) if tp + fn else float("nan"), "kappa": float(_kappas(t[None], p[None])[0]),
+            "kappa_ci95_lo": float(lo), "kappa_ci95_hi": float(hi)}
 
 
 ALPHA = 0.05
