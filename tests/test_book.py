@@ -99,14 +99,14 @@ def test_scorecard_rows_match_the_results_files(smoke_build):
         verdict = json.loads(path.read_text())["metrics"].get("verdicts", {}).get(c.id) if path.is_file() else None
         if verdict:
             filled += 1
-            assert f"| {verdict['summary']} (model " in rows[c.id] and f"| {verdict['status']} |" in rows[c.id]
+            assert f"| {scorecard.key_number(verdict)} |" in rows[c.id] and f"| {verdict['status']} |" in rows[c.id]
     assert filled >= 3
     judge = json.loads((results / "02_measuring.json").read_text())["metrics"]["judge_validation"]["misaligned_rule"]
-    assert f"kappa {judge['kappa']:.2f}" in rows["judge"]
+    assert f"kappa, judge rule vs held-out hand labels: {judge['kappa']:+.2f} [" in rows["judge"]
     comp = json.loads((results / "03_emergent_misalignment.json").read_text())["metrics"]["comparisons"]
     main = next(c for c in comp if c["bad"] == "health_bad" and c["versus_role"] == "register_control"
                 and c["metric"] == "contrast")
-    assert f"bad minus register control: {main['mean']:+.2f} [" in rows["em"]
+    assert f"wrong advice minus register control: {main['mean']:+.2f} [" in rows["em"]
     page = (smoke_build["html"] / "book" / "intro.html").read_text()
     assert all(c.claim.split("'")[0][:30] in page for c in scorecard.CLAIMS)
 

@@ -13,13 +13,23 @@ def _write(folder, chapter, verdicts):
         "metrics": {"judge": "judge-x", "verdicts": verdicts}}))
 
 
+EVIDENCE = {"label": "contrast, bad minus register control", "versus": "register control",
+            "mean": 0.2, "ci95_lo": 0.1, "ci95_hi": 0.3, "p_holm": 0.004}
+
+
 def test_every_claim_has_one_row_and_results_fill_them(tmp_path):
-    _write(tmp_path, "03_emergent_misalignment", {"em": {"status": "partial", "summary": "rate 0.123 [0.1, 0.2]"}})
+    _write(tmp_path, "03_emergent_misalignment", {"em": {"status": "partial", "summary": "rate 0.123 [0.1, 0.2]",
+                                                         "evidence": EVIDENCE},
+                                                  "code": {"status": "inconclusive", "summary": "no key number"}})
     md = scorecard.markdown(tmp_path)
+    assert md.startswith("Model: tiny-model. Judge: judge-x. Profile: smoke.")  # said once, above the table
     rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| claim")]
     assert len(rows) == len(scorecard.CLAIMS) and len({c.id for c in scorecard.CLAIMS}) == len(scorecard.CLAIMS)
     em = next(r for r in rows if r.startswith(f"| {scorecard.CLAIMS[1].claim} |"))
-    assert "rate 0.123 [0.1, 0.2] (model tiny-model, judge: judge-x, profile smoke)" in em and "| partial |" in em
+    assert "contrast, bad minus register control: +0.20 [+0.10, +0.30] (Holm p = 0.004)" in em and "| partial |" in em
+    assert "tiny-model" not in em
+    code = next(r for r in rows if r.startswith("| Insecure-code"))
+    assert "no key number" in code  # without a key number the summary stands in
     controls = next(r for r in rows if r.startswith("| Fine-tuning on the correct twin"))
     assert "not attempted in this build (profile smoke)" in controls  # its chapter wrote no verdict for it
     steering = next(r for r in rows if r.startswith("| Adding the persona direction"))
@@ -33,3 +43,13 @@ def test_unknown_status_is_an_error(tmp_path):
     _write(tmp_path, "02_measuring", {"judge": {"status": "kind of", "summary": "x"}})
     with pytest.raises(ValueError, match="not one of"):
         scorecard.markdown(tmp_path)
+
+
+def test_figure_shows_the_claims_with_a_key_number(tmp_path):
+    assert scorecard.figure(tmp_path) is None
+    _write(tmp_path, "03_emergent_misalignment", {"em": {"status": "partial", "summary": "s", "evidence": EVIDENCE},
+                                                  "code": {"status": "inconclusive", "summary": "s"}})
+    fig = scorecard.figure(tmp_path)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == 1 and labels[0].startswith("em (partial)")
+    assert "```{figure} /x.png" in scorecard.markdown(tmp_path, "/x.png")

@@ -8,10 +8,16 @@ claims out of reach say why they are not attempted.
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import plots
 from .paths import repo_root
+from .stats import fmt_interval
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,14 @@ def _load(results: Path, chapter: str) -> dict | None:
     return json.loads(path.read_text()) if chapter and path.is_file() else None
 
 
+def key_number(verdict: dict) -> str:
+    """The key number with its interval and what it is compared with; the summary if there is none."""
+    e = verdict.get("evidence")
+    if not e:
+        return verdict["summary"]
+    return f"{e['label']}: {fmt_interval(e)}" + (f" (Holm p = {e['p_holm']:.3f})" if "p_holm" in e else "")
+
+
 def row(results: Path, c: Claim) -> dict[str, str]:
     """One claim's cells, from its chapter's results file."""
     data = _load(results, c.chapter)
@@ -79,9 +93,7 @@ def row(results: Path, c: Claim) -> dict[str, str]:
     elif verdict:
         if verdict["status"] not in VERDICTS:
             raise ValueError(f"{c.chapter}: verdict {verdict['status']!r} for {c.id!r} is not one of {VERDICTS}")
-        p = data["params"]
-        ours = f"{verdict['summary']} (model {p['model']}, judge: {data['metrics'].get('judge', '-')}, profile {p['profile']})"
-        status = verdict["status"]
+        ours, status = key_number(verdict), verdict["status"]
     elif data:
         ours, status = "-", f"not attempted in this build (profile {data['params']['profile']})"
     else:
@@ -91,12 +103,56 @@ def row(results: Path, c: Claim) -> dict[str, str]:
     return {"claim": c.claim, "paper": c.paper, "ours": ours, "verdict": status, "chapter": link}
 
 
+def setting(results: Path) -> str:
+    """Model, judge and profile of the results behind the scorecard, said once."""
+    found = [d for d in (_load(results, ch) for ch in dict.fromkeys(c.chapter for c in CLAIMS if c.chapter)) if d]
+    if not found:
+        return "No chapter has written results yet."
+    values = lambda get: ", ".join(dict.fromkeys(str(get(d)) for d in found))
+    return (f"Model: {values(lambda d: d['params']['model'])}. Judge: "
+            f"{values(lambda d: d['metrics'].get('judge', '-'))}. Profile: {values(lambda d: d['params']['profile'])}.")
+
+
+def evidence_rows(results: Path) -> list[dict]:
+    """The claims whose chapter reported a key number, with that number's interval."""
+    out = []
+    for c in CLAIMS:
+        verdict = (_load(results, c.chapter) or {}).get("metrics", {}).get("verdicts", {}).get(c.id) or {}
+        if verdict.get("evidence") and not c.not_attempted:
+            out.append({"claim": c.id, "status": verdict["status"], **verdict["evidence"]})
+    return out
+
+
+def figure(results: Path) -> plt.Figure | None:
+    """Each claim's key number with its 95% interval, labelled with its control and verdict."""
+    rows = evidence_rows(results)
+    if not rows:
+        return None
+    plots.use_house_style()
+    fig, ax = plt.subplots(figsize=(7.0, 0.7 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    for i, r in enumerate(rows):
+        ax.errorbar(r["mean"], i, xerr=[[r["mean"] - r["ci95_lo"]], [r["ci95_hi"] - r["mean"]]], fmt="o",
+                    color=plots.PALETTE["bad"], capsize=4)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set(yticks=y, yticklabels=[f"{r['claim']} ({r['status']})\n{textwrap.fill(r['label'], 48)}" for r in rows],
+           xlabel="effect against its control (95% interval)", title="Scorecard: each claim's key number")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
 def _notebook(chapter: str) -> str:
     found = sorted((repo_root() / "notebooks").glob(f"{chapter[:2]}_*.ipynb"))
     return found[0].name if found else ""
 
 
-def markdown(results: Path) -> str:
-    rows = ["| claim | paper | this book | verdict | chapter |", "|---|---|---|---|---|"]
+def markdown(results: Path, figure_path: str | None = None) -> str:
+    """The scorecard page's body: the setting, the table, the figure (if saved at ``figure_path``), the rule."""
+    rows = ["| claim | paper | this book: key number [95% interval], and its control | verdict | chapter |",
+            "|---|---|---|---|---|"]
     rows += ["| {claim} | {paper} | {ours} | {verdict} | {chapter} |".format(**row(results, c)) for c in CLAIMS]
-    return "\n".join(rows) + f"\n\n{RULE}\n"
+    shown = (f"\n\n```{{figure}} {figure_path}\n\nThe key number of every claim a chapter "
+             "has tested, with its 95% interval; zero is no difference from its control.\n```") if figure_path else ""
+    return setting(results) + "\n\n" + "\n".join(rows) + shown + f"\n\n{RULE}\n"
