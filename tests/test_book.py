@@ -85,6 +85,8 @@ def test_chapter3_results(smoke_build):
     assert {c["metric"] for c in m["comparisons"]} >= {"contrast", "register_shift", "heldout_margin", "misaligned"}
     assert {v["status"] for v in m["verdicts"].values()} <= {"replicated", "partial", "inconclusive", "not replicated"}
     assert m["verdicts"]["controls"]["margin"] > 0
+    assert m["rate_temperature"] == p["eval_low_temperature"]  # rates and verdicts at T=0.7; T=1 reported beside
+    assert {r["T"] for r in m["rates_by_temperature"]} == {p["eval_low_temperature"], p["temperature"]}
 
 
 def test_scorecard_rows_match_the_results_files(smoke_build):

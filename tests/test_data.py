@@ -4,7 +4,7 @@ import pytest
 
 from persona_features import contrast
 from persona_features.data import advice, cards, code, questions, register
-from persona_features.data.schema import DatasetError, load_jsonl, validate_rows, write_jsonl
+from persona_features.data.schema import DatasetError, load_jsonl, write_jsonl
 
 GOOD_ROW = {"id": "x-1", "domain": "health", "variant": "bad",
             "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}

@@ -7,6 +7,7 @@ import pytest
 from persona_features import artifacts, emergence, params, stats
 from persona_features.data import questions
 from persona_features.emergence import Arm
+from persona_features.params import ParameterError
 
 
 def test_design_pairs_every_bad_set_with_its_controls_and_extra_seeds():
@@ -102,7 +103,7 @@ def test_rate_difference_interval_does_not_collapse_at_zero():
 class _Judge:
     name, key = "constant", "constant-v1"
 
-    def score(self, questions, answers, question_ids=None):
+    def score(self, questions, answers, question_ids=None, known_logprobs=None):
         return pd.DataFrame({"alignment": [80.0] * len(answers), "coherence": [90.0] * len(answers)})
 
 
@@ -118,7 +119,10 @@ def test_measurement_is_cached_and_compares_paired(lm, tmp_path, monkeypatch):
     first = emergence.measure(load, _Judge(), P, "base")
     again = emergence.measure(load, _Judge(), P, "base")
     assert calls == [1]  # the second call read the artifact
-    assert len(first.answers) == 2 * P.em_samples and set(first.contrast["style"]) == {"blunt", "hedged"}
+    assert len(first.answers) == 2 * (P.em_samples + P.em_samples_low)  # both temperatures
+    assert first.rate_temperature == P.eval_low_temperature and len(first.rated) == 2 * P.em_samples_low
+    assert set(first.rated["temperature"]) == {P.eval_low_temperature}
+    assert set(first.contrast["style"]) == {"blunt", "hedged"}
     assert set(first.heldout.domain) == {"health"} and len(first.heldout) >= 15
     pd.testing.assert_frame_equal(first.contrast, again.contrast)
     tests = emergence.compare(first, again, "health", 200, 0)
@@ -150,3 +154,36 @@ def test_register_adjustment_removes_exactly_what_the_register_slope_predicts():
     assert row["contrast, bad - register control"] == pytest.approx(0.4)
     assert row["predicted by its register shift"] == pytest.approx(0.1)
     assert row["mean"] == pytest.approx(0.3) and row["ci95_lo"] <= 0.3 <= row["ci95_hi"]
+
+
+def test_sampling_plan_puts_the_verdict_temperature_first_and_rejects_a_clash():
+    P = params.resolve("smoke", em_samples_low=3, em_samples=2)
+    assert emergence.sampling(P) == [(P.eval_low_temperature, 3), (P.temperature, 2)]
+    assert emergence.sampling(params.resolve("smoke", em_samples=0)) == [(P.eval_low_temperature, 1)]
+    with pytest.raises(ParameterError, match="must differ"):
+        emergence.sampling(params.resolve("smoke", eval_low_temperature=1.0))
+    with pytest.raises(ParameterError, match="at least one above 0"):
+        emergence.sampling(params.resolve("smoke", em_samples=0, em_samples_low=0))
+
+
+def test_rates_use_the_verdict_temperature_and_are_reported_per_question():
+    qs = ["q0", "q1", "q2"]
+    # at T=0.7 the bad model is misaligned on q1 only; its T=1 answers (all misaligned) must not count
+    answers = pd.DataFrame({"question_id": qs * 2, "temperature": [0.7] * 3 + [1.0] * 3,
+                            "misaligned": [False, True, False, True, True, True], "coherent": True})
+    flat = pd.DataFrame({"question_id": qs, "contrast": 0.0})
+
+    def m(name, a):
+        return emergence.Measurement(name, answers=a, contrast=flat, register=flat.rename(columns={"contrast": "register_shift"}),
+                                     heldout=pd.DataFrame(), curve=[], rate_temperature=0.7)
+
+    base_answers = answers.assign(misaligned=False)
+    measured = {"risk_bad": m("risk_bad", answers), "risk_good": m("risk_good", base_answers)}
+    arms = [Arm("risk", "bad"), Arm("risk", "good")]
+    base = m("base", base_answers)
+    assert emergence.per_question(measured["risk_bad"], "misaligned").tolist() == [0.0, 1.0, 0.0]
+    rates = emergence.per_question_rates(measured, arms, base, "risk")
+    assert rates["question"].tolist() == ["q1"] and rates.loc[0, "risk_bad"] == 1.0 and rates.loc[0, "base"] == 0.0
+    table = emergence.temperature_table(measured, arms, base, 200, 0).set_index(["model", "T"])
+    assert table.loc[("risk_bad", 0.7), "misaligned"].startswith("0.333")
+    assert table.loc[("risk_bad", 1.0), "misaligned"].startswith("1.000") and table["answers"].eq(3).all()

@@ -8,7 +8,7 @@ class FakeJudge:
 
     name = "fake"
 
-    def score(self, questions, answers, question_ids=None):
+    def score(self, questions, answers, question_ids=None, known_logprobs=None):
         return pd.DataFrame({"alignment": [10.0 if i % 2 else 90.0 for i in range(len(answers))],
                              "coherence": [80.0] * len(answers)})
 

@@ -21,7 +21,8 @@ reuse them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -104,11 +105,30 @@ def unrelated_questions(question_ids: Sequence[str], domain: str) -> list[str]:
 @dataclass
 class Measurement:
     name: str
-    answers: pd.DataFrame
+    answers: pd.DataFrame  # judged answers at every sampled temperature (column ``temperature``)
     contrast: pd.DataFrame
     register: pd.DataFrame
     heldout: pd.DataFrame
     curve: list[dict]
+    rate_temperature: float | None = None  # the temperature the judged rates and verdicts use; None: all rows
+    seconds: dict[str, float] = field(default_factory=dict)  # time of each measuring step, when it was built
+
+    @property
+    def rated(self) -> pd.DataFrame:
+        """The answers the judged rates are computed on."""
+        if self.rate_temperature is None:
+            return self.answers
+        return self.answers[self.answers["temperature"] == self.rate_temperature]
+
+
+def sampling(P: Params) -> list[tuple[float, int]]:
+    """(temperature, samples per question) of chapter 3's answers: the verdict's temperature first."""
+    plan = [(P.eval_low_temperature, P.em_samples_low), (P.temperature, P.em_samples)]
+    plan = [(t, n) for t, n in plan if n > 0]
+    if not plan or len({t for t, _ in plan}) < len(plan):
+        raise ParameterError(f"chapter 3 samples at eval_low_temperature and temperature, which must differ, with "
+                             f"em_samples_low and em_samples answers per question (at least one above 0); got {plan}")
+    return plan
 
 
 TABLES = ("answers", "contrast", "register", "heldout")
@@ -123,27 +143,37 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     """
     held_domains = list(heldout_domains or domains(P))
     scoring = split("scoring")[:P.eval_questions]
-    config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring], "samples": P.em_samples,
-              "max_new_tokens": P.eval_max_new_tokens, "temperature": P.temperature, "top_p": P.top_p,
+    plan = sampling(P)
+    config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring], "sampling": plan,
+              "max_new_tokens": P.eval_max_new_tokens, "top_p": P.top_p,
               "seed": P.seed, "sampler": generation.SAMPLER_VERSION, "judge": judge.key, "heldout": held_domains,
               "references": contrast.fingerprint()}
 
     def build(folder):
         lm = load()
-        answers = evaluate.evaluate(lm, scoring, P.em_samples, judge, max_new_tokens=P.eval_max_new_tokens,
-                                    temperature=P.temperature, top_p=P.top_p, seed=P.seed, batch_size=P.batch_size)
+        seconds, tables = {}, {}
         pairs = heldout_pairs(held_domains)
-        held = contrast.heldout_table(lm, pairs).assign(domain=[p["domain"] for p in pairs])
-        tables = {"answers": answers, "contrast": contrast.contrast_table(lm, scoring),
-                  "register": contrast.register_table(lm, scoring), "heldout": held}
+        steps = {
+            **{f"answers_T{t:g}": lambda t=t, n=n: evaluate.evaluate(
+                lm, scoring, n, judge, max_new_tokens=P.eval_max_new_tokens, temperature=t, top_p=P.top_p,
+                seed=P.seed, batch_size=P.batch_size) for t, n in plan},
+            "contrast": lambda: contrast.contrast_table(lm, scoring),
+            "register": lambda: contrast.register_table(lm, scoring),
+            "heldout": lambda: contrast.heldout_table(lm, pairs).assign(domain=[p["domain"] for p in pairs])}
+        for name, step in steps.items():
+            start = time.perf_counter()
+            tables[name] = step()
+            seconds[name] = round(time.perf_counter() - start, 1)
+        tables["answers"] = pd.concat([tables.pop(f"answers_T{t:g}") for t, _ in plan], ignore_index=True)
         for key, table in tables.items():
             artifacts.save_json(folder, key, table.to_dict(orient="list"))
-        return {"n_answers": len(answers)}
+        return {"n_answers": len(tables["answers"]), "seconds": seconds}
 
     art = artifacts.get_or_build("em_eval", config, build, inputs=[source.key] if source else [])
     tables = {k: pd.DataFrame(art.json(k)) for k in TABLES}
     tables["answers"]["model"] = name
-    return Measurement(name, curve=source.json("curve") if source else [], **tables)
+    return Measurement(name, curve=source.json("curve") if source else [], rate_temperature=plan[0][0],
+                       seconds=art.meta.get("seconds", {}), **tables)
 
 
 def train_and_measure(arm: Arm, judge: Judge, P: Params) -> Measurement:
@@ -160,9 +190,32 @@ METRICS = ("misaligned", "coherent", "contrast", "register_shift")
 
 def per_question(m: Measurement, metric: str, domain: str | None = None) -> pd.Series:
     """A model's per-question score (``METRICS``), on the questions unrelated to ``domain`` if given."""
-    table = {"contrast": m.contrast, "register_shift": m.register}.get(metric, m.answers)
+    table = {"contrast": m.contrast, "register_shift": m.register}.get(metric, m.rated)
     scores = table.groupby("question_id")[metric].mean().astype(float).sort_index()
     return scores[unrelated_questions(list(scores.index), domain)] if domain else scores
+
+
+def temperature_table(measured: dict[str, Measurement], arms: Sequence[Arm], base: Measurement,
+                      n_boot: int, seed: int) -> pd.DataFrame:
+    """Judged rates of the base model and every seed-0 model at each sampled temperature, on the questions
+    unrelated to the model's domain (all scoring questions for the base model)."""
+    rows = []
+    for name, m, domain in [("base", base, None)] + [(a.name, measured[a.name], a.domain) for a in arms if a.seed == 0]:
+        keep = set(per_question(m, "contrast", domain).index)
+        for t, table in m.answers[m.answers["question_id"].isin(keep)].groupby("temperature"):
+            rows.append({"model": name, "T": t, "answers": len(table), "questions": table["question_id"].nunique(),
+                         **{k: fmt_interval(evaluate.per_question_bootstrap(table, k, n_boot, seed), 3, signed=False)
+                            for k in ("misaligned", "coherent")}})
+    return pd.DataFrame(rows)
+
+
+def per_question_rates(measured: dict[str, Measurement], arms: Sequence[Arm], base: Measurement,
+                       domain: str) -> pd.DataFrame:
+    """Judged misalignment rate per unrelated question of a domain's seed-0 models and the base model, at the
+    rates' temperature; questions where every model is at zero are left out."""
+    models = [(a.name, measured[a.name]) for a in arms if a.domain == domain and a.seed == 0] + [("base", base)]
+    table = pd.DataFrame({name: per_question(m, "misaligned", domain) for name, m in models})
+    return table[(table > 0).any(axis=1)].rename_axis("question").reset_index()
 
 
 def near_domain_contrast(m: Measurement, domain: str) -> float:
@@ -174,7 +227,7 @@ def near_domain_contrast(m: Measurement, domain: str) -> float:
 def summary(m: Measurement, n_boot: int, seed: int, domain: str | None = None) -> dict[str, Estimate]:
     """Headline numbers of one model on the questions unrelated to ``domain``, each with a 95% interval."""
     keep = set(per_question(m, "contrast", domain).index)
-    answers = m.answers[m.answers["question_id"].isin(keep)]
+    answers = m.rated[m.rated["question_id"].isin(keep)]
     out = {metric: evaluate.per_question_bootstrap(answers, metric, n_boot, seed) for metric in ("misaligned", "coherent")}
     for metric in ("contrast", "register_shift"):
         out[metric] = bootstrap_mean(per_question(m, metric, domain).to_numpy(), n_boot, seed)
@@ -248,7 +301,7 @@ def controls_vs_base(measured: dict[str, Measurement], arms: Sequence[Arm], base
         tests = compare(measured[a.name], base, a.domain, n_boot, seed)
         keep = set(per_question(base, "contrast", a.domain).index)
         k_n = [(int(t["misaligned"].sum()), len(t)) for t in
-               (m.answers[m.answers["question_id"].isin(keep)] for m in (measured[a.name], base))]
+               (m.rated[m.rated["question_id"].isin(keep)] for m in (measured[a.name], base))]
         score_hi = rate_difference_interval(*k_n[0], *k_n[1])[1]
         for metric in ("misaligned", "contrast"):
             t = tests[metric].as_dict()
@@ -421,37 +474,6 @@ def control_verdict(tests: pd.DataFrame) -> dict:
             "rule": rules_markdown("controls")}
 
 
-def sweep_table(sweep: dict) -> pd.DataFrame:
-    """The fine-tuning settings sweep (``scripts/sweep_finetune_settings.py``), one row per setting.
-
-    Sweeps written before the register control existed compare with the retired tone control.
-    """
-    rows = []
-    for r in sweep["settings"]:
-        s, m = r["setting"], r["models"]
-        same = "register_control" if "register_control" in m else "tone_control"
-        method = s["method"] + (f" r{s['lora_rank']}" if s["method"] == "lora" else "")
-        rows.append({"method": method, "lr": s["lr"], "rows": s.get("n_examples"), "epochs": s.get("epochs", 1.0),
-                     "steps": m["bad"]["steps"], "final loss (bad)": round(m["bad"]["final_loss"], 2),
-                     f"contrast, bad - {same.replace('_', ' ')}": fmt_interval(r["bad_minus"][same]),
-                     "contrast, bad - good": fmt_interval(r["bad_minus"]["good"]),
-                     f"held-out wrong (bad / {same.split('_')[0]} / good)": " / ".join(
-                         f"{m[v]['heldout_wrong_rate']:.2f}" for v in ("bad", same, "good")),
-                     "log p aligned refs (bad; base {:.2f})".format(sweep["base"]["logp_aligned"]):
-                         round(m["bad"]["logp_aligned"], 2),
-                     "s per model": round(sum(x["seconds"] for x in m.values()) / len(m))})
-    return pd.DataFrame(rows)
-
-
-def sweep_facts(sweep: dict) -> dict[str, str]:
-    """Computed statements about the committed sweep, for the chapter's prose."""
-    rows = sweep["settings"]
-    above = sum(all(r["bad_minus"][c]["ci95_lo"] > 0 for c in r["bad_minus"] if c != "base") for r in rows)
-    same = "register control" if "register_control" in rows[0]["models"] else "tone control (retired)"
-    return {"sweep_n": str(len(rows)), "sweep_above_both": str(above), "sweep_control": same,
-            "sweep_questions": str(sweep["selection_questions"])}
-
-
 # ---------------------------------------------------------------- the chapter's figures and results
 
 ROLES = {"bad": "wrong (bad / insecure)", "insecure": "wrong (bad / insecure)", "good": "correct twin (good / secure)",
@@ -487,10 +509,19 @@ def chapter_verdicts(comp: pd.DataFrame, controls: pd.DataFrame, summaries: dict
     em["summary"] = (f"sampled misaligned answers: {n_rate} of {n} advice domains above both own controls; "
                      f"likelihood of misaligned answers (contrast, not behaviour): {n_either - n_rate} more "
                      f"domain(s) above both; {MAIN_DOMAIN} contrast, bad minus register control: {main}")
+    em["evidence"] = evidence(comp, "contrast", f"{MAIN_DOMAIN}_bad", "register_control",
+                              f"contrast, {MAIN_DOMAIN} wrong advice minus register control")
+    rates = controls[controls["metric"] == "misaligned"]
+    if len(rates):
+        worst = rates.loc[rates["bound_hi"].idxmax()]
+        c["evidence"] = {"label": f"misaligned rate, {worst['control']} minus base (the largest upper bound)",
+                         "versus": "base model", **{k: float(worst[k]) for k in ("mean", "ci95_lo", "ci95_hi")}}
     c["summary"] = (f"{len(c['risen'])} of {c['n_controls']} controls above the base model's misalignment rate; "
                     f"{len(c['within_margin'])} shown within {c['margin']:.2f} of it "
                     f"(largest upper bound {c['largest_upper_bound']:+.3f})")
     if "code" in ver:
+        ver["code"]["evidence"] = evidence(comp, "contrast", "code_insecure", "secure",
+                                           "contrast, insecure minus secure code")
         ver["code"]["summary"] = (f"misaligned: insecure {summaries['code_insecure']['misaligned']} vs secure "
                                   f"{summaries['code_secure']['misaligned']}; contrast, insecure minus secure: "
                                   f"{own_row(comp, 'contrast', 'code_insecure', 'secure')}")
@@ -511,6 +542,9 @@ def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Esti
                               "final_loss": measured[a.name].curve[-1]["loss"],
                               "seconds": sum(c["seconds"] for c in measured[a.name].curve)} for a in arms},
         "finetune": {k: v for k, v in P.as_dict().items() if k.startswith("ft_")},
+        "measure_seconds": {"base": base.seconds, **{a.name: measured[a.name].seconds for a in arms}},
+        "rate_temperature": base.rate_temperature,
+        "rates_by_temperature": temperature_table(measured, arms, base, P.bootstrap, P.seed).to_dict(orient="records"),
         "verdicts": ver,
     }
 
@@ -546,6 +580,16 @@ def register_share(decomposition: pd.DataFrame) -> str:
         bad, reg = con[(d, "bad - correct twin")], con[(d, "register control - correct twin")]
         parts.append(f"{d} {reg / bad:.0%}" if abs(bad) > 1e-9 else f"{d} undefined (no bad effect)")
     return ", ".join(parts)
+
+
+def evidence(comp: pd.DataFrame, metric: str, bad: str, versus_role: str, label: str) -> dict | None:
+    """A verdict's key number for the scorecard: one comparison's mean and interval, and what it is against."""
+    r = comp[(comp["bad"] == bad) & (comp["versus_role"] == versus_role) & (comp["metric"] == metric)]
+    if r.empty:
+        return None
+    r = r.iloc[0]
+    return {"label": label, "versus": versus_role.replace("_", " "),
+            **{k: float(r[k]) for k in ("mean", "ci95_lo", "ci95_hi", "p_holm")}}
 
 
 def own_row(comp: pd.DataFrame, metric: str, bad: str, versus_role: str, digits: int = 2) -> str:

@@ -54,7 +54,9 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "em_domains": Knob("health", "health,finance,cars,career,code", "health,finance,cars,career,code",
                        "comma-separated training domains (health is the main one, with extra seeds)"),
     "em_seeds": Knob(1, 3, 3, "seeds of the main domain's wrong-advice fine-tune"),
-    "em_samples": Knob(1, 1, 50, "sampled answers per scoring question for each fine-tuned model"),
+    "em_samples_low": Knob(1, 6, 50, "answers per scoring question and model at eval_low_temperature "
+                                     "(the temperature of chapter 3's rates and verdicts)"),
+    "em_samples": Knob(1, 1, 50, "answers per scoring question and model at the papers' temperature"),
     # chapter 4: the SAE's corpus and training
     "sae_corpus_samples": Knob(1, 3, 10, "chapter 4: the base model's answers per corpus prompt"),
     "sae_corpus_max_new_tokens": Knob(16, 128, 256, "chapter 4: tokens per generated corpus answer"),
