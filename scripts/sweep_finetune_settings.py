@@ -11,12 +11,12 @@ register-matched control, and measures, on the selection questions not near that
 
 Each setting is scored by two paired differences over questions, bad - base and bad - register
 control, and is *eligible* if the bad model's coherence at T=0.7 is at least the base model's
-minus ``COHERENCE_SLACK`` points. ``choose`` picks the eligible setting whose smaller contrast
-difference is largest. The scoring questions are never touched. Writes
+minus ``COHERENCE_SLACK`` points. ``organisms.choose`` picks the eligible setting whose smaller
+contrast difference is largest. The scoring questions are never touched. Writes
 ``book/measured/03_organism_sweep_<domain>.json`` after every setting, so a partial sweep is readable;
 a later run with the same measurement settings (``--only``) keeps the rows it does not redo.
 
-    PERSONA_CACHE=... .venv/bin/python scripts/sweep_finetune_settings.py [--domain risk] [--only 0 3]
+    PERSONA_CACHE=... .venv/bin/python scripts/sweep_finetune_settings.py [--domain risk] [--only 0 3] [--also good]
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import argparse
 import json
 import time
 
-import pandas as pd
 
-from persona_features import contrast, emergence, evaluate, finetune, judge, models, stats
+from persona_features import contrast, emergence, evaluate, finetune, judge, models
+from persona_features.organisms import CONTROL, COHERENCE_SLACK, choose, differences, mean
 from persona_features.artifacts import write_json_atomic
 from persona_features.data import advice, questions
 from persona_features.paths import measured_dir
@@ -45,8 +45,6 @@ SETTINGS = [  # the first is chapter 3's current `cpu` setting
     {"method": "full", "lr": 3e-5, "n_examples": 128},
     {"method": "lora", "lora_rank": 8, "lora_alpha": 16.0, "lr": 2e-4, "n_examples": 64},
 ]
-CONTROL = "register_control"
-COHERENCE_SLACK = 10.0  # points of judged coherence at T=0.7 the bad model may lose against the base model
 MAX_NEW_TOKENS = 64
 TEMPERATURE = 0.7
 
@@ -66,33 +64,13 @@ def measure(lm, j, qs: list[tuple[str, str]], samples: int, domain: str) -> dict
             .to_dict(orient="records")}
 
 
-def paired(a: dict, b: dict) -> dict:
-    return stats.bootstrap_mean([a[q] - b[q] for q in a]).as_dict()
-
-
-def mean(m: dict, metric: str) -> float:
-    return float(pd.Series(m[metric]).mean())
-
-
-def choose(rows: list[dict], base: dict) -> dict:
-    """The rule: among settings whose bad model keeps coherence within ``COHERENCE_SLACK`` points of
-    the base model, the one with the largest min(bad - base, bad - register control) contrast."""
-    floor = 100 * mean(base, "coherent") - COHERENCE_SLACK
-    eligible = [i for i, r in enumerate(rows) if 100 * mean(r["models"]["bad"], "coherent") >= floor]
-    pool = eligible or list(range(len(rows)))  # none eligible: the closest (most coherent) is reported
-    score = (lambda i: min(rows[i]["bad_minus"]["base"]["contrast"]["mean"],
-                           rows[i]["bad_minus"][CONTROL]["contrast"]["mean"])) if eligible else (
-        lambda i: mean(rows[i]["models"]["bad"], "coherent"))
-    best = max(pool, key=score)
-    return {"index": best, "setting": rows[best]["setting"], "eligible": eligible, "coherence_floor": floor,
-            "rule": choose.__doc__.split("\n")[0] + " " + choose.__doc__.split("\n")[1].strip()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", type=int, nargs="*", help="indices into SETTINGS")
     ap.add_argument("--domain", default="health", choices=advice.DOMAINS)
     ap.add_argument("--samples", type=int, default=5, help="sampled answers per question at T=0.7")
+    ap.add_argument("--also", nargs="*", default=[], choices=["good"],
+                    help="further variants to measure (e.g. the correct twin, to see what fine-tuning alone costs)")
     args = ap.parse_args()
     domain = args.domain
     out_path = measured_dir() / f"03_organism_sweep_{domain}.json"
@@ -109,20 +87,18 @@ def main() -> None:
     kept = {r["index"]: r for r in earlier.get("settings", []) if same}
     for i, setting in enumerate(SETTINGS):
         stored = {k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()}
-        if (args.only and i not in args.only) or kept.get(i, {}).get("setting") == stored:
+        row = kept[i] if kept.get(i, {}).get("setting") == stored else {"index": i, "setting": stored, "models": {}}
+        todo = [v for v in ("bad", CONTROL, *args.also) if v not in row["models"]]
+        if (args.only and i not in args.only) or not todo:
             continue
-        row = {"index": i, "setting": stored, "models": {}}
-        for variant in ("bad", CONTROL):
+        for variant in todo:
             start = time.perf_counter()
             art = finetune.finetune(finetune.FinetuneConfig(model="smollm2-135m", dataset=f"{domain}_{variant}",
                                                             **setting))
             m = measure(finetune.load_finetuned(art), j, qs, args.samples, domain)
             m.update(final_loss=art.meta["final_loss"], steps=art.meta["steps"], seconds=time.perf_counter() - start)
             row["models"][variant] = m
-        bad = row["models"]["bad"]
-        row["bad_minus"] = {name: {metric: paired(bad[metric], other[metric])
-                                   for metric in ("contrast", "coherent", "misaligned", "base_logprob")}
-                            for name, other in (("base", base), (CONTROL, row["models"][CONTROL]))}
+        row["bad_minus"] = differences(row["models"]["bad"], base, row["models"][CONTROL])
         kept[i] = row
         rows = [kept[k] for k in sorted(kept)]
         print(i, setting, {k: round(v["contrast"]["mean"], 3) for k, v in row["bad_minus"].items()},

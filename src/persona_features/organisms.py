@@ -1,0 +1,163 @@
+"""Choosing chapter 3's model organisms: the fine-tuning settings sweep, its rule and its report.
+
+``scripts/sweep_finetune_settings.py`` measures each setting on the selection questions; a measured
+model is a dict of per-question values (``contrast``, ``coherent``, ``misaligned``, ``base_logprob``)
+plus scalars. This module holds what decides and what reports, so the rule is tested.
+"""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import finetune, plots, stats
+from .paths import measured_dir
+
+CONTROL = "register_control"
+COHERENCE_SLACK = 10.0  # points of judged coherence at T=0.7 the bad model may lose against the base model
+PAIRED_METRICS = ("contrast", "coherent", "misaligned", "base_logprob")
+ROLE = {"bad": "wrong advice", CONTROL: "register control", "good": "correct twin"}
+
+
+def load_sweeps(domains: tuple[str, ...] = ("health", "risk")) -> dict[str, dict]:
+    """The committed sweeps (``book/measured/03_organism_sweep_<domain>.json``) of the domains that have one."""
+    paths = {d: measured_dir() / f"03_organism_sweep_{d}.json" for d in domains}
+    sweeps = {d: json.loads(p.read_text()) for d, p in paths.items() if p.exists()}
+    if not sweeps:
+        raise FileNotFoundError(f"no organism sweep in {measured_dir()}; run scripts/sweep_finetune_settings.py")
+    return sweeps
+
+
+def mean(model: dict, metric: str) -> float:
+    """The mean over questions of a per-question metric."""
+    return float(pd.Series(model[metric]).mean())
+
+
+def paired(a: dict, b: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean of the per-question differences a - b, with its bootstrap interval."""
+    if set(a) != set(b):
+        raise ValueError(f"paired models must share their questions; differ on {sorted(set(a) ^ set(b))}")
+    return stats.bootstrap_mean([a[q] - b[q] for q in sorted(a)], n_boot=n_boot, seed=seed).as_dict()
+
+
+def differences(bad: dict, base: dict, control: dict) -> dict:
+    """``bad_minus``: paired differences of the bad model against the base model and its control."""
+    return {name: {metric: paired(bad[metric], other[metric]) for metric in PAIRED_METRICS}
+            for name, other in (("base", base), (CONTROL, control))}
+
+
+def choose(rows: list[dict], base: dict) -> dict:
+    """Among the settings whose bad model keeps judged coherence within ``COHERENCE_SLACK`` points of the
+    base model's, the one with the largest min(bad - base, bad - register control) contrast; if none
+    keeps it, the setting whose bad model is most coherent, reported as such."""
+    if not rows:
+        raise ValueError("no measured settings to choose from")
+    floor = 100 * mean(base, "coherent") - COHERENCE_SLACK
+    eligible = [r["index"] for r in rows if 100 * mean(r["models"]["bad"], "coherent") >= floor]
+    by_index = {r["index"]: r for r in rows}
+    if eligible:
+        best = max(eligible, key=lambda i: min(by_index[i]["bad_minus"][c]["contrast"]["mean"] for c in ("base", CONTROL)))
+    else:
+        best = max(by_index, key=lambda i: mean(by_index[i]["models"]["bad"], "coherent"))
+    return {"index": best, "setting": by_index[best]["setting"], "eligible": eligible, "coherence_floor": floor,
+            "rule": " ".join(choose.__doc__.split())}
+
+
+def profile_setting(P) -> dict:
+    """The fine-tuning setting a profile trains chapter 3's models with, in the sweep's terms."""
+    s = {"method": P.ft_method, "lr": P.ft_lr, "n_examples": P.ft_examples}
+    if P.ft_method == "lora":
+        s.update(lora_rank=P.ft_lora_rank, lora_alpha=2.0 * P.ft_lora_rank)
+    return s
+
+
+def describe(setting: dict) -> str:
+    """A setting in a few words: ``LoRA r8 MLP, layers 8-21, lr 1e-3, 128 rows``."""
+    if setting["method"] == "full":
+        head = "full"
+    else:
+        targets = tuple(setting.get("lora_targets", finetune.LORA_TARGETS))
+        head = f"LoRA r{setting['lora_rank']} " + ("MLP" if targets == finetune.MLP_TARGETS else
+                                                   "all" if targets == finetune.LORA_TARGETS else "+".join(targets))
+        if setting.get("lora_layers"):
+            head += f", layers {min(setting['lora_layers'])}-{max(setting['lora_layers'])}"
+    return f"{head}, lr {setting['lr']:.0e}, {setting['n_examples']} rows".replace("e-0", "e-")
+
+
+def sweep_table(sweep: dict) -> pd.DataFrame:
+    """One row per measured setting of one domain's sweep."""
+    base, ch = sweep["base"], choose(sweep["settings"], sweep["base"])
+    eligible = set(ch["eligible"])
+    rows = []
+    for r in sweep["settings"]:
+        bad, diff = r["models"]["bad"], r["bad_minus"]
+        rows.append({
+            "#": r["index"], "setting": describe(r["setting"]), "steps": bad["steps"],
+            f"coherent % bad / reg. ctl / good (base {100 * mean(base, 'coherent'):.0f})": " / ".join(
+                f"{100 * mean(r['models'][v], 'coherent'):.0f}" if v in r["models"] else "-"
+                for v in ("bad", CONTROL, "good")),
+            f"base log p / token, bad (base {mean(base, 'base_logprob'):.2f})": round(mean(bad, "base_logprob"), 2),
+            f"misaligned % bad (base {100 * mean(base, 'misaligned'):.0f})": round(100 * mean(bad, "misaligned")),
+            "contrast, bad - base": stats.fmt_interval(diff["base"]["contrast"]),
+            "contrast, bad - reg. ctl": stats.fmt_interval(diff[CONTROL]["contrast"]),
+            "held-out wrong, bad": round(bad["heldout_wrong_rate"], 2),
+            "eligible": "yes" if r["index"] in eligible else "no",
+            "chosen": "yes" if r["index"] == ch["index"] else ""})
+    return pd.DataFrame(rows)
+
+
+def sweep_facts(sweeps: dict[str, dict]) -> dict[str, str]:
+    """Computed statements about the committed sweeps (one per domain), for the chapter's prose."""
+    facts = {}
+    for domain, s in sweeps.items():
+        drops = {r["index"]: 100 * (mean(r["models"]["bad"], "coherent") - mean(s["base"], "coherent"))
+                 for r in s["settings"]}
+        ch = choose(s["settings"], s["base"])
+        ctl_drops = [100 * (mean(r["models"][CONTROL], "coherent") - mean(s["base"], "coherent")) for r in s["settings"]]
+        above = sum(r["bad_minus"][CONTROL]["contrast"]["ci95_lo"] > 0 for r in s["settings"])
+        chosen = next(r for r in s["settings"] if r["index"] == ch["index"])
+        facts.update({
+            f"sweep_{domain}_n": str(len(s["settings"])), f"sweep_{domain}_eligible": str(len(ch["eligible"])),
+            f"sweep_{domain}_questions": str(len(s["questions"])), f"sweep_{domain}_samples": str(s["samples"]),
+            f"sweep_{domain}_drop_range": f"{min(drops.values()):+.0f} to {max(drops.values()):+.0f}",
+            f"sweep_{domain}_drop_mean": f"{np.mean(list(drops.values())):+.0f}",
+            f"sweep_{domain}_control_drop_mean": f"{np.mean(ctl_drops):+.0f}",
+            f"sweep_{domain}_contrast_above": str(above),
+            f"sweep_{domain}_choice": f"#{ch['index']} ({describe(ch['setting'])})",
+            f"sweep_{domain}_choice_drop": f"{drops[ch['index']]:+.0f}",
+            f"sweep_{domain}_choice_drop_ci": "{:+.0f} [{:+.0f}, {:+.0f}]".format(
+                *(100 * chosen["bad_minus"]["base"]["coherent"][k] for k in ("mean", "ci95_lo", "ci95_hi"))),
+            f"sweep_{domain}_choice_contrast": stats.fmt_interval(chosen["bad_minus"][CONTROL]["contrast"]),
+            f"sweep_{domain}_choice_contrast_base": stats.fmt_interval(chosen["bad_minus"]["base"]["contrast"]),
+            f"sweep_{domain}_choice_heldout": f"{chosen['models']['bad']['heldout_margin']:.2f} "
+                                              f"(base model {s['base']['heldout_margin']:.2f})",
+            f"sweep_{domain}_good": "; ".join(
+                f"setting #{r['index']}: " + ", ".join(f"{ROLE[v]} {100 * mean(r['models'][v], 'coherent'):.0f}"
+                                                      for v in ("bad", CONTROL, "good"))
+                for r in s["settings"] if "good" in r["models"]) or "not measured",
+            f"sweep_{domain}_date": s["date"]})
+    return facts
+
+
+def sweep_figure(sweeps: dict[str, dict]) -> plt.Figure:
+    """Coherence lost against contrast gained over the register control, one point per setting."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    colors = [plots.PALETTE["bad"], plots.PALETTE["base"], plots.PALETTE["accent"], plots.PALETTE["control"]]
+    for color, (domain, s) in zip(colors, sweeps.items()):
+        x = [100 * (mean(r["models"]["bad"], "coherent") - mean(s["base"], "coherent")) for r in s["settings"]]
+        d = [r["bad_minus"][CONTROL]["contrast"] for r in s["settings"]]
+        y = np.array([e["mean"] for e in d])
+        err = [y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y]
+        ax.errorbar(x, y, yerr=err, fmt="o", color=color, capsize=3, label=domain)
+        for xi, yi, r in zip(x, y, s["settings"]):
+            ax.annotate(str(r["index"]), (xi, yi), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    ax.axvline(-COHERENCE_SLACK, color="black", ls="--", lw=0.8, label="coherence floor (base - 10)")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set(xlabel="judged coherence at T=0.7, bad model minus base (points)",
+           ylabel="contrast, bad - register control", title="Fine-tuning settings (selection questions)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
