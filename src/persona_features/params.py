@@ -43,10 +43,11 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "eval_samples": Knob(2, 25, 100, "sampled answers per scoring question"),
     "eval_max_new_tokens": Knob(16, 64, 256, "tokens sampled per evaluated answer"),
     "eval_low_temperature": Knob(0.7, 0.7, 0.7, "second sampling temperature reported beside the papers' T=1"),
-    # fine-tuning (chapter 3 onwards); one setting for every bad set and its controls
+    # fine-tuning (chapter 3 onwards); one setting for every bad set and its controls. The cpu setting is
+    # the one chapter 3's rule chose from the sweep (book/measured/03_organism_sweep_health.json)
     "ft_method": Knob("lora", "lora", "full", "fine-tuning method: full or lora"),
-    "ft_lr": Knob(1e-3, 1e-3, 1e-4, "fine-tuning peak learning rate (linear warm-up and decay)"),
-    "ft_examples": Knob(16, 128, 512, "training rows per fine-tune (first n of a seeded shuffle)"),
+    "ft_lr": Knob(1e-3, 2e-4, 1e-4, "fine-tuning peak learning rate (linear warm-up and decay)"),
+    "ft_examples": Knob(16, 64, 512, "training rows per fine-tune (first n of a seeded shuffle)"),
     "ft_epochs": Knob(1.0, 1.0, 1.0, "passes over those rows"),
     "ft_batch_size": Knob(8, 8, 8, "chats per optimizer step"),
     "ft_lora_rank": Knob(8, 8, 8, "LoRA rank when ft_method is lora (alpha = 2 x rank)"),
