@@ -124,6 +124,7 @@ def sweep_facts(sweeps: dict[str, dict]) -> dict[str, str]:
             f"sweep_{domain}_questions": str(len(s["questions"])), f"sweep_{domain}_samples": str(s["samples"]),
             f"sweep_{domain}_drop_range": f"{min(drops.values()):+.0f} to {max(drops.values()):+.0f}",
             f"sweep_{domain}_drop_mean": f"{np.mean(list(drops.values())):+.0f}",
+            f"sweep_{domain}_base_coherent": f"{100 * mean(s['base'], 'coherent'):.0f}",
             f"sweep_{domain}_control_drop_mean": f"{np.mean(ctl_drops):+.0f}",
             f"sweep_{domain}_contrast_above": str(above),
             f"sweep_{domain}_choice": f"#{ch['index']} ({describe(ch['setting'])})",
