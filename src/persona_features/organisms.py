@@ -99,11 +99,11 @@ def sweep_table(sweep: dict) -> pd.DataFrame:
             f"coherent % bad / reg. ctl / good (base {100 * mean(base, 'coherent'):.0f})": " / ".join(
                 f"{100 * mean(r['models'][v], 'coherent'):.0f}" if v in r["models"] else "-"
                 for v in ("bad", CONTROL, "good")),
-            f"base log p / token, bad (base {mean(base, 'base_logprob'):.2f})": round(mean(bad, "base_logprob"), 2),
-            f"misaligned % bad (base {100 * mean(base, 'misaligned'):.0f})": round(100 * mean(bad, "misaligned")),
+            f"base log p / token, bad (base {mean(base, 'base_logprob'):.2f})": f"{mean(bad, 'base_logprob'):.2f}",
+            f"misaligned % bad (base {100 * mean(base, 'misaligned'):.0f})": f"{100 * mean(bad, 'misaligned'):.0f}",
             "contrast, bad - base": stats.fmt_interval(diff["base"]["contrast"]),
             "contrast, bad - reg. ctl": stats.fmt_interval(diff[CONTROL]["contrast"]),
-            "held-out wrong, bad": round(bad["heldout_wrong_rate"], 2),
+            "held-out wrong, bad": f"{bad['heldout_wrong_rate']:.2f}",
             "eligible": "yes" if r["index"] in eligible else "no",
             "chosen": "yes" if r["index"] == ch["index"] else ""})
     return pd.DataFrame(rows)

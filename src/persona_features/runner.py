@@ -32,7 +32,8 @@ from .artifacts import write_json_atomic
 from .params import PROFILES, ParameterError, resolve, table_markdown
 from .paths import RESULTS_ENV, repo_root
 
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "_static")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+OPTIONAL_SOURCES = ("_static",)  # staged when present
 PROGRESS_EVERY_S = 60.0
 
 
@@ -72,7 +73,7 @@ def stage_sources(root: Path, stage: Path) -> None:
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
-    for name in BOOK_SOURCES:
+    for name in BOOK_SOURCES + tuple(n for n in OPTIONAL_SOURCES if (root / n).exists()):
         src = root / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, stage / name)
     (stage / "notebooks").mkdir()
