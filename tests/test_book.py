@@ -87,6 +87,8 @@ def test_chapter3_results(smoke_build):
     assert m["verdicts"]["controls"]["margin"] > 0
     assert m["rate_temperature"] == p["eval_low_temperature"]  # rates and verdicts at T=0.7; T=1 reported beside
     assert {r["T"] for r in m["rates_by_temperature"]} == {p["eval_low_temperature"], p["temperature"]}
+    assert set(m["detectable_rate_rise"]) == set(p["em_domains"].split(","))
+    assert all(0 < r <= 1 for r in m["detectable_rate_rise"].values())
 
 
 def test_scorecard_rows_match_the_results_files(smoke_build):

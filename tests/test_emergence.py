@@ -187,3 +187,20 @@ def test_rates_use_the_verdict_temperature_and_are_reported_per_question():
     table = emergence.temperature_table(measured, arms, base, 200, 0).set_index(["model", "T"])
     assert table.loc[("risk_bad", 0.7), "misaligned"].startswith("0.333")
     assert table.loc[("risk_bad", 1.0), "misaligned"].startswith("1.000") and table["answers"].eq(3).all()
+
+
+def test_detectable_rate_rise_has_the_power_it_claims():
+    rng = np.random.default_rng(0)
+    control = np.full(36, 0.02)
+    rise = stats.detectable_rate_rise(control, answers_per_question=6)
+    assert 0.02 < rise < 0.2
+    # simulate the design: 36 questions x 6 answers per model, the bad model's rate higher by `rise`
+    hits = 0
+    for _ in range(2000):
+        a = rng.binomial(6, control + rise) / 6
+        b = rng.binomial(6, control) / 6
+        d = a - b
+        hits += d.mean() / (d.std(ddof=1) / np.sqrt(len(d)) + 1e-12) > 1.959964
+    assert 0.7 < hits / 2000 < 0.92  # about the promised 80%
+    # more answers, or fewer tests to correct for, detect less; a Holm family of 4 needs more
+    assert stats.detectable_rate_rise(control, 24) < rise < stats.detectable_rate_rise(control, 6, tests=4)

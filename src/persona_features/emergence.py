@@ -34,8 +34,8 @@ from .data.questions import near_training_domain, split
 from .judge import Judge
 from .models import LoadedModel
 from .params import ParameterError, Params
-from .stats import (ALPHA, Estimate, PairedTest, bootstrap_mean, fmt_interval, holm, paired_test,
-                    rate_difference_interval)
+from .stats import (ALPHA, Estimate, PairedTest, bootstrap_mean, detectable_rate_rise, fmt_interval, holm,
+                    paired_test, rate_difference_interval)
 
 CONTROLS = {**{d: ("good", "register_control") for d in advice.DOMAINS}, "code": ("secure",)}
 BAD = {**{d: "bad" for d in advice.DOMAINS}, "code": "insecure"}
@@ -257,6 +257,20 @@ def compare(a: Measurement, b: Measurement, domain: str, n_boot: int, seed: int)
         out[metric] = paired_test(x.to_numpy(), y.to_numpy(), n_boot, seed=seed)
     ha, hb = heldout_by_topic(a, domain, "margin"), heldout_by_topic(b, domain, "margin")
     out["heldout_margin"] = paired_test(ha.to_numpy(), hb.to_numpy(), n_boot, seed=seed)
+    return out
+
+
+def rate_power(measured: dict[str, Measurement], arms: Sequence[Arm], P: Params) -> dict[str, float]:
+    """Per domain: the smallest rise of the bad model's judged rate over its register control (or secure
+    code) that the paired test could detect with 80% power, Holm family = the domains of its claim."""
+    bads = [a for a in arms if a.is_bad and a.seed == 0]
+    family = {c: sum(claim_of(a.domain) == c for a in bads) for c in ("em", "code")}
+    out = {}
+    for a in bads:
+        control = next(o for o in arms if o.domain == a.domain and o.variant == CONTROLS[a.domain][-1])
+        rates = per_question(measured[control.name], "misaligned", a.domain)
+        out[a.domain] = detectable_rate_rise(rates.to_numpy(), sampling(P)[0][1],
+                                             tests=family[claim_of(a.domain)])
     return out
 
 
@@ -544,6 +558,7 @@ def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Esti
         "finetune": {k: v for k, v in P.as_dict().items() if k.startswith("ft_")},
         "measure_seconds": {"base": base.seconds, **{a.name: measured[a.name].seconds for a in arms}},
         "rate_temperature": base.rate_temperature,
+        "detectable_rate_rise": rate_power(measured, arms, P),
         "rates_by_temperature": temperature_table(measured, arms, base, P.bootstrap, P.seed).to_dict(orient="records"),
         "verdicts": ver,
     }

@@ -9,6 +9,7 @@ stated margin, never a mere failure to reject.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -97,6 +98,24 @@ def paired_test(a, b, n_boot: int = 2000, n_perm: int = 10000, seed: int = 0) ->
         null = np.abs((signs * d).mean(axis=1))
         p = (1 + int((null >= abs(d.mean()) - 1e-12).sum())) / (n_perm + 1)
     return PairedTest(bootstrap_mean(d, n_boot, seed), float(p))
+
+
+def detectable_rate_rise(control_rates, answers_per_question: int, alpha: float = ALPHA, power: float = 0.8,
+                         tests: int = 1) -> float:
+    """Smallest rise of a per-answer rate, the same on every question, that a paired test over questions
+    detects with probability ``power`` (normal approximation of the sign-flip test; level
+    ``alpha / tests``, which is conservative for a Holm family of ``tests``). ``control_rates``: the
+    control's rate per question. Reported beside a null, so a reader sees what it could have missed."""
+    p = np.asarray(control_rates, dtype=float)
+    if p.ndim != 1 or len(p) == 0 or answers_per_question < 1:
+        raise ValueError("detectable_rate_rise needs per-question rates and at least one answer per question")
+    z = NormalDist().inv_cdf(1 - alpha / (2 * tests)) + NormalDist().inv_cdf(power)
+    for rise in np.arange(0.001, 1.0, 0.001):
+        q = np.clip(p + rise, 0, 1)
+        sd = np.sqrt((p * (1 - p) + q * (1 - q)).mean() / answers_per_question)
+        if rise >= z * sd / np.sqrt(len(p)):
+            return float(rise)
+    return 1.0
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
