@@ -49,7 +49,7 @@ def test_report_marks_the_chosen_setting():
              "settings": [setting_row(0, model(0.50, 0.9), model(0.5), base),
                           setting_row(1, model(0.75, 0.3), model(0.75, 0.1), base)]}
     table = organisms.sweep_table(sweep)
-    assert table["chosen"].tolist() == ["", "yes"] and table["eligible"].tolist() == ["no", "yes"]
+    assert table["rule"].tolist() == ["", "chosen, eligible"]
     facts = organisms.sweep_facts({"health": sweep})
     assert facts["sweep_health_eligible"] == "1" and facts["sweep_health_drop_range"] == "-30 to -5"
     assert facts["sweep_health_choice"].startswith("#1 (LoRA r8 all, lr 1e-3, 128 rows")

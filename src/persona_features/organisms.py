@@ -104,8 +104,9 @@ def sweep_table(sweep: dict) -> pd.DataFrame:
             "contrast, bad - base": stats.fmt_interval(diff["base"]["contrast"]),
             "contrast, bad - reg. ctl": stats.fmt_interval(diff[CONTROL]["contrast"]),
             "held-out wrong, bad": f"{bad['heldout_wrong_rate']:.2f}",
-            "eligible": "yes" if r["index"] in eligible else "no",
-            "chosen": "yes" if r["index"] == ch["index"] else ""})
+            "rule": ("chosen" if r["index"] == ch["index"] else "")
+                    + (", " if r["index"] == ch["index"] and r["index"] in eligible else "")
+                    + ("eligible" if r["index"] in eligible else "")})
     return pd.DataFrame(rows)
 
 
