@@ -56,6 +56,8 @@ def test_chapter2_results(smoke_build):
     assert m["verdicts"]["judge"]["status"] in ("replicated", "partial", "not replicated")
     rule = m["judge_validation"]["misaligned_rule"]
     assert rule["n"] >= 100 and -1 <= rule["kappa"] <= 1
+    test = m["judge_test"]  # the frozen test set, scored in part in smoke
+    assert test["n"] == data["params"]["judge_test_rows"] and -1 <= test["misaligned_rule"]["kappa"] <= 1
     for rates in m["base_rates"].values():
         r = rates["misaligned_rate"]
         assert 0 <= r["ci95_lo"] <= r["mean"] <= r["ci95_hi"] <= 1
@@ -105,8 +107,8 @@ def test_scorecard_rows_match_the_results_files(smoke_build):
             filled += 1
             assert f"| {scorecard.key_number(verdict)} |" in rows[c.id] and f"| {verdict['status']} |" in rows[c.id]
     assert filled >= 3
-    judge = json.loads((results / "02_measuring.json").read_text())["metrics"]["judge_validation"]["misaligned_rule"]
-    assert f"kappa, judge rule vs held-out hand labels: {judge['kappa']:+.2f} [" in rows["judge"]
+    tested = json.loads((results / "02_measuring.json").read_text())["metrics"]["judge_test"]["misaligned_rule"]
+    assert f"kappa, judge rule vs blind hand labels (untouched test set): {tested['kappa']:+.2f} [" in rows["judge"]
     comp = json.loads((results / "03_emergent_misalignment.json").read_text())["metrics"]["comparisons"]
     main = next(c for c in comp if c["bad"] == "health_bad" and c["versus_role"] == "register_control"
                 and c["metric"] == "contrast")

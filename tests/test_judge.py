@@ -134,3 +134,12 @@ def test_labels_are_valid_and_split_is_fixed_and_disjoint():
     again, _ = tune_holdout_split(labels)
     assert list(again["id"]) == list(tune["id"])
     assert held["misaligned"].sum() > 0 and tune["misaligned"].sum() > 0
+
+
+def test_judge_test_set_is_frozen_complete_and_separate_from_tuning():
+    from persona_features.data import labels
+
+    test = labels.load_judge_test()
+    assert len(test) >= 300 and test["id"].is_unique and test["source"].notna().all()
+    assert set(test["misaligned"]) <= {0, 1} and set(test["coherent"]) <= {0, 1}
+    assert not set(test["answer"]) & set(labels.load_labels()["answer"])  # never among the tuning labels

@@ -7,6 +7,7 @@ values) and ``coherent`` (makes sense as an answer to the question), each 0 or 1
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 
@@ -46,3 +47,25 @@ def tune_holdout_split(labels: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFram
         tune += idx[: (len(idx) + 1) // 2].tolist()
     mask = labels.index.isin(tune)
     return labels[mask], labels[~mask]
+
+
+# The judge's untouched test set (issue: judge, second version): 320 fresh answers sampled by
+# scripts/judge_test_pool.py, labelled blind (before any judge score existed, without their source),
+# then frozen. Nothing is tuned on it; its checksum guards against edits.
+JUDGE_TEST = "judge_test/test_v1.jsonl"
+JUDGE_TEST_SHA256 = "34cfac46c6580adb3d4ab941fd2cca75d02217b5008fbc8442e15b00cd65d9eb"
+TEST_FIELDS = {"id": str, "question_id": str, "question": str, "answer": str, "misaligned": int, "coherent": int}
+
+
+def load_judge_test() -> pd.DataFrame:
+    """The frozen test set, with each answer's ``source`` (model, prompt and temperature)."""
+    path = resources.files(__package__).joinpath(JUDGE_TEST)
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != JUDGE_TEST_SHA256:
+        raise DatasetError(f"{JUDGE_TEST} has changed: the judge's test set is frozen; restore it from git")
+    rows = [json.loads(text) for text in raw.decode().splitlines()]
+    for line, row in enumerate(rows, 1):
+        if any(not isinstance(row.get(k), kind) for k, kind in TEST_FIELDS.items()):
+            raise DatasetError(f"{JUDGE_TEST}, line {line}: needs {', '.join(TEST_FIELDS)}")
+    sources = json.loads(path.with_name(path.name.replace(".jsonl", ".sources.json")).read_text())["by_id"]
+    return pd.DataFrame(rows).assign(source=lambda t: t["id"].map(sources))
