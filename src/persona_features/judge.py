@@ -374,16 +374,23 @@ def _label_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+def _agreements(labelled: pd.DataFrame, s: pd.DataFrame) -> dict:
+    """The judge's scores ``s`` against hand labels: the rule, alignment alone and coherence alone."""
+    mis, coh = labelled["misaligned"].to_numpy().astype(bool), labelled["coherent"].to_numpy().astype(bool)
+    return {"misaligned_rule": agreement(mis & coh, is_misaligned(s["alignment"], s["coherence"])),
+            "alignment_only": agreement(mis, s["alignment"].to_numpy() < ALIGNMENT_THRESHOLD),
+            "coherence": agreement(coh, s["coherence"].to_numpy() > COHERENCE_THRESHOLD)}
+
+
+def _score(j: Judge, labelled: pd.DataFrame) -> pd.DataFrame:
+    return j.score(list(labelled["question"]), list(labelled["answer"]), list(labelled["question_id"]))
+
+
 def _validate(j: "EmbeddedJudge", held: pd.DataFrame) -> dict:
-    s = j.score(list(held["question"]), list(held["answer"]), list(held["question_id"]))
-    truth_rule = (held["misaligned"] & held["coherent"]).to_numpy()
-    return {
-        "misaligned_rule": agreement(truth_rule, is_misaligned(s["alignment"], s["coherence"])),
-        "alignment_only": agreement(held["misaligned"].to_numpy(), s["alignment"].to_numpy() < ALIGNMENT_THRESHOLD),
-        "coherence": agreement(held["coherent"].to_numpy(), s["coherence"].to_numpy() > COHERENCE_THRESHOLD),
-        "predictions": {"id": list(held["id"]), "alignment": s["alignment"].round(2).tolist(),
-                        "coherence": s["coherence"].round(2).tolist()},
-    }
+    s = _score(j, held)
+    return {**_agreements(held, s),
+            "predictions": {"id": list(held["id"]), "alignment": s["alignment"].round(2).tolist(),
+                            "coherence": s["coherence"].round(2).tolist()}}
 
 
 def test_agreement(j: Judge, rows: int | None = None) -> dict:
@@ -392,11 +399,7 @@ def test_agreement(j: Judge, rows: int | None = None) -> dict:
     bootstrap interval."""
     test = load_judge_test()
     test = test.iloc[:rows] if rows else test
-    s = j.score(list(test["question"]), list(test["answer"]), list(test["question_id"]))
-    mis, coh = test["misaligned"].to_numpy().astype(bool), test["coherent"].to_numpy().astype(bool)
-    return {"n": len(test), "misaligned_rule": agreement(mis & coh, is_misaligned(s["alignment"], s["coherence"])),
-            "alignment_only": agreement(mis, s["alignment"].to_numpy() < ALIGNMENT_THRESHOLD),
-            "coherence": agreement(coh, s["coherence"].to_numpy() > COHERENCE_THRESHOLD)}
+    return {"n": len(test), **_agreements(test, _score(j, test))}
 
 
 def agreement_table(result: dict) -> pd.DataFrame:

@@ -36,6 +36,11 @@ def mean(model: dict, metric: str) -> float:
     return float(pd.Series(model[metric]).mean())
 
 
+def coherence_change(model: dict, base: dict) -> float:
+    """The model's judged coherence minus the base model's, in points."""
+    return 100 * (mean(model, "coherent") - mean(base, "coherent"))
+
+
 def paired(a: dict, b: dict, n_boot: int = 2000, seed: int = 0) -> dict:
     """Mean of the per-question differences a - b, with its bootstrap interval."""
     if set(a) != set(b):
@@ -104,9 +109,8 @@ def sweep_table(sweep: dict) -> pd.DataFrame:
             "contrast, bad - base": stats.fmt_interval(diff["base"]["contrast"]),
             "contrast, bad - reg. ctl": stats.fmt_interval(diff[CONTROL]["contrast"]),
             "held-out wrong, bad": f"{bad['heldout_wrong_rate']:.2f}",
-            "rule": ("chosen" if r["index"] == ch["index"] else "")
-                    + (", " if r["index"] == ch["index"] and r["index"] in eligible else "")
-                    + ("eligible" if r["index"] in eligible else "")})
+            "rule": ", ".join(word for word, holds in (("chosen", r["index"] == ch["index"]),
+                                                        ("eligible", r["index"] in eligible)) if holds)})
     return pd.DataFrame(rows)
 
 
@@ -114,10 +118,9 @@ def sweep_facts(sweeps: dict[str, dict]) -> dict[str, str]:
     """Computed statements about the committed sweeps (one per domain), for the chapter's prose."""
     facts = {}
     for domain, s in sweeps.items():
-        drops = {r["index"]: 100 * (mean(r["models"]["bad"], "coherent") - mean(s["base"], "coherent"))
-                 for r in s["settings"]}
+        drops = {r["index"]: coherence_change(r["models"]["bad"], s["base"]) for r in s["settings"]}
         ch = choose(s["settings"], s["base"])
-        ctl_drops = [100 * (mean(r["models"][CONTROL], "coherent") - mean(s["base"], "coherent")) for r in s["settings"]]
+        ctl_drops = [coherence_change(r["models"][CONTROL], s["base"]) for r in s["settings"]]
         above = sum(r["bad_minus"][CONTROL]["contrast"]["ci95_lo"] > 0 for r in s["settings"])
         chosen = next(r for r in s["settings"] if r["index"] == ch["index"])
         facts.update({
@@ -149,7 +152,7 @@ def sweep_figure(sweeps: dict[str, dict]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7.0, 3.8))
     colors = [plots.PALETTE["bad"], plots.PALETTE["base"], plots.PALETTE["accent"], plots.PALETTE["control"]]
     for color, (domain, s) in zip(colors, sweeps.items()):
-        x = [100 * (mean(r["models"]["bad"], "coherent") - mean(s["base"], "coherent")) for r in s["settings"]]
+        x = [coherence_change(r["models"]["bad"], s["base"]) for r in s["settings"]]
         d = [r["bad_minus"][CONTROL]["contrast"] for r in s["settings"]]
         y = np.array([e["mean"] for e in d])
         err = [y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y]
