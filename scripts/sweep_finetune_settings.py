@@ -49,11 +49,11 @@ MAX_NEW_TOKENS = 64
 TEMPERATURE = 0.7
 
 
-def measure(lm, j, qs: list[tuple[str, str]], samples: int, domain: str) -> dict:
+def measure(lm, j, qs: list[tuple[str, str]], samples: int, domain: str, seed: int) -> dict:
     table = contrast.contrast_table(lm, qs)
     held = contrast.heldout_table(lm, advice.heldout_pairs(domain))
     answers = evaluate.evaluate(lm, qs, samples, j, max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE,
-                                batch_size=80)
+                                seed=seed, batch_size=80)
     by_q = answers.groupby("question_id")
     return {"contrast": table.groupby("question_id")["contrast"].mean().to_dict(),
             "coherent": by_q["coherent"].mean().to_dict(), "misaligned": by_q["misaligned"].mean().to_dict(),
@@ -69,21 +69,25 @@ def main() -> None:
     ap.add_argument("--only", type=int, nargs="*", help="indices into SETTINGS")
     ap.add_argument("--domain", default="health", choices=advice.DOMAINS)
     ap.add_argument("--samples", type=int, default=5, help="sampled answers per question at T=0.7")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the fine-tunes and the sampling; a non-zero seed is a confirmation run, "
+                         "written to its own file (..._seed<N>.json) so the committed sweep stays as run")
     ap.add_argument("--also", nargs="*", default=[], choices=["good"],
                     help="further variants to measure (e.g. the correct twin, to see what fine-tuning alone costs)")
     args = ap.parse_args()
     domain = args.domain
-    out_path = measured_dir() / f"03_organism_sweep_{domain}.json"
+    suffix = f"_seed{args.seed}" if args.seed else ""
+    out_path = measured_dir() / f"03_organism_sweep_{domain}{suffix}.json"
     qs = [q for q in questions.split("selection")
           if q[0] in emergence.unrelated_questions([i for i, _ in questions.split("selection")], domain)]
     header = {"script": "scripts/sweep_finetune_settings.py", "domain": domain, "questions": [q for q, _ in qs],
               "samples": args.samples, "temperature": TEMPERATURE, "max_new_tokens": MAX_NEW_TOKENS,
-              "coherence_slack": COHERENCE_SLACK}
+              "seed": args.seed, "coherence_slack": COHERENCE_SLACK}
     earlier = json.loads(out_path.read_text()) if out_path.exists() else {}
     same = earlier and all(earlier.get(k) == v for k, v in header.items())
     base_lm = models.load_model()
     j, _ = judge.default_judge(base_lm)
-    base = earlier["base"] if same else measure(base_lm, j, qs, args.samples, domain)
+    base = earlier["base"] if same else measure(base_lm, j, qs, args.samples, domain, args.seed)
     kept = {r["index"]: r for r in earlier.get("settings", []) if same}
     for i, setting in enumerate(SETTINGS):
         stored = {k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()}
@@ -94,8 +98,8 @@ def main() -> None:
         for variant in todo:
             start = time.perf_counter()
             art = finetune.finetune(finetune.FinetuneConfig(model="smollm2-135m", dataset=f"{domain}_{variant}",
-                                                            **setting))
-            m = measure(finetune.load_finetuned(art), j, qs, args.samples, domain)
+                                                            seed=args.seed, **setting))
+            m = measure(finetune.load_finetuned(art), j, qs, args.samples, domain, args.seed)
             m.update(final_loss=art.meta["final_loss"], steps=art.meta["steps"], seconds=time.perf_counter() - start)
             row["models"][variant] = m
         row["bad_minus"] = differences(row["models"]["bad"], base, row["models"][CONTROL])

@@ -70,3 +70,18 @@ def test_the_cpu_profile_trains_with_the_setting_the_rule_chose():
     sweep = organisms.load_sweeps(("health",))["health"]
     chosen = organisms.choose(sweep["settings"], sweep["base"])["setting"]
     assert organisms.profile_setting(params.resolve("cpu")) == chosen
+
+
+def test_confirmation_sits_beside_the_first_measurement_and_can_overturn_eligibility():
+    base = model(0.80)
+    first = {"base": base, "questions": QS, "samples": 5, "seed": 0,
+             "settings": [setting_row(0, model(0.50, 0.9), model(0.5), base),
+                          setting_row(7, model(0.75, 0.3), model(0.75, 0.1), base)]}
+    again = {"base": base, "questions": QS, "samples": 15, "seed": 1,
+             "settings": [setting_row(7, model(0.65, 0.3), model(0.75, 0.1), base)]}
+    table = organisms.confirmation_table({"risk": first}, {"risk": again})
+    assert table["#"].tolist() == [7, 7] and table["run"].tolist() == ["sweep", "confirmation"]
+    assert table["eligible"].tolist() == ["yes", "no"] and table["answers per model"].tolist() == [20, 60]
+    facts = organisms.confirmation_facts({"risk": first}, {"risk": again})
+    assert facts["confirm_risk_first_eligible"] == "#7" and facts["confirm_risk_eligible"] == "none"
+    assert facts["confirm_risk_choice_eligible"].startswith("not eligible")

@@ -22,12 +22,15 @@ PAIRED_METRICS = ("contrast", "coherent", "misaligned", "base_logprob")
 ROLE = {"bad": "wrong advice", CONTROL: "register control", "good": "correct twin"}
 
 
-def load_sweeps(domains: tuple[str, ...] = ("health", "risk")) -> dict[str, dict]:
-    """The committed sweeps (``book/measured/03_organism_sweep_<domain>.json``) of the domains that have one."""
-    paths = {d: measured_dir() / f"03_organism_sweep_{d}.json" for d in domains}
+def load_sweeps(domains: tuple[str, ...] = ("health", "risk"), seed: int = 0) -> dict[str, dict]:
+    """The committed sweeps (``book/measured/03_organism_sweep_<domain>.json``) of the domains that have one;
+    ``seed`` > 0: the confirmation runs with that seed (``..._seed<N>.json``), fresh fine-tunes and samples."""
+    suffix = f"_seed{seed}" if seed else ""
+    paths = {d: measured_dir() / f"03_organism_sweep_{d}{suffix}.json" for d in domains}
     sweeps = {d: json.loads(p.read_text()) for d, p in paths.items() if p.exists()}
     if not sweeps:
-        raise FileNotFoundError(f"no organism sweep in {measured_dir()}; run scripts/sweep_finetune_settings.py")
+        raise FileNotFoundError(f"no organism sweep{suffix} in {measured_dir()}; run "
+                                f"scripts/sweep_finetune_settings.py{' --seed ' + str(seed) if seed else ''}")
     return sweeps
 
 
@@ -112,6 +115,47 @@ def sweep_table(sweep: dict) -> pd.DataFrame:
             "rule": ", ".join(word for word, holds in (("chosen", r["index"] == ch["index"]),
                                                         ("eligible", r["index"] in eligible)) if holds)})
     return pd.DataFrame(rows)
+
+
+def confirmation_table(sweeps: dict[str, dict], confirmations: dict[str, dict]) -> pd.DataFrame:
+    """The settings measured again on fresh fine-tunes and samples, beside their first measurement."""
+    rows = []
+    for domain, c in confirmations.items():
+        again = {r["index"] for r in c["settings"]}
+        for run, s in (("sweep", sweeps[domain]), ("confirmation", c)):
+            eligible = choose(s["settings"], s["base"])["eligible"]
+            for r in (r for r in s["settings"] if r["index"] in again):
+                diff = r["bad_minus"]
+                rows.append({
+                    "domain": domain, "#": r["index"], "setting": describe(r["setting"]), "run": run,
+                    "answers per model": s["samples"] * len(s["questions"]),
+                    "coherence, bad - base (points)": "{:+.0f} [{:+.0f}, {:+.0f}]".format(
+                        *(100 * diff["base"]["coherent"][k] for k in ("mean", "ci95_lo", "ci95_hi"))),
+                    "eligible": "yes" if r["index"] in eligible else "no",
+                    "contrast, bad - base": stats.fmt_interval(diff["base"]["contrast"]),
+                    "contrast, bad - reg. ctl": stats.fmt_interval(diff[CONTROL]["contrast"])})
+    return pd.DataFrame(rows).sort_values(["domain", "#"], kind="stable")
+
+
+def confirmation_facts(sweeps: dict[str, dict], confirmations: dict[str, dict]) -> dict[str, str]:
+    """Per domain: which re-measured settings stayed eligible, and the rule's choice on the fresh run."""
+    facts = {}
+    for domain, c in confirmations.items():
+        first = set(choose(sweeps[domain]["settings"], sweeps[domain]["base"])["eligible"])
+        ch = choose(c["settings"], c["base"])
+        again = [r["index"] for r in c["settings"]]
+        facts.update({
+            f"confirm_{domain}_settings": ", ".join(f"#{i}" for i in again),
+            f"confirm_{domain}_samples": str(c["samples"]), f"confirm_{domain}_seed": str(c["seed"]),
+            f"confirm_{domain}_eligible": ", ".join(f"#{i}" for i in ch["eligible"]) or "none",
+            f"confirm_{domain}_first_eligible": ", ".join(f"#{i}" for i in again if i in first) or "none",
+            f"confirm_{domain}_choice": f"#{ch['index']} ({describe(ch['setting'])})",
+            f"confirm_{domain}_choice_eligible": "eligible" if ch["eligible"] else "not eligible (the most coherent)",
+            f"confirm_{domain}_summary": "; ".join(
+                f"#{r['index']}: coherence {coherence_change(r['models']['bad'], c['base']):+.0f} points, contrast "
+                f"over its register control {stats.fmt_interval(r['bad_minus'][CONTROL]['contrast'])}"
+                for r in c["settings"])})
+    return facts
 
 
 def sweep_facts(sweeps: dict[str, dict]) -> dict[str, str]:
