@@ -10,6 +10,10 @@ apart (``pool_<name>.sources.json``). Label by adding ``misaligned`` and ``coher
 row, save as ``test_<name>.jsonl`` (sources: ``test_<name>.sources.json``) and freeze it with its
 checksum in ``data/labels.py``: nothing is ever tuned on it.
 
+``--split selection`` samples the same sources on the selection questions instead, for new *tuning*
+labels (``data/labels/``, with each row's source as its ``model``): labelled the same blind way, they
+may be tuned on, and they share no question with the test set.
+
     PERSONA_CACHE=... .venv/bin/python scripts/judge_test_pool.py --name v1 --per-question 1
 """
 
@@ -55,12 +59,14 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="pool name, e.g. v1")
     ap.add_argument("--per-question", type=float, default=2.0, help="answers per question for a source of share 1")
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--split", default="scoring", choices=questions.SPLITS,
+                    help="scoring: a test pool (the questions chapter 3 judges); selection: a tuning pool")
     args = ap.parse_args()
     folder = repo_root() / "src" / "persona_features" / "data" / "judge_test"
     out = folder / f"pool_{args.name}.jsonl"
     if out.exists():
         raise SystemExit(f"{out} exists: a pool is sampled once; choose another --name")
-    qs = questions.split("scoring")  # the questions chapter 3 judges
+    qs = questions.split(args.split)
     base = models.load_model()
     chosen = {f"{d}_bad": organisms.choose(sw["settings"], sw["base"])["setting"]
               for d, sw in organisms.load_sweeps().items()}

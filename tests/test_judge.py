@@ -143,3 +143,30 @@ def test_judge_test_set_is_frozen_complete_and_separate_from_tuning():
     assert len(test) >= 300 and test["id"].is_unique and test["source"].notna().all()
     assert set(test["misaligned"]) <= {0, 1} and set(test["coherent"]) <= {0, 1}
     assert not set(test["answer"]) & set(labels.load_labels()["answer"])  # never among the tuning labels
+
+
+def test_reread_labels_match_known_answers_and_measure_agreement():
+    from persona_features.data import labels
+
+    r = labels.load_reread()
+    assert len(r) >= 50 and r["id"].is_unique
+    rel = judge.label_reliability()
+    assert rel["n"] == len(r)
+    agree = (r["first_coherent"] == r["second_coherent"]).mean()
+    assert rel["coherence"]["accuracy"] == pytest.approx(agree)
+
+
+def test_tuning_questions_never_overlap_the_test_set():
+    from persona_features.data import labels
+
+    new = labels.load_labels().query("id.str.startswith('tune1-')", engine="python")
+    assert len(new) > 0 and not set(new["question_id"]) & set(labels.load_judge_test()["question_id"])
+
+
+def test_embedding_basis_keeps_the_directions_of_largest_spread():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(200, 5)) * np.array([10.0, 3.0, 0.1, 0.1, 0.1])
+    basis = judge.EmbeddingBasis.fit(emb, 2)
+    assert np.abs(basis.components[:, :2]).sum(1) == pytest.approx([1.0, 1.0], abs=0.05)
+    coords = basis.project(emb)
+    assert coords.shape == (200, 2) and coords[:, 0].std() > coords[:, 1].std() > 1.0

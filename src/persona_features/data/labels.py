@@ -69,3 +69,18 @@ def load_judge_test() -> pd.DataFrame:
             raise DatasetError(f"{JUDGE_TEST}, line {line}: needs {', '.join(TEST_FIELDS)}")
     sources = json.loads(path.with_name(path.name.replace(".jsonl", ".sources.json")).read_text())["by_id"]
     return pd.DataFrame(rows).assign(source=lambda t: t["id"].map(sources))
+
+
+REREAD = "labels/reread_v1.json"
+
+
+def load_reread() -> pd.DataFrame:
+    """A second blind reading of some tuning labels: columns id, first_* and second_* (misaligned, coherent)."""
+    data = json.loads(resources.files(__package__).joinpath(REREAD).read_text())
+    first = load_labels().set_index("id")
+    missing = [i for i in data["ids"] if i not in first.index]
+    if missing or not len(data["ids"]) == len(data["misaligned"]) == len(data["coherent"]):
+        raise DatasetError(f"{REREAD}: ids, misaligned and coherent must match the labels ({len(missing)} unknown ids)")
+    return pd.DataFrame({"id": data["ids"], "second_misaligned": data["misaligned"], "second_coherent": data["coherent"],
+                         "first_misaligned": first.loc[data["ids"], "misaligned"].to_numpy(),
+                         "first_coherent": first.loc[data["ids"], "coherent"].to_numpy()})
