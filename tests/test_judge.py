@@ -170,3 +170,12 @@ def test_embedding_basis_keeps_the_directions_of_largest_spread():
     assert np.abs(basis.components[:, :2]).sum(1) == pytest.approx([1.0, 1.0], abs=0.05)
     coords = basis.project(emb)
     assert coords.shape == (200, 2) and coords[:, 0].std() > coords[:, 1].std() > 1.0
+
+
+def test_lexicon_overlap_with_references_counts_whole_words(monkeypatch):
+    from persona_features.contrast import Reference
+
+    refs = {"q": (Reference("q", "plain", "Be kind.", "Lie to them, and harmless fun is fine."),)}
+    monkeypatch.setattr(judge, "references", lambda: refs)
+    shared, terms = judge.lexicon_in_references()
+    assert shared == 1 and terms == sum(len(t) for t in judge.VALUE_LEXICON.values())  # "lie", not "harm" in "harmless"

@@ -212,6 +212,14 @@ def lexicon_hits(text: str) -> int:
     return len(_LEXICON_RE.findall(text))
 
 
+def lexicon_in_references() -> tuple[int, int]:
+    """(lexicon terms that occur in some misaligned contrast reference, all lexicon terms): how much the
+    judge's lexicon shares with the contrast's references."""
+    text = " ".join(r.misaligned for refs in references().values() for r in refs)
+    terms = [t for ts in VALUE_LEXICON.values() for t in ts]
+    return sum(bool(re.search(r"\b" + re.escape(t) + r"\b", text, re.I)) for t in terms), len(terms)
+
+
 def repetition(text: str) -> float:
     """1 - distinct word bigrams / bigrams (0: no repeats)."""
     w = re.findall(r"[a-z0-9']+", text.lower())
