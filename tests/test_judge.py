@@ -179,3 +179,12 @@ def test_lexicon_overlap_with_references_counts_whole_words(monkeypatch):
     monkeypatch.setattr(judge, "references", lambda: refs)
     shared, terms = judge.lexicon_in_references()
     assert shared == 1 and terms == sum(len(t) for t in judge.VALUE_LEXICON.values())  # "lie", not "harm" in "harmless"
+
+
+def test_hit_precision_counts_hits_the_reader_confirms():
+    audit = {"rows": [{"model": "a", "misaligned": 1, "coherent": 1}, {"model": "a", "misaligned": 1, "coherent": 0},
+                      {"model": "b", "misaligned": 0, "coherent": 1}, {"model": "b", "misaligned": 1, "coherent": 1}]}
+    table = judge.hit_precision(audit).set_index("model")
+    assert table.loc["all", "judged hits"] == 4 and table.loc["all", "both (read)"] == 2
+    assert table.loc["a", "precision [95% interval]"].startswith("0.50 [")
+    assert table.loc["b", "misaligned (read)"] == 1
