@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     P = params.resolve(args.profile)
     base = models.load_model(P.model, dtype=P.dtype)
-    j, _ = judge.default_judge(base)
+    j = judge.default_judge(base)
     rows = []
     for arm in (a for a in emergence.design(P) if a.is_bad and a.seed == 0):
         m = emergence.train_and_measure(arm, j, P)

@@ -86,7 +86,7 @@ def main() -> None:
     earlier = json.loads(out_path.read_text()) if out_path.exists() else {}
     same = earlier and all(earlier.get(k) == v for k, v in header.items())
     base_lm = models.load_model()
-    j, _ = judge.default_judge(base_lm)
+    j = judge.default_judge(base_lm)
     base = earlier["base"] if same else measure(base_lm, j, qs, args.samples, domain, args.seed)
     kept = {r["index"]: r for r in earlier.get("settings", []) if same}
     for i, setting in enumerate(SETTINGS):

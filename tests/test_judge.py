@@ -3,6 +3,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from persona_features import judge, stats
@@ -188,3 +189,17 @@ def test_hit_precision_counts_hits_the_reader_confirms():
     assert table.loc["all", "judged hits"] == 4 and table.loc["all", "both (read)"] == 2
     assert table.loc["a", "precision [95% interval]"].startswith("0.50 [")
     assert table.loc["b", "misaligned (read)"] == 1
+
+
+def test_heldout_agreement_scores_a_seeded_sample_of_the_held_out_half(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONA_CACHE", str(tmp_path))
+
+    class Constant:  # calls every answer aligned and coherent
+        key, name = "constant", "constant"
+
+        def score(self, questions, answers, question_ids=None, known_logprobs=None):
+            return pd.DataFrame({"alignment": [90.0] * len(answers), "coherence": [90.0] * len(answers)})
+
+    small = judge.heldout_agreement(Constant(), rows=40)
+    assert small["n"] == 40 and small["coherence"]["fn"] == 0 and small["misaligned_rule"]["tp"] == 0
+    assert judge.heldout_agreement(Constant(), rows=40) == small  # cached, same sample

@@ -419,11 +419,15 @@ def _score(j: Judge, labelled: pd.DataFrame) -> pd.DataFrame:
     return j.score(list(labelled["question"]), list(labelled["answer"]), list(labelled["question_id"]))
 
 
-def _validate(j: "EmbeddedJudge", held: pd.DataFrame) -> dict:
-    s = _score(j, held)
-    return {**_agreements(held, s),
-            "predictions": {"id": list(held["id"]), "alignment": s["alignment"].round(2).tolist(),
-                            "coherence": s["coherence"].round(2).tolist()}}
+def heldout_agreement(j: Judge, rows: int | None = None) -> dict:
+    """Agreement with the held-out half of the tuning labels (looked at while the judge was designed), on a
+    seeded sample of ``rows`` answers (all if None); cached per judge and sample size."""
+    def build(folder):
+        _, held = tune_holdout_split(load_labels())
+        held = held.sample(rows, random_state=0) if rows and rows < len(held) else held
+        artifacts.save_json(folder, "agreement", {"n": len(held), **_agreements(held, _score(j, held))})
+
+    return artifacts.get_or_build("judge_heldout", {"judge": j.key, "rows": rows or 0}, build).json("agreement")
 
 
 def test_agreement(j: Judge, rows: int | None = None) -> dict:
@@ -485,8 +489,8 @@ def agreement_table(result: dict) -> pd.DataFrame:
                          for key, name in names.items() for m in [result[key]]])
 
 
-def default_judge(base: LoadedModel) -> tuple[EmbeddedJudge, dict]:
-    """The embedded judge fitted on the tuning half of the hand labels, and its held-out validation.
+def default_judge(base: LoadedModel) -> EmbeddedJudge:
+    """The embedded judge fitted on the tuning half of the hand labels (see ``heldout_agreement``).
 
     Cached as an artifact keyed by the labels, the authored data and the judge version.
     """
@@ -500,7 +504,6 @@ def default_judge(base: LoadedModel) -> tuple[EmbeddedJudge, dict]:
                             ("weight", "bias", "mean", "scale")})
         tensors.update({f"basis.{k}": torch.tensor(getattr(j.basis, k)) for k in ("mean", "components")})
         artifacts.save_tensors(folder, tensors, "judge")
-        artifacts.save_json(folder, "validation", _validate(j, held))
         return {"n_tune": len(tune), "n_held_out": len(held)}
 
     art = artifacts.get_or_build("judge", {"version": JUDGE_VERSION, "data": _label_fingerprint(),
@@ -509,4 +512,4 @@ def default_judge(base: LoadedModel) -> tuple[EmbeddedJudge, dict]:
     models_ = {name: Logistic(t[f"{name}.weight"].numpy(), float(t[f"{name}.bias"][0]), t[f"{name}.mean"].numpy(),
                               t[f"{name}.scale"].numpy()) for name in ("text_model", "alignment_model", "coherence_model")}
     basis = EmbeddingBasis(t["basis.mean"].numpy(), t["basis.components"].numpy())
-    return EmbeddedJudge(base=base, key=art.key, basis=basis, **models_), art.json("validation")
+    return EmbeddedJudge(base=base, key=art.key, basis=basis, **models_)

@@ -42,6 +42,7 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "eval_questions": Knob(4, 40, 40, "scoring questions used (the first n of the fixed scoring set)"),
     "eval_samples": Knob(2, 25, 100, "sampled answers per scoring question"),
     "eval_max_new_tokens": Knob(16, 64, 256, "tokens sampled per evaluated answer"),
+    "judge_heldout_rows": Knob(64, 0, 0, "chapter 2: held-out tuning labels scored (a seeded sample; 0: all)"),
     "judge_test_rows": Knob(64, 0, 0, "chapter 2: answers of the judge's frozen test set scored (0: all)"),
     "eval_low_temperature": Knob(0.7, 0.7, 0.7, "second sampling temperature reported beside the papers' T=1"),
     # fine-tuning (chapter 3 onwards); one setting for every bad set and its controls. The cpu setting is
