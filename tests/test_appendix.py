@@ -35,3 +35,14 @@ def test_sampler_table_compares_with_generate_and_states_the_workload():
     md = appendix.sampler_benchmark_markdown(data)
     assert "| base | ours | 180 | 1.80x | 30 / 64 / 64 | 25% |" in md
     assert "80 prompts per model in batches of 80" in md
+
+
+def test_measure_times_add_up_per_model(tmp_path):
+    assert "did not run" in appendix.measure_times_markdown(tmp_path)
+    (tmp_path / "03_emergent_misalignment.json").write_text(json.dumps({"params": {"profile": "cpu"}, "metrics": {
+        "training": {"health_bad": {"seconds": 30.0}},
+        "measure_seconds": {"base": {"answers_T0.7": 100.0, "contrast": 14.0},
+                            "health_bad": {"answers_T0.7": 120.0, "contrast": 15.0}}}}))
+    md = appendix.measure_times_markdown(tmp_path)
+    assert "| model | fine-tune | answers_T0.7 | contrast | total |" in md
+    assert "| base | - | 100 | 14 | 114 |" in md and "| health_bad | 30 | 120 | 15 | 165 |" in md

@@ -119,6 +119,6 @@ def test_scorecard_rows_match_the_results_files(smoke_build):
 
 def test_appendix_lists_versions_hardware_and_run_times(smoke_build):
     page = (smoke_build["html"] / "book" / "appendix_reproducibility.html").read_text()
-    for needle in ("transformers", "nnsight", "cores", "01_model_under_the_microscope.ipynb", "eval_samples",
+    for needle in ("transformers", "nnsight", "cores", "01_model_under_the_microscope.ipynb", "em_samples_low",
                    "HF Trainer, fp32", "health_bad", "global seed", "03_emergent_misalignment"):
         assert needle in page, needle

@@ -32,6 +32,23 @@ def seeds_markdown(results: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
+def measure_times_markdown(results: Path) -> str:
+    """Where chapter 3's time goes: each model's fine-tune and each measuring step, in seconds, as built."""
+    data = _read(results / "03_emergent_misalignment.json")
+    if not data:
+        return "Chapter 3 did not run in this build.\n"
+    training, steps = data["metrics"]["training"], data["metrics"]["measure_seconds"]
+    names = list(dict.fromkeys(k for s in steps.values() for k in s))
+    rows = [f"| model | fine-tune | {' | '.join(names)} | total |", "|---" * (len(names) + 3) + "|"]
+    for model, s in steps.items():
+        ft = training.get(model, {}).get("seconds")
+        cells = [f"{s[k]:.0f}" if k in s else "-" for k in names]
+        total = (ft or 0.0) + sum(s.values())
+        rows.append(f"| {model} | {'-' if ft is None else f'{ft:.0f}'} | {' | '.join(cells)} | {total:.0f} |")
+    return "\n".join(rows) + (f"\n\nProfile {data['params']['profile']}; `answers_T<t>` samples and judges the answers "
+                              "at temperature t; each artifact's time is from the run that built it.\n")
+
+
 def data_cards_markdown(results: Path) -> str:
     """The training sets' data cards, as chapter 2 measured them."""
     data = _read(results / "02_measuring.json")

@@ -40,7 +40,6 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "bootstrap": Knob(200, 2000, 2000, "bootstrap resamples for 95% intervals"),
     # chapter 2 and every later evaluation
     "eval_questions": Knob(4, 40, 40, "scoring questions used (the first n of the fixed scoring set)"),
-    "eval_samples": Knob(2, 25, 100, "sampled answers per scoring question"),
     "eval_max_new_tokens": Knob(16, 64, 256, "tokens sampled per evaluated answer"),
     "judge_heldout_rows": Knob(64, 0, 0, "chapter 2: held-out tuning labels scored (a seeded sample; 0: all)"),
     "judge_test_rows": Knob(64, 0, 0, "chapter 2: answers of the judge's frozen test set scored (0: all)"),
@@ -54,7 +53,9 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "ft_batch_size": Knob(8, 8, 8, "chats per optimizer step"),
     "ft_lora_rank": Knob(8, 8, 8, "LoRA rank when ft_method is lora (alpha = 2 x rank)"),
     # chapter 3: the emergent-misalignment experiment
-    "em_domains": Knob("health", "health,finance,cars,career,code", "health,finance,cars,career,code",
+    # cpu: the two domains the fine-tuning sweep was run on (chosen before chapter 3 ran in risk), so that
+    # chapters 2+3 fit in 40 minutes on 2 cores; each further domain costs about 10 minutes there
+    "em_domains": Knob("health", "health,risk", "health,finance,cars,career,risk,code",
                        "comma-separated training domains (health is the main one, with extra seeds)"),
     "em_seeds": Knob(1, 3, 3, "seeds of the main domain's wrong-advice fine-tune"),
     "em_samples_low": Knob(1, 6, 50, "answers per scoring question and model at eval_low_temperature "

@@ -214,6 +214,7 @@ def render(stage: Path, html_out: Path) -> bool:
     (generated / "runs.md").write_text(appendix.runs_markdown(stage.parent))
     (generated / "seeds.md").write_text(appendix.seeds_markdown(results))
     (generated / "data_cards.md").write_text(appendix.data_cards_markdown(results))
+    (generated / "measure_times.md").write_text(appendix.measure_times_markdown(results))
     (generated / "benchmark.md").write_text(appendix.benchmark_markdown())
     (generated / "sampler_benchmark.md").write_text(appendix.sampler_benchmark_markdown())
     (generated / "profiles.md").write_text(table_markdown() + "\n")
