@@ -7,6 +7,7 @@ import pytest
 from persona_features import artifacts, emergence, params, stats
 from persona_features.data import questions
 from persona_features.emergence import Arm
+from persona_features.stats import Estimate
 from persona_features.params import ParameterError
 
 
@@ -204,3 +205,12 @@ def test_detectable_rate_rise_has_the_power_it_claims():
     assert 0.7 < hits / 2000 < 0.92  # about the promised 80%
     # more answers, or fewer tests to correct for, detect less; a Holm family of 4 needs more
     assert stats.detectable_rate_rise(control, 24) < rise < stats.detectable_rate_rise(control, 6, tests=4)
+
+
+def test_rates_reading_counts_the_fine_tunes_above_the_base_model():
+    est = lambda m: {"misaligned": Estimate(m, 0.0, 1.0, 10)}
+    arms = [emergence.Arm("health", "bad"), emergence.Arm("health", "good"), emergence.Arm("health", "bad", 1)]
+    summaries = {"base": est(0.05), "health_bad": est(0.08), "health_good": est(0.02), "health_bad_seed1": est(0.5)}
+    text = emergence.rates_reading(summaries, arms, {"risen": []})
+    assert "base model 0.050; health_bad 0.080; health_good 0.020." in text
+    assert "1 of 2 fine-tunes" in text and "above it by the test: no control" in text

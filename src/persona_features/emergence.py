@@ -488,6 +488,19 @@ def control_verdict(tests: pd.DataFrame) -> dict:
             "rule": rules_markdown("controls")}
 
 
+def rates_reading(summaries: dict[str, dict[str, Estimate]], arms: Sequence[Arm], controls_verdict: dict) -> str:
+    """The judged rates of the base model and every seed-0 fine-tune, as a computed sentence."""
+    base = summaries["base"]["misaligned"].mean
+    tuned = [a.name for a in arms if a.seed == 0]
+    above = [n for n in tuned if summaries[n]["misaligned"].mean > base]
+    rates = "; ".join(f"{n} {summaries[n]['misaligned'].mean:.3f}" for n in tuned)
+    return (f"Judged misalignment rates on the unrelated questions: base model {base:.3f}; {rates}. "
+            f"{len(above)} of {len(tuned)} fine-tunes, wrong-advice or control, sit above the base model's rate; "
+            f"above it by the test: {', '.join(controls_verdict['risen']) or 'no control'}. Only the wrong-advice "
+            f"models' hits were read, so whether a control's extra hits are misaligned answers or false alarms is "
+            f"not known.")
+
+
 # ---------------------------------------------------------------- the chapter's figures and results
 
 ROLES = {"bad": "wrong (bad / insecure)", "insecure": "wrong (bad / insecure)", "good": "correct twin (good / secure)",
