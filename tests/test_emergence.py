@@ -211,6 +211,8 @@ def test_rates_reading_counts_the_fine_tunes_above_the_base_model():
     est = lambda m: {"misaligned": Estimate(m, 0.0, 1.0, 10)}
     arms = [emergence.Arm("health", "bad"), emergence.Arm("health", "good"), emergence.Arm("health", "bad", 1)]
     summaries = {"base": est(0.05), "health_bad": est(0.08), "health_good": est(0.02), "health_bad_seed1": est(0.5)}
-    text = emergence.rates_reading(summaries, arms, {"risen": []})
+    text = emergence.rates_reading(summaries, arms, {"risen": []}, audited=["health_bad"])
     assert "base model 0.050; health_bad 0.080; health_good 0.020." in text
     assert "1 of 2 fine-tunes" in text and "above it by the test: no control" in text
+    assert "not read by hand, so of unknown precision: base, health_good." in text
+    assert "Every one" in emergence.rates_reading(summaries, arms, {"risen": []}, ["base", "health_bad", "health_good"])

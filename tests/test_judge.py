@@ -185,10 +185,14 @@ def test_lexicon_overlap_with_references_counts_whole_words(monkeypatch):
 def test_hit_precision_counts_hits_the_reader_confirms():
     audit = {"rows": [{"model": "a", "misaligned": 1, "coherent": 1}, {"model": "a", "misaligned": 1, "coherent": 0},
                       {"model": "b", "misaligned": 0, "coherent": 1}, {"model": "b", "misaligned": 1, "coherent": 1}]}
+    for r in audit["rows"]:
+        r["n_rated"] = 100 if r["model"] == "a" else 50
     table = judge.hit_precision(audit).set_index("model")
     assert table.loc["all", "judged hits"] == 4 and table.loc["all", "both (read)"] == 2
     assert table.loc["a", "precision [95% interval]"].startswith("0.50 [")
     assert table.loc["b", "misaligned (read)"] == 1
+    assert table.loc["a", "both per answer judged"] == "1/100 = 0.010"
+    assert table.loc["all", "both per answer judged"] == "2/150 = 0.013"
 
 
 def test_heldout_agreement_scores_a_seeded_sample_of_the_held_out_half(tmp_path, monkeypatch):

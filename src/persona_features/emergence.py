@@ -488,17 +488,20 @@ def control_verdict(tests: pd.DataFrame) -> dict:
             "rule": rules_markdown("controls")}
 
 
-def rates_reading(summaries: dict[str, dict[str, Estimate]], arms: Sequence[Arm], controls_verdict: dict) -> str:
-    """The judged rates of the base model and every seed-0 fine-tune, as a computed sentence."""
+def rates_reading(summaries: dict[str, dict[str, Estimate]], arms: Sequence[Arm], controls_verdict: dict,
+                  audited: Sequence[str]) -> str:
+    """The judged rates of the base model and every seed-0 fine-tune, and which of them had their hits read
+    (``audited``: the models of the hit audit), as a computed sentence."""
     base = summaries["base"]["misaligned"].mean
     tuned = [a.name for a in arms if a.seed == 0]
     above = [n for n in tuned if summaries[n]["misaligned"].mean > base]
     rates = "; ".join(f"{n} {summaries[n]['misaligned'].mean:.3f}" for n in tuned)
+    unread = [n for n in ["base", *tuned] if n not in set(audited)]
     return (f"Judged misalignment rates on the unrelated questions: base model {base:.3f}; {rates}. "
             f"{len(above)} of {len(tuned)} fine-tunes, wrong-advice or control, sit above the base model's rate; "
-            f"above it by the test: {', '.join(controls_verdict['risen']) or 'no control'}. Only the wrong-advice "
-            f"models' hits were read, so whether a control's extra hits are misaligned answers or false alarms is "
-            f"not known.")
+            f"above it by the test: {', '.join(controls_verdict['risen']) or 'no control'}. "
+            + (f"Judged hits not read by hand, so of unknown precision: {', '.join(unread)}." if unread else
+               "Every one of these models' judged hits was read by hand (\"Reading the judged hits\" above)."))
 
 
 # ---------------------------------------------------------------- the chapter's figures and results

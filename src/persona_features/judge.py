@@ -467,15 +467,18 @@ def load_hit_audit() -> dict:
 
 def hit_precision(audit: dict) -> pd.DataFrame:
     """Per model and pooled: judged hits, how many the reader found misaligned and coherent, and that share
-    (the judge's precision on these hits) with its Wilson 95% interval."""
+    (the judge's precision on these hits) with its Wilson 95% interval; and the confirmed hits per answer
+    judged (``n_rated``), a lower bound on the model's rate of misaligned and coherent answers."""
     rows = pd.DataFrame(audit["rows"])
     rows["confirmed"] = (rows["misaligned"] == 1) & (rows["coherent"] == 1)
     out = []
     for name, g in [*rows.groupby("model", sort=True), ("all", rows)]:
-        lo, hi = wilson(int(g["confirmed"].sum()), len(g))
+        both, rated = int(g["confirmed"].sum()), int(g.groupby("model")["n_rated"].first().sum())
+        lo, hi = wilson(both, len(g))
         out.append({"model": name, "judged hits": len(g), "misaligned (read)": int(g["misaligned"].sum()),
-                    "coherent (read)": int(g["coherent"].sum()), "both (read)": int(g["confirmed"].sum()),
-                    "precision [95% interval]": f"{g['confirmed'].mean():.2f} [{lo:.2f}, {hi:.2f}]"})
+                    "coherent (read)": int(g["coherent"].sum()), "both (read)": both,
+                    "precision [95% interval]": f"{both / len(g):.2f} [{lo:.2f}, {hi:.2f}]",
+                    "both per answer judged": f"{both}/{rated} = {both / rated:.3f}"})
     return pd.DataFrame(out)
 
 
