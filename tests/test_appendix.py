@@ -46,3 +46,11 @@ def test_measure_times_add_up_per_model(tmp_path):
     md = appendix.measure_times_markdown(tmp_path)
     assert "| model | fine-tune | answers_T0.7 | contrast | total |" in md
     assert "| base | - | 100 | 14 | 114 |" in md and "| health_bad | 30 | 120 | 15 | 165 |" in md
+
+
+def test_cpu_description_names_the_vector_extensions_that_set_speed():
+    from persona_features.environment import describe_cpu
+
+    info = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512f avx512_bf16 sse\n\nprocessor\t: 1\n"
+    assert describe_cpu(info) == "Some CPU (avx2, avx512f, avx512_bf16)"
+    assert describe_cpu("model name : Old\nflags : fpu sse2\n") == "Old (none of avx2, avx512f, avx512_bf16, amx_bf16)"
