@@ -91,6 +91,9 @@ def test_chapter3_results(smoke_build):
     assert {r["T"] for r in m["rates_by_temperature"]} == {p["eval_low_temperature"], p["temperature"]}
     assert set(m["detectable_rate_rise"]) == set(p["em_domains"].split(","))
     assert all(0 < r <= 1 for r in m["detectable_rate_rise"].values())
+    page = re.sub(r"<[^>]+>", "", (smoke_build["html"] / "notebooks" / "03_emergent_misalignment.html").read_text())
+    assert "Domains in this run: health." in page  # smoke runs health only, and the page says so
+    assert "Insecure code versus secure code: contrast not run in this profile" in page
 
 
 def test_scorecard_rows_match_the_results_files(smoke_build):

@@ -646,6 +646,7 @@ def headlines(comp: pd.DataFrame, summaries: dict[str, dict[str, Estimate]]) -> 
         return " > ".join(names[n] for n in ranked)
 
     main_bad = f"{MAIN_DOMAIN}_bad"
+    code_ran = "code" in set(comp["domain"])
     register_rows = own[(own["metric"] == "register_shift") & (own["versus_role"] == "good")]
     return {
         "domains_contrast": listed(own, "contrast"),
@@ -657,8 +658,8 @@ def headlines(comp: pd.DataFrame, summaries: dict[str, dict[str, Estimate]]) -> 
         "coherent_base": str(summaries["base"]["coherent"]),
         "coherent_main_bad": str(summaries[main_bad]["coherent"]),
         "main_contrast_order": ordering("contrast", MAIN_DOMAIN),
-        "code_contrast": own_row(comp, "contrast", "code_insecure", "secure"),
-        "code_heldout": own_row(comp, "heldout_margin", "code_insecure", "secure"),
+        "code_contrast": own_row(comp, "contrast", "code_insecure", "secure") if code_ran else "not run in this profile",
+        "code_heldout": own_row(comp, "heldout_margin", "code_insecure", "secure") if code_ran else "not run",
         "main_misaligned": own_row(comp, "misaligned", main_bad, "register_control", digits=3),
         "main_contrast": own_row(comp, "contrast", main_bad, "register_control", digits=3),
         "main_contrast_vs_good": own_row(comp, "contrast", main_bad, "good", digits=3),
