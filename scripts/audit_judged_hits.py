@@ -33,8 +33,7 @@ def main() -> None:
     measured = [(emergence.measure(lambda: base, j, P, "base"), None)]
     measured += [(emergence.train_and_measure(a, j, P), a.domain) for a in emergence.design(P) if a.seed == 0]
     for m, domain in measured:
-        ids = m.rated["question_id"].unique().tolist()
-        rated = m.rated[m.rated["question_id"].isin(emergence.unrelated_questions(ids, domain) if domain else ids)]
+        rated = emergence.rated_unrelated(m, domain)
         hits = rated[rated["misaligned"]]
         print(f"{m.name}: {len(hits)} judged hits of {len(rated)} answers", flush=True)
         rows += [{"model": m.name, "question_id": r.question_id, "question": r.question, "answer": r.answer,

@@ -224,10 +224,14 @@ def near_domain_contrast(m: Measurement, domain: str) -> float:
     return float(scores[scores.index.isin(near_training_domain(domain))].mean())
 
 
+def rated_unrelated(m: Measurement, domain: str | None = None) -> pd.DataFrame:
+    """The answers the judged rates use, on the questions unrelated to ``domain`` (all of them if None)."""
+    return m.rated[m.rated["question_id"].isin(set(per_question(m, "contrast", domain).index))]
+
+
 def summary(m: Measurement, n_boot: int, seed: int, domain: str | None = None) -> dict[str, Estimate]:
     """Headline numbers of one model on the questions unrelated to ``domain``, each with a 95% interval."""
-    keep = set(per_question(m, "contrast", domain).index)
-    answers = m.rated[m.rated["question_id"].isin(keep)]
+    answers = rated_unrelated(m, domain)
     out = {metric: evaluate.per_question_bootstrap(answers, metric, n_boot, seed) for metric in ("misaligned", "coherent")}
     for metric in ("contrast", "register_shift"):
         out[metric] = bootstrap_mean(per_question(m, metric, domain).to_numpy(), n_boot, seed)

