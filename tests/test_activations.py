@@ -50,19 +50,22 @@ def _hooked(lm, layer, enc):
 def test_layer_activations_equal_a_plain_forward_hook_and_skip_sink_and_special_tokens(lm):
     prompts = [lm.chat_text("hey I feel bored"), lm.chat_text("How do I make a quick buck?")]
     answers = ["Go for a walk.", "Sell things you never use, and save the money."]
-    acts, rows, tokens = activations.layer_activations(lm, 5, prompts, answers, which="all")
+    acts, rows, tokens, positions = activations.layer_activations(lm, 5, prompts, answers, which="all")
     enc, keep = activations.token_batch(lm, prompts, answers, "all")
     expected = _hooked(lm, 5, enc)[keep]
     torch.testing.assert_close(acts, expected.float(), rtol=1e-4, atol=1e-3)
     special = set(lm.tokenizer.all_special_ids)
     assert not special & set(tokens.tolist())
+    own = [lm.tokenizer(p + a, add_special_tokens=False)["input_ids"] for p, a in zip(prompts, answers)]
+    assert [own[r][q] for r, q in zip(rows.tolist(), positions.tolist())] == tokens.tolist()  # position in its own pair
+    assert positions.min() == 1  # token 0 is left out
     first = enc["attention_mask"].argmax(-1)
     assert not keep[torch.arange(2), first].any()  # token 0 of each sequence is never kept
     # answer tokens are exactly the answers' tokens; prompt + answer = all
-    _, rows_a, tok_a = activations.layer_activations(lm, 5, prompts, answers, which="answer")
+    _, rows_a, tok_a, _ = activations.layer_activations(lm, 5, prompts, answers, which="answer")
     n_answer = [len(lm.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
     assert [int((rows_a == i).sum()) for i in range(2)] == n_answer
-    _, rows_p, _ = activations.layer_activations(lm, 5, prompts, answers, which="prompt")
+    _, rows_p, _, _ = activations.layer_activations(lm, 5, prompts, answers, which="prompt")
     assert len(rows_p) + len(rows_a) == len(rows)
     with pytest.raises(ValueError, match="which must be one of"):
         activations.layer_activations(lm, 5, prompts, answers, which="both")
@@ -80,5 +83,21 @@ def test_shards_hold_the_same_activations_in_bounded_pieces(lm, tmp_path):
     assert len(got) == info["n_tokens"]
     seq = torch.cat([s["seq"] for s in shards])
     for i in range(len(prompts)):  # each sequence's rows, in token order, equal a direct call
-        direct, _, _ = activations.layer_activations(lm, 3, prompts[i:i + 1], answers[i:i + 1], which="all")
+        direct = activations.layer_activations(lm, 3, prompts[i:i + 1], answers[i:i + 1], which="all").acts
         torch.testing.assert_close(got[seq == i], direct, rtol=2e-3, atol=2e-2)
+
+
+def test_layer_means_average_each_groups_prompt_and_answer_tokens_at_every_asked_layer(lm):
+    prompts = [lm.chat_text(q) for q in ("Why does it rain?", "Why does it rain?", "Name a colour.")]
+    answers = ["Water vapour cools.", "Clouds get heavy.", "Blue."]
+    means = activations.layer_means(lm, [7, 3], prompts, answers, groups=[1, 1, 0], n_groups=2, batch_size=2)
+    assert means["prompt"].shape == means["answer"].shape == (2, 2, lm.d_model)
+    for g, members in ((0, [2]), (1, [0, 1])):
+        for j, layer in enumerate((7, 3)):
+            for which in ("prompt", "answer"):
+                direct = activations.layer_activations(lm, layer, [prompts[i] for i in members],
+                                                       [answers[i] for i in members], which).acts
+                torch.testing.assert_close(means[which][g, j], direct.mean(0), rtol=1e-3, atol=1e-2)
+                assert means[f"n_{which}"][g] == len(direct)
+    with pytest.raises(ValueError, match="must match"):
+        activations.layer_means(lm, [3], prompts, answers[:2], groups=[0, 0, 1], n_groups=2)

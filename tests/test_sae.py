@@ -66,3 +66,16 @@ def test_ce_loss_recovered_is_one_for_an_exact_sae_and_low_for_a_bad_one(lm):
         useless.W_enc.copy_(torch.cat([eye, -eye], 1)), useless.W_dec.zero_(), useless.b_enc.zero_(), useless.b_dec.zero_()
     bad = sae_mod.ce_loss_recovered(lm, useless, 10, prompts, answers, which="all")
     assert bad["recovered"] == pytest.approx(0.0, abs=1e-3)  # reconstructs zeros: exactly zero-ablation
+
+
+def test_top_activations_keep_each_latents_strongest_tokens_across_shards():
+    sae = sae_mod.TopKSAE(4, 4, 3)
+    with torch.no_grad():  # latent j reads coordinate j, so activations are the inputs' positive parts
+        sae.W_enc.copy_(torch.eye(4)), sae.W_dec.copy_(torch.eye(4)), sae.b_enc.zero_(), sae.b_dec.zero_()
+    acts = torch.tensor([[1.0, 0, 0, 0], [5.0, 0, 2, 0], [0, 3, 0, 0], [4.0, 0, 0, 0], [0, 0, 7, 0]])
+    shards = [{"acts": acts[:3], "seq": torch.tensor([10, 11, 12]), "pos": torch.tensor([1, 2, 3])},
+              {"acts": acts[3:], "seq": torch.tensor([13, 14]), "pos": torch.tensor([4, 5])}]
+    top = sae_mod.top_activations(sae, shards, n=2, batch_tokens=2)
+    assert top["values"][:, 0].tolist() == [5.0, 4.0] and top["seq"][:, 0].tolist() == [11, 13]
+    assert top["pos"][:, 2].tolist() == [5, 2] and top["values"][:, 2].tolist() == [7.0, 2.0]
+    assert top["frequency"].tolist() == pytest.approx([0.6, 0.2, 0.4, 0.0])

@@ -1,5 +1,7 @@
 """The SAE corpus: every source present, persona-rich prompts answered, cached by its config."""
 
+import pytest
+
 from persona_features import artifacts, params, sae_corpus
 
 
@@ -17,4 +19,16 @@ def test_smoke_corpus_has_every_source_both_personas_and_a_held_out_tenth(lm):
     assert art.meta["n_chats"] == len(chats)
     # cached: the same profile finds the same artifact without building
     assert sae_corpus.build(None, P).path == art.path
-    assert artifacts.find("sae_corpus", art.meta["config"]) is not None
+    assert artifacts.find("sae_corpus", art.meta["config"], art.meta["inputs"]) is not None
+
+
+def test_snippet_marks_the_token_the_sae_read_and_the_card_adds_up(lm):
+    chat = {"source": "generated:stories", "system": None, "user": "Tell me a story.", "answer": "The dragon slept."}
+    ids = lm.tokenizer(lm.chat_text(chat["user"]) + chat["answer"], add_special_tokens=False)["input_ids"]
+    last = sae_corpus.snippet(lm, chat, len(ids) - 1)
+    assert last.endswith("⟦" + lm.tokenizer.decode(ids[-1:]) + "⟧") and "dragon" in last
+    with pytest.raises(IndexError, match="outside"):
+        sae_corpus.snippet(lm, chat, len(ids))
+    card = sae_corpus.card(lm, [chat, {**chat, "source": "authored:advice"}, chat])
+    assert card.set_index("source").loc["generated:stories", "chats"] == 2
+    assert card.iloc[-1]["tokens"] == 3 * len(ids) and card.iloc[-1]["source"] == "total"

@@ -4,6 +4,8 @@
 - ``layer_activations``: one layer's output on chosen tokens of (prompt, answer) pairs, with the
   forward pass stopped after that layer. Token 0 (an attention sink with a norm near 25,000) and
   special tokens are never returned.
+- ``layer_means``: the mean output of every layer over the prompt tokens and over the answer tokens
+  of each group of pairs (chapter 4's readings of a model).
 - ``stream_to_shards``: the same for a whole corpus, written to safetensors shards so memory stays
   bounded; ``read_shards`` reads them back.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -86,55 +88,104 @@ def token_batch(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str],
     return {"input_ids": ids, "attention_mask": mask}, keep
 
 
+class TokenActivations(NamedTuple):
+    acts: torch.Tensor  # [n_tokens, d_model], float32
+    rows: torch.Tensor  # each token's sequence index within the batch
+    ids: torch.Tensor  # its token id
+    positions: torch.Tensor  # its position within its own (prompt + answer) tokens
+
+
+def _check_layer(lm: LoadedModel, layer: int) -> None:
+    if not 0 <= layer < lm.n_layers:
+        raise ValueError(f"layer must be in 0..{lm.n_layers - 1}, got {layer}")
+
+
 @torch.inference_mode()
 def layer_activations(lm: LoadedModel, layer: int, prompts: Sequence[str], answers: Sequence[str],
-                      which: str = "answer") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      which: str = "answer") -> TokenActivations:
     """Output of decoder layer ``layer`` on the ``which`` tokens of each (chat prompt, answer) pair.
 
     ``prompts`` are chat-formatted (``lm.chat_text``); an empty answer keeps only the prompt. The
-    forward pass stops after ``layer``. Returns the activations ``[n_tokens, d_model]`` (float32),
-    each token's sequence index within the batch and its token id (``[n_tokens]`` each).
+    forward pass stops after ``layer``.
     """
-    if not 0 <= layer < lm.n_layers:
-        raise ValueError(f"layer must be in 0..{lm.n_layers - 1}, got {layer}")
+    _check_layer(lm, layer)
     enc, keep = token_batch(lm, prompts, answers, which)
     with lm.nn.trace(enc) as tracer:
         out = lm.layers[layer].output.save()
         tracer.stop()
     rows, cols = keep.nonzero(as_tuple=True)
-    return out[rows, cols].float(), rows, enc["input_ids"][rows, cols]
+    starts = keep.shape[1] - enc["attention_mask"].sum(-1)
+    return TokenActivations(out[rows, cols].float(), rows, enc["input_ids"][rows, cols], cols - starts[rows])
+
+
+@torch.inference_mode()
+def layer_means(lm: LoadedModel, layers: Sequence[int], prompts: Sequence[str], answers: Sequence[str],
+                groups: Sequence[int], n_groups: int, batch_size: int = 16) -> dict[str, torch.Tensor]:
+    """Mean output of each of ``layers`` over the prompt tokens and over the answer tokens of each group.
+
+    Pair ``i`` belongs to group ``groups[i]``. Returns ``prompt`` and ``answer``, each
+    ``[n_groups, len(layers), d_model]``, and their token counts ``n_prompt`` and ``n_answer``
+    ``[n_groups]``. Token 0 and special tokens are left out; the pass stops after the last layer.
+    """
+    for layer in layers:
+        _check_layer(lm, layer)
+    if not len(prompts) == len(answers) == len(groups):
+        raise ValueError(f"{len(prompts)} prompts, {len(answers)} answers and {len(groups)} groups must match")
+    order = sorted(layers)
+    sums = {w: torch.zeros(n_groups, len(order), lm.d_model) for w in ("prompt", "answer")}
+    counts = {w: torch.zeros(n_groups) for w in ("prompt", "answer")}
+    for start in range(0, len(prompts), batch_size):
+        chunk = slice(start, start + batch_size)
+        group = torch.tensor(list(groups[chunk]))
+        keep = {}
+        for which in ("prompt", "answer"):
+            enc, keep[which] = token_batch(lm, prompts[chunk], answers[chunk], which)
+        with lm.nn.trace(enc) as tracer:
+            outs = list().save()
+            for layer in range(order[-1] + 1):
+                if layer in order:
+                    outs.append(lm.layers[layer].output)
+            tracer.stop()
+        stacked = torch.stack(outs, 1).float()  # [batch, n_layers, seq, d]
+        for which, mask in keep.items():
+            sums[which].index_add_(0, group, torch.einsum("blsd,bs->bld", stacked, mask.float()))
+            counts[which].index_add_(0, group, mask.sum(-1).float())
+    index = [order.index(layer) for layer in layers]
+    return {**{w: (sums[w] / counts[w].clamp_min(1)[:, None, None])[:, index] for w in sums},
+            **{f"n_{w}": counts[w] for w in counts}}
 
 
 def stream_to_shards(lm: LoadedModel, layer: int, prompts: Sequence[str], answers: Sequence[str], folder: Path,
                      which: str = "answer", batch_size: int = 16, shard_tokens: int = 65536) -> dict:
     """``layer_activations`` over a whole corpus, written to ``folder/shard_NNNNN.safetensors``.
 
-    Each shard holds ``acts`` [n, d_model] (float16), ``seq`` (the pair's index in the corpus) and
-    ``token`` (its id), at most ``shard_tokens`` rows; at most one shard is held in memory. Pairs
+    Each shard holds ``acts`` [n, d_model] (float16), ``seq`` (the pair's index in the corpus),
+    ``token`` (its id) and ``pos`` (its position in the pair's tokens), at most ``shard_tokens`` rows; at most one shard is held in memory. Pairs
     are processed in order of length so that batches pad little.
     """
     folder.mkdir(parents=True, exist_ok=True)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
-    pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    pending: list[tuple[torch.Tensor, ...]] = []
     n_pending, n_shards, n_tokens = 0, 0, 0
 
     def flush(limit: int) -> None:
         nonlocal pending, n_pending, n_shards
-        acts, seq, token = (torch.cat(x) for x in zip(*pending))
+        acts, *index = (torch.cat(x) for x in zip(*pending))
         for start in range(0, limit, shard_tokens):
             end = min(start + shard_tokens, limit)
-            save_file({"acts": acts[start:end].half().contiguous(), "seq": seq[start:end].int().contiguous(),
-                       "token": token[start:end].int().contiguous()}, folder / f"shard_{n_shards:05d}.safetensors")
+            save_file({"acts": acts[start:end].half().contiguous(),
+                       **{k: v[start:end].int().contiguous() for k, v in zip(("seq", "token", "pos"), index)}},
+                      folder / f"shard_{n_shards:05d}.safetensors")
             n_shards += 1
-        pending = [(acts[limit:], seq[limit:], token[limit:])] if limit < len(acts) else []
+        pending = [(acts[limit:], *(v[limit:] for v in index))] if limit < len(acts) else []
         n_pending = len(acts) - limit
 
     for start in tqdm(range(0, len(order), batch_size), desc=f"activations, layer {layer}", unit="batch"):
         idx = order[start:start + batch_size]
-        acts, rows, token = layer_activations(lm, layer, [prompts[i] for i in idx], [answers[i] for i in idx], which)
+        acts, rows, token, pos = layer_activations(lm, layer, [prompts[i] for i in idx], [answers[i] for i in idx], which)
         if not torch.isfinite(acts.half()).all():
             raise ValueError(f"layer {layer} activations overflow float16; store them as float32 instead")
-        pending.append((acts, torch.tensor(idx)[rows], token))
+        pending.append((acts, torch.tensor(idx)[rows], token, pos))
         n_pending += len(acts)
         n_tokens += len(acts)
         if n_pending >= shard_tokens:

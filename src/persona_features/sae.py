@@ -15,16 +15,20 @@ tool; this module needs no SAE library.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .activations import token_batch
+from . import artifacts, sae_corpus
+from .activations import read_shards, stream_to_shards, token_batch
 from .models import LoadedModel
+from .params import Params
 
 SAE_LENS_VERSION = "6.12.0"  # the layout version our cfg.json follows
 
@@ -100,10 +104,33 @@ def activation_scale(shards: Iterable[dict[str, torch.Tensor]]) -> tuple[float, 
     return (d_in * n / sq) ** 0.5, total / n
 
 
+CURVE_EVERY = 20  # training steps between two points of the training curve
+
+
+def _sparse_forward(sae: TopKSAE, x: torch.Tensor, k: int):
+    """TopK indices, their activations (with gradient) and the reconstruction of ``x``.
+
+    The decoder reads only the ``k`` chosen latents of each row (a weighted bag of decoder rows),
+    so a step costs two dense products (encoder forward and backward) instead of five.
+    """
+    pre = sae.pre_acts(x)
+    top = pre.topk(k, dim=-1)
+    x_hat = torch.nn.functional.embedding_bag(top.indices, sae.W_dec, per_sample_weights=top.values, mode="sum")
+    return top.indices, top.values, x_hat + sae.b_dec
+
+
+def _aux_loss(sae: TopKSAE, x: torch.Tensor, err: torch.Tensor, dead: torch.Tensor, aux_k: int) -> torch.Tensor:
+    """How well the top ``aux_k`` dead latents reconstruct the error ``err``, relative to its size."""
+    pre = torch.relu((x - sae.b_dec).detach() @ sae.W_enc[:, dead] + sae.b_enc[dead])
+    top = pre.topk(min(aux_k, len(dead)), dim=-1)
+    recon = torch.nn.functional.embedding_bag(top.indices, sae.W_dec[dead], per_sample_weights=top.values, mode="sum")
+    return ((err - recon) ** 2).sum(-1).mean() / (err ** 2).sum(-1).mean()
+
+
 def train(shards_fn, cfg: SAEConfig, desc: str = "training SAE") -> tuple[TopKSAE, list[dict]]:
     """Train a TopK SAE on the shards that ``shards_fn()`` yields (called once per pass).
 
-    Returns the SAE (reading raw activations) and a curve of per-100-step metrics.
+    Returns the SAE (reading raw activations) and a curve of metrics every ``CURVE_EVERY`` steps.
     """
     g = torch.Generator().manual_seed(cfg.seed)
     scale, mean = activation_scale(shards_fn())
@@ -123,29 +150,21 @@ def train(shards_fn, cfg: SAEConfig, desc: str = "training SAE") -> tuple[TopKSA
         count = 0
         for x in bar:
             x = x * scale
-            pre = sae.pre_acts(x)
-            top = pre.topk(cfg.k, dim=-1)
-            z = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
-            x_hat = sae.decode(z)
+            indices, values, x_hat = _sparse_forward(sae, x, cfg.k)
             err = x - x_hat
             loss = (err ** 2).sum(-1).mean() / (x - x.mean(0)).pow(2).sum(-1).mean()
             fired = torch.zeros(cfg.d_sae, dtype=torch.bool)
-            fired[top.indices[top.values > 0].unique()] = True
+            fired[indices[values > 0].unique()] = True
             since_fired = torch.where(fired, 0.0, since_fired + len(x))
             dead = since_fired > cfg.dead_after_tokens
-            aux = torch.zeros(())
-            if dead.any():
-                k_aux = min(cfg.aux_k, int(dead.sum()))
-                dead_pre = pre.masked_fill(~dead, 0.0).topk(k_aux, dim=-1)
-                z_aux = torch.zeros_like(pre).scatter(-1, dead_pre.indices, dead_pre.values)
-                aux = ((err.detach() - z_aux @ sae.W_dec) ** 2).sum(-1).mean() / (err.detach() ** 2).sum(-1).mean()
+            aux = _aux_loss(sae, x, err.detach(), dead.nonzero()[:, 0], cfg.aux_k) if dead.any() else torch.zeros(())
             opt.zero_grad()
             (loss + cfg.aux_coeff * aux).backward()
             opt.step()
             sae.normalize_decoder()
             step += 1
             count += 1
-            if step % 100 == 0:
+            if step % CURVE_EVERY == 0:
                 curve.append({"step": step, "fvu": loss.item(), "aux": aux.item(), "dead_fraction": dead.float().mean().item()})
                 bar.set_postfix(fvu=f"{loss.item():.3f}", dead=f"{dead.float().mean().item():.2f}")
         n_steps = count
@@ -205,6 +224,77 @@ def ce_loss_recovered(lm: LoadedModel, sae: TopKSAE, layer: int, prompts: Sequen
     return {**ce, "recovered": (ce["zero"] - ce["spliced"]) / (ce["zero"] - ce["clean"]), "n_tokens": n}
 
 
+@torch.inference_mode()
+def top_activations(sae: TopKSAE, shards: Iterable[dict[str, torch.Tensor]], n: int = 8,
+                    batch_tokens: int = 4096) -> dict[str, torch.Tensor]:
+    """Each latent's ``n`` strongest activations over ``shards`` (``values``, and the ``seq`` and ``pos``
+    of their tokens; each ``[n, d_sae]``) and how often it fires (``frequency`` [d_sae])."""
+    values = torch.full((n, sae.d_sae), -1.0)
+    seq = torch.zeros((n, sae.d_sae), dtype=torch.int32)
+    pos = torch.zeros((n, sae.d_sae), dtype=torch.int32)
+    fired, total = torch.zeros(sae.d_sae), 0
+    for shard in shards:
+        for start in range(0, len(shard["acts"]), batch_tokens):
+            z = sae.encode(shard["acts"][start:start + batch_tokens])
+            fired += (z > 0).sum(0)
+            total += len(z)
+            here = z.topk(min(n, len(z)), dim=0)  # this batch's best rows per latent, then merge with the kept ones
+            rows = slice(start, start + batch_tokens)
+            best = torch.cat([values, here.values]).topk(n, dim=0)
+            values = best.values
+            seq = torch.cat([seq, shard["seq"][rows][here.indices].int()]).gather(0, best.indices)
+            pos = torch.cat([pos, shard["pos"][rows][here.indices].int()]).gather(0, best.indices)
+    return {"values": values, "seq": seq, "pos": pos, "frequency": fired / max(total, 1)}
+
+
+def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int) -> artifacts.Artifact:
+    """The profile's SAE at ``layer``, trained on the corpus's training chats; cached with its quality
+    on the held-out chats, each latent's top activations over the whole corpus, and its timings."""
+    chats = corpus.json("chats")
+    n = min(P.sae_chats, len(chats)) if P.sae_chats else len(chats)
+    chosen = [round(i * len(chats) / n) for i in range(n)]
+    parts = {name: [chosen[i] for i in idx] for name, idx in zip(("train", "heldout"), sae_corpus.split_indices(n))}
+    pairs = {name: ([lm.chat_text(chats[i]["user"], chats[i]["system"]) for i in idx], [chats[i]["answer"] for i in idx])
+             for name, idx in parts.items()}
+
+    def stream(folder):
+        start = time.perf_counter()
+        info = {name: stream_to_shards(lm, layer, *pairs[name], folder / name, which="all", batch_size=16)
+                for name in parts}
+        return {**info, "seconds": round(time.perf_counter() - start, 1)}
+
+    acts = artifacts.get_or_build("sae_activations", {"model": P.model, "dtype": P.dtype, "layer": layer,
+                                                      "chats": P.sae_chats}, stream,
+                                  [corpus.key])
+    cfg = SAEConfig(d_in=lm.d_model, d_sae=P.sae_expansion * lm.d_model, k=P.sae_k, epochs=P.sae_epochs, seed=P.seed)
+
+    def make(folder):
+        start = time.perf_counter()
+        sae, curve = train(lambda: read_shards(acts.path / "train"), cfg, desc=f"SAE, layer {layer}")
+        seconds = {"train": round(time.perf_counter() - start, 1)}
+        start = time.perf_counter()
+        held = quality(sae, read_shards(acts.path / "heldout"))
+        n_ce = P.sae_eval_chats
+        ce = ce_loss_recovered(lm, sae, layer, pairs["heldout"][0][:n_ce], pairs["heldout"][1][:n_ce], "all")
+        top = {}
+        for name, idx in parts.items():  # shard ``seq`` counts within its part; map it to the corpus's chats
+            t = top_activations(sae, read_shards(acts.path / name))
+            top[name] = {**t, "seq": torch.tensor(idx, dtype=torch.int32)[t["seq"].long()]}
+        both = torch.cat([top["train"]["values"], top["heldout"]["values"]]).topk(len(top["train"]["values"]), dim=0)
+        merged = {k: torch.cat([top["train"][k], top["heldout"][k]]).gather(0, both.indices) for k in ("seq", "pos")}
+        n = {name: acts.meta[name]["n_tokens"] for name in parts}
+        frequency = (top["train"]["frequency"] * n["train"] + top["heldout"]["frequency"] * n["heldout"]) / sum(n.values())
+        artifacts.save_tensors(folder, {"values": both.values, **merged, "frequency": frequency}, "top_activations")
+        seconds["evaluate"] = round(time.perf_counter() - start, 1)
+        save(sae, folder, P.model, layer, {"layer": layer, "training": asdict(cfg)})
+        artifacts.save_json(folder, "curve", curve)
+        return {"quality": held, "ce": ce, "seconds": {**seconds, "activations": acts.meta["seconds"]},
+                "n_tokens": n}
+
+    return artifacts.get_or_build("sae", {**asdict(cfg), "layer": layer, "eval_chats": P.sae_eval_chats}, make,
+                                  [acts.key])
+
+
 # ---------------------------------------------------------------- SAELens layout
 
 def save(sae: TopKSAE, folder: Path, model_name: str, layer: int, extra: dict | None = None) -> None:
@@ -232,3 +322,20 @@ def load(folder: Path) -> tuple[TopKSAE, dict]:
     sae = TopKSAE(cfg["d_in"], cfg["d_sae"], cfg["k"])
     sae.load_state_dict(load_file(weights))
     return sae, cfg
+
+
+# Issue 11's targets for the SAE, on held-out corpus tokens.
+TARGETS = {"fvu": ("FVU (fraction of variance unexplained)", "<=", 0.25),
+           "l0": ("L0 (active latents per token)", "<=", 64),
+           "dead_fraction": ("dead latents (never active on held-out tokens)", "<=", 0.20),
+           "recovered": ("CE loss recovered", ">=", 0.80)}
+
+
+def quality_table(meta: dict) -> pd.DataFrame:
+    """The SAE artifact's quality beside each target, and whether it is met."""
+    measured = {**meta["quality"], "recovered": meta["ce"]["recovered"]}
+    rows = []
+    for key, (name, op, target) in TARGETS.items():
+        met = measured[key] <= target if op == "<=" else measured[key] >= target
+        rows.append({"measure": name, "value": round(measured[key], 3), "target": f"{op} {target}", "met": met})
+    return pd.DataFrame(rows)

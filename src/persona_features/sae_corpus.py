@@ -23,6 +23,7 @@ from collections import Counter
 from functools import lru_cache
 from importlib import resources
 
+import pandas as pd
 import yaml
 
 from . import artifacts, contrast
@@ -77,13 +78,11 @@ def training_chats(rows_per_set: int, seed: int) -> list[dict]:
     return out
 
 
-def build(lm: LoadedModel, P: Params) -> artifacts.Artifact:
-    """The corpus of this profile: cached, keyed by the model, the prompts, the authored data and the sizes."""
+def generated_chats(lm: LoadedModel, P: Params) -> artifacts.Artifact:
+    """The base model's answers to the corpus prompts: cached, keyed by the model, the prompts and the sampling."""
     config = {"model": P.model, "dtype": P.dtype, "seed": P.seed, "samples": P.sae_corpus_samples,
               "max_new_tokens": P.sae_corpus_max_new_tokens, "temperature": 1.0, "sampler": SAMPLER_VERSION,
-              "rows_per_set": P.sae_rows_per_set,
-              "prompts": hashlib.sha256(_prompt_file().encode()).hexdigest()[:16],
-              "references": contrast.fingerprint()}
+              "prompts": hashlib.sha256(_prompt_file().encode()).hexdigest()[:16]}
 
     def make(folder):
         chats = []
@@ -93,14 +92,53 @@ def build(lm: LoadedModel, P: Params) -> artifacts.Artifact:
                                      desc=f"corpus {source}")
             chats += [{"source": source, "system": system, "user": r.question, "answer": r.answer}
                       for r in answers.itertuples() if r.answer]
-        chats += authored_chats() + training_chats(P.sae_rows_per_set, P.seed)
+        artifacts.save_json(folder, "chats", chats)
+        return {"n_chats": len(chats)}
+
+    return artifacts.get_or_build("sae_corpus_generated", config, make)
+
+
+def build(lm: LoadedModel, P: Params) -> artifacts.Artifact:
+    """The corpus of this profile: generated, authored and training chats; cached, keyed by its parts."""
+    generated = generated_chats(lm, P)
+    fixed = authored_chats() + training_chats(P.sae_rows_per_set, P.seed)
+    config = {"rows_per_set": P.sae_rows_per_set, "seed": P.seed,
+              "fixed": hashlib.sha256(artifacts.canonical_json(fixed).encode()).hexdigest()[:16]}
+
+    def make(folder):
+        chats = generated.json("chats") + fixed
         artifacts.save_json(folder, "chats", chats)
         return {"n_chats": len(chats), "sources": dict(Counter(c["source"].split(":")[0] for c in chats))}
 
-    return artifacts.get_or_build("sae_corpus", config, make)
+    return artifacts.get_or_build("sae_corpus", config, make, [generated.key])
+
+
+def split_indices(n_chats: int) -> tuple[list[int], list[int]]:
+    """(training, held-out) chat indices: every ``HELDOUT_EVERY``-th chat is held out."""
+    held = [i for i in range(n_chats) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
+    return [i for i in range(n_chats) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1], held
 
 
 def split(chats: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(training chats, held-out chats): every ``HELDOUT_EVERY``-th chat is held out."""
-    return ([c for i, c in enumerate(chats) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1],
-            [c for i, c in enumerate(chats) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1])
+    """(training chats, held-out chats), as ``split_indices`` divides them."""
+    train, held = split_indices(len(chats))
+    return [chats[i] for i in train], [chats[i] for i in held]
+
+
+def snippet(lm: LoadedModel, chat: dict, pos: int, before: int = 14, after: int = 3) -> str:
+    """The text around token ``pos`` of a corpus chat (prompt + answer, as the SAE read it), the token in ⟦ ⟧."""
+    ids = lm.tokenizer(lm.chat_text(chat["user"], chat["system"]) + chat["answer"], add_special_tokens=False)["input_ids"]
+    if not 0 <= pos < len(ids):
+        raise IndexError(f"token {pos} is outside this chat's {len(ids)} tokens")
+    text = lambda part: lm.tokenizer.decode(part).replace("\n", " ⏎ ")
+    return f"{text(ids[max(0, pos - before):pos])}⟦{text(ids[pos:pos + 1])}⟧{text(ids[pos + 1:pos + 1 + after])}"
+
+
+def card(lm: LoadedModel, chats: list[dict]) -> pd.DataFrame:
+    """The corpus's data card: chats and tokens (chat template included) per source."""
+    lengths = [len(ids) for ids in lm.tokenizer([lm.chat_text(c["user"], c["system"]) + c["answer"] for c in chats],
+                                               add_special_tokens=False)["input_ids"]]
+    table = pd.DataFrame({"source": [c["source"] for c in chats], "tokens": lengths, "chats": 1})
+    table = table.groupby("source", sort=False)[["chats", "tokens"]].sum().reset_index()
+    return pd.concat([table, pd.DataFrame([{"source": "total", **table[["chats", "tokens"]].sum()}])],
+                     ignore_index=True)
