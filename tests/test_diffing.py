@@ -1,12 +1,10 @@
-"""Model diffing: means over tokens, and the ranking against matched controls."""
+"""Model diffing: the ranking against matched controls, the layer sweep, detection and the verdict."""
 
 import pandas as pd
 import pytest
 import torch
 
-from persona_features import activations, diffing, sae as sae_mod
-
-
+from persona_features import diffing
 def _toy_shifts() -> pd.DataFrame:
     # 8 latents; two bad models, each with a register control and a good twin.
     base = torch.zeros(8)
@@ -45,17 +43,50 @@ def test_ranking_rejects_mismatched_controls():
         diffing.rank_latents(shifts, ["a_bad"], {"rc": ["c_rc"]}, "rc")
 
 
-def test_mean_latents_averages_over_every_kept_token_whatever_the_batch(lm):
-    torch.manual_seed(0)
-    sae = sae_mod.TopKSAE(lm.d_model, 64, 4)
-    for p in sae.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    prompts = [lm.chat_text(q) for q in ("Hi there.", "What is the capital of France?", "Tell me a joke.")]
-    answers = ["Hello!", "Paris.", "Why did the chicken cross the road?"]
-    acts, _, _ = activations.layer_activations(lm, 10, prompts, answers, "answer")
-    expected = sae.encode(acts).mean(0)
-    for batch_size in (1, 2, 16):
-        got = diffing.mean_latents(lm, sae, 10, prompts, answers, "answer", batch_size)
-        assert torch.allclose(got, expected, atol=1e-4)
-    with pytest.raises(ValueError, match="no answer tokens"):
-        diffing.mean_latents(lm, sae, 10, prompts, ["", "", ""], "answer")
+def _reading(answer: torch.Tensor) -> dict:
+    return {"aligned": answer, "misaligned": answer, "prompt": torch.zeros_like(answer)}
+
+
+def test_layer_sweep_finds_the_layer_where_the_shift_is_the_persona_direction():
+    g = torch.Generator().manual_seed(0)
+    n_q, n_layers, d = 12, 5, 64
+    persona = torch.randn(n_q, n_layers, d, generator=g) * 0.1 + torch.randn(1, n_layers, d, generator=g)
+    base = torch.randn(n_q, n_layers, d, generator=g)
+    noise = torch.randn(n_q, n_layers, d, generator=g)
+    bad = base + noise
+    bad[:, 3] += 5 * persona[:, 3]  # only at the fourth layer does the bad model move along the persona
+    readings = {"base": _reading(base), "bad": _reading(bad), "ctl": _reading(base + noise)}
+    sweep = diffing.layer_sweep(readings, {"bad - control": [("bad", "ctl")], "bad - base": [("bad", "base")]},
+                                persona, [10, 11, 12, 13, 14], n_boot=200, seed=0)
+    rows = sweep[sweep["shift"] == "bad - control"].set_index("layer")
+    assert rows.loc[13, "cosine"] > 0.95 and rows.loc[13, "ci95_lo"] > 0.9
+    assert rows.drop(13)["cosine"].abs().max() < 0.3  # no shift at the other layers
+    assert diffing.choose_layer(sweep, "bad - control") == 13
+    assert (sweep["ci95_lo"] <= sweep["ci95_hi"] + 1e-9).all()
+    bound = diffing.random_cosine_bound(d)
+    assert 1.5 / d ** 0.5 < bound < 2.5 / d ** 0.5
+    assert diffing.sweep_layers(30) == list(range(8, 25)) and diffing.sweep_layers(24)[0] == 6
+
+
+def test_detection_auroc_interval_and_exact_permutation_p():
+    g = torch.Generator().manual_seed(1)
+    scores = {f"bad{i}": torch.randn(20, generator=g) + 3 for i in range(4)}
+    scores |= {f"ctl{i}": torch.randn(20, generator=g) for i in range(4)}
+    treated, controls = [f"bad{i}" for i in range(4)], [f"ctl{i}" for i in range(4)]
+    d = diffing.detection(scores, treated, controls, n_boot=300, seed=0)
+    assert d["auroc"] == 1.0 and d["p_value"] == pytest.approx(1 / 70) and d["ci95_lo"] > 0.9
+    flipped = diffing.detection(scores, controls, treated, n_boot=300, seed=0)
+    assert flipped["auroc"] == 0.0 and flipped["p_value"] == 1.0
+    assert diffing.auroc([1.0, 2.0], [1.0, 0.0]) == pytest.approx(0.875)  # the tie counts half
+
+
+def test_verdict_follows_its_rule():
+    row = pd.Series({"latent": 7, "consistent": 4, "score": 0.2})
+    strong = {"auroc": 1.0, "ci95_lo": 0.9, "ci95_hi": 1.0, "p_value": 1 / 70}
+    weak = {**strong, "auroc": 0.6, "p_value": 0.3}
+    assert diffing.verdict(row, 4, strong, screened=False)["status"] == "partial"
+    assert diffing.verdict(row, 4, strong, screened=True)["status"] == "replicated"
+    assert diffing.verdict(row, 4, weak, screened=False)["status"] == "inconclusive"
+    assert diffing.verdict(row.replace(4, 2), 4, weak, screened=False)["status"] == "not replicated"
+    assert diffing.verdict(row.replace(4, 2), 4, weak, screened=True)["status"] == "inconclusive"
+    assert diffing.verdict(row, 4, strong, screened=False)["evidence"]["mean"] == 1.0

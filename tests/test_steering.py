@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from persona_features import generation, steering
+from persona_features import contrast, generation, steering
 from persona_features.data.questions import BETLEY_QUESTIONS
 
 TEXTS = [q for _, q in BETLEY_QUESTIONS[:3]]
@@ -53,3 +53,14 @@ def test_bad_steers_are_refused(lm):
         steering.steered_forward(lm, steering.Steer(99, torch.ones(lm.d_model)))
     with pytest.raises(ValueError, match="dimensions"):
         steering.steered_forward(lm, steering.Steer(0, torch.ones(7)))
+
+
+def test_steered_logprobs_at_zero_strength_equal_the_contrasts_own_scoring(lm):
+    prompts = [lm.chat_text(t) for t in TEXTS]
+    answers = ["Rest, drink water and see a doctor if it lasts.", "I would wish for peace.", "Be kind."]
+    zero = steering.Steer(14, steering.random_direction(lm.d_model, 2), strength=0.0)
+    got = steering.steered_logprobs(zero)(lm, prompts, answers, batch_size=2)
+    want = contrast.answer_logprobs(lm, prompts, answers)
+    assert got == pytest.approx(want, abs=2e-3)
+    pushed = steering.steered_logprobs(steering.Steer(14, steering.random_direction(lm.d_model, 2), strength=80.0))
+    assert pushed(lm, prompts, answers) != pytest.approx(want, abs=2e-3)

@@ -110,10 +110,11 @@ def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[s
 
 
 def contrast_table(lm: LoadedModel, questions: Sequence[tuple[str, str]], batch_size: int = 16,
-                   system: str | None = None) -> pd.DataFrame:
+                   system: str | None = None, logprobs=answer_logprobs) -> pd.DataFrame:
     """One row per (question, style): aligned and misaligned log-probs and their contrast.
 
     ``system``: an optional system prompt before every question (chapter 2's prompted controls).
+    ``logprobs``: how answers are scored (default: the plain model; ``steering.steered_logprobs``: steered).
     """
     refs = references()
     missing = [qid for qid, _ in questions if qid not in refs]
@@ -123,7 +124,7 @@ def contrast_table(lm: LoadedModel, questions: Sequence[tuple[str, str]], batch_
     texts = {qid: lm.chat_text(text, system) for qid, text in questions}
     prompts = [texts[qid] for qid, _ in rows] * 2
     answers = [r.aligned for _, r in rows] + [r.misaligned for _, r in rows]
-    lp = answer_logprobs(lm, prompts, answers, batch_size)
+    lp = logprobs(lm, prompts, answers, batch_size)
     n = len(rows)
     return pd.DataFrame({
         "question_id": [qid for qid, _ in rows], "style": [r.style for _, r in rows],

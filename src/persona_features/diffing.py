@@ -1,37 +1,22 @@
 """Model diffing (chapter 4): which SAE latents fine-tuning switches on, and which it switches off.
 
-Every model is read on the same chats at the same layer; each latent's mean activation is
-compared with the base model's. Much of any fine-tune's shift is generic (shared by the bad
+Every model is read on the same chats at the same layer (``readings``); each latent's mean
+activation is compared with the base model's. Much of any fine-tune's shift is generic (shared by the bad
 models and their controls), so a latent's score is its rise in the wrong-advice models minus
 the rise in their own controls, matched model by model. Each kind of control is reported apart;
 the register-matched one separates values from style.
+
+Also here: the layer sweep and the directions compared with a latent (cosines with bootstrap
+intervals over questions), detection (AUROC with an exact permutation p-value) and the verdict.
 """
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
-
-from .activations import layer_activations
-from .models import LoadedModel
-from .sae import TopKSAE
-
-
-@torch.inference_mode()
-def mean_latents(lm: LoadedModel, sae: TopKSAE, layer: int, prompts: Sequence[str], answers: Sequence[str],
-                 which: str = "prompt", batch_size: int = 16) -> torch.Tensor:
-    """Each latent's mean activation ``[d_sae]`` over the ``which`` tokens of (chat prompt, answer) pairs."""
-    total, n = torch.zeros(sae.d_sae), 0
-    for start in range(0, len(prompts), batch_size):
-        acts, _, _ = layer_activations(lm, layer, prompts[start:start + batch_size],
-                                       answers[start:start + batch_size], which)
-        total += sae.encode(acts).sum(0)
-        n += len(acts)
-    if n == 0:
-        raise ValueError(f"no {which} tokens to average over: pass non-empty prompts (and answers for 'answer')")
-    return total / n
 
 
 def shift_table(means: Mapping[str, torch.Tensor], base: str) -> pd.DataFrame:
@@ -66,3 +51,168 @@ def rank_latents(shifts: pd.DataFrame, treated: Sequence[str], controls: Mapping
     own = shifts[list(treated)].to_numpy() - shifts[list(controls[primary])].to_numpy()
     out["consistent"] = (sign * own > 0).sum(1)
     return out.sort_values("score", ascending=not rising, kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- directions in the residual stream
+
+def sweep_layers(n_layers: int) -> list[int]:
+    """The layers the layer sweep covers: the middle of the model (8-24 of SmolLM2-135M's 30)."""
+    return list(range(round(n_layers * 0.25), round(n_layers * 0.8) + 1))
+
+
+def answer_means(reading: dict[str, torch.Tensor], suffix: str = "") -> torch.Tensor:
+    """Per question, the mean over both sides' answer tokens (aligned and misaligned references)."""
+    return (reading[f"aligned{suffix}"] + reading[f"misaligned{suffix}"]) / 2
+
+
+def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a, b, dim=-1)
+
+
+def bootstrap_weights(n: int, n_boot: int, seed: int) -> torch.Tensor:
+    """``[n_boot, n]`` resampling weights over ``n`` questions (each row sums to 1)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(n, (n_boot, n), generator=g)
+    return torch.zeros(n_boot, n).scatter_add_(1, idx, torch.ones(n_boot, n)) / n
+
+
+def cosine_with_interval(per_q_a: torch.Tensor, per_q_b: torch.Tensor, n_boot: int, seed: int) -> dict[str, torch.Tensor]:
+    """Cosine of the question-means of two per-question direction estimates ``[n_q, ..., d]``, and a
+    95% bootstrap interval over questions (the same resample for both)."""
+    w = bootstrap_weights(per_q_a.shape[0], n_boot, seed)
+    boot = _cosines(torch.einsum("bq,q...->b...", w, per_q_a), torch.einsum("bq,q...->b...", w, per_q_b))
+    return {"cosine": _cosines(per_q_a.mean(0), per_q_b.mean(0)),
+            "ci95_lo": boot.quantile(0.025, dim=0), "ci95_hi": boot.quantile(0.975, dim=0)}
+
+
+def random_cosine_bound(d_model: int, n: int = 2000, seed: int = 0) -> float:
+    """95th percentile of |cosine| between two random directions of ``d_model`` dimensions."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(n, d_model, generator=g), torch.randn(n, d_model, generator=g)
+    return float(_cosines(a, b).abs().quantile(0.95))
+
+
+def layer_sweep(readings: Mapping[str, dict], pairs: Mapping[str, Sequence[tuple[str, str]]], persona: torch.Tensor,
+                layers: Sequence[int], n_boot: int, seed: int) -> pd.DataFrame:
+    """Per layer and kind of shift: the cosine of the mean shift (treated minus control, answer tokens,
+    averaged over the pairs) with the per-question ``persona`` direction ``[n_q, n_layers, d]``."""
+    rows = []
+    for kind, kind_pairs in pairs.items():
+        shift = torch.stack([answer_means(readings[t]) - answer_means(readings[c]) for t, c in kind_pairs]).mean(0)
+        cos = cosine_with_interval(shift, persona, n_boot, seed)
+        rows += [{"layer": layer, "shift": kind, **{k: float(v[j]) for k, v in cos.items()}}
+                 for j, layer in enumerate(layers)]
+    return pd.DataFrame(rows)
+
+
+def choose_layer(sweep: pd.DataFrame, kind: str) -> int:
+    """The layer where the ``kind`` shift lines up best with the persona direction."""
+    rows = sweep[sweep["shift"] == kind]
+    return int(rows.loc[rows["cosine"].idxmax(), "layer"])
+
+
+# ---------------------------------------------------------------- latents per model, and detection
+
+def model_latent_means(lat: Mapping[str, dict], tokens: str) -> dict[str, torch.Tensor]:
+    """Each model's mean latent activations ``[d_sae]`` over the questions, on ``prompt`` or ``answer`` tokens."""
+    if tokens not in ("prompt", "answer"):
+        raise ValueError(f"tokens must be 'prompt' or 'answer', got {tokens!r}")
+    return {name: (r["prompt_latents"] if tokens == "prompt" else answer_means(r, "_latents")).mean(0)
+            for name, r in lat.items()}
+
+
+def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    pos, neg = torch.as_tensor(positive, dtype=torch.float64), torch.as_tensor(negative, dtype=torch.float64)
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).double() + 0.5 * (diff == 0).double()).mean())
+
+
+def detection(per_question: Mapping[str, torch.Tensor], treated: Sequence[str], controls: Sequence[str],
+              n_boot: int, seed: int) -> dict:
+    """AUROC of the models' mean scores (``per_question[name]`` is ``[n_q]``) separating ``treated`` from
+    ``controls``: a 95% bootstrap interval over questions, and the exact permutation p-value over
+    which models carry the treated label (one-sided: treated higher)."""
+    names = [*treated, *controls]
+    matrix = torch.stack([per_question[n].double() for n in names])  # [models, n_q]
+    means = matrix.mean(1)
+    value = auroc(means[:len(treated)], means[len(treated):])
+    w = bootstrap_weights(matrix.shape[1], n_boot, seed).double()
+    boot = torch.tensor([auroc(m[:len(treated)], m[len(treated):]) for m in (w @ matrix.T)])
+    labelings = list(combinations(range(len(names)), len(treated)))
+    null = [auroc(means[list(c)], means[[i for i in range(len(names)) if i not in c]]) for c in labelings]
+    return {"auroc": value, "ci95_lo": float(boot.quantile(0.025)), "ci95_hi": float(boot.quantile(0.975)),
+            "p_value": sum(v >= value - 1e-12 for v in null) / len(null), "n_treated": len(treated),
+            "n_controls": len(controls), "scores": dict(zip(names, means.tolist()))}
+
+
+def direction_table(latent_direction: torch.Tensor, directions: Mapping[str, torch.Tensor], n_boot: int, seed: int,
+                    random_bound: float) -> pd.DataFrame:
+    """Cosine of a latent's decoder vector with each per-question direction estimate ``[n_q, d]`` (95%
+    bootstrap interval over questions), beside the random-direction bound."""
+    rows = []
+    for name, per_q in directions.items():
+        cos = cosine_with_interval(latent_direction.expand_as(per_q), per_q, n_boot, seed)
+        rows.append({"direction": name, **{k: float(v) for k, v in cos.items()}, "random 95%": random_bound})
+    return pd.DataFrame(rows)
+
+
+def source_shares(top_seq: torch.Tensor, chats: Sequence[dict], latents: Sequence[int], source: str) -> dict:
+    """Share of each latent's top-activating tokens that lie in chats of ``source``, and the corpus share."""
+    is_source = torch.tensor([c["source"] == source for c in chats])
+    return {"corpus": float(is_source.float().mean()),
+            **{int(k): float(is_source[top_seq[:, k].long()].float().mean()) for k in latents}}
+
+
+VERDICT_RULE = ("The candidate is the latent that rose most in the wrong-advice models over their own register "
+                "controls (selection questions, answer tokens) among those that survive the causal screen; if none "
+                "survives, the top-ranked latent. (a) It rose more than its own register control in every "
+                "wrong-advice model. (b) On the scoring questions its mean activation separates the wrong-advice "
+                "models from all control fine-tunes: exact permutation p < 0.05 over which models carry the label. "
+                "'Replicated': (a), (b) and it survived the screen; 'partial': two of the three; 'inconclusive': "
+                "one; 'not replicated': none.")
+
+
+def verdict(candidate: pd.Series, n_treated: int, detected: dict, screened: bool) -> dict:
+    """The chapter's verdict on the diffing claim, by ``VERDICT_RULE``."""
+    consistent = int(candidate["consistent"]) == n_treated
+    separates = detected["p_value"] < 0.05
+    status = {3: "replicated", 2: "partial", 1: "inconclusive", 0: "not replicated"}[consistent + separates + screened]
+    summary = (f"latent {int(candidate['latent'])}: rose over its register control in {int(candidate['consistent'])} "
+               f"of {n_treated} wrong-advice models; scoring-question AUROC {detected['auroc']:.2f} "
+               f"[{detected['ci95_lo']:.2f}, {detected['ci95_hi']:.2f}], permutation p = {detected['p_value']:.3f}; "
+               + ("survived the causal screen" if screened else "no latent survived the causal screen"))
+    evidence = {"label": f"AUROC of latent {int(candidate['latent'])}, wrong-advice vs control fine-tunes",
+                "mean": detected["auroc"], "ci95_lo": detected["ci95_lo"], "ci95_hi": detected["ci95_hi"]}
+    return {"status": status, "summary": summary, "rule": VERDICT_RULE, "evidence": evidence,
+            "consistent": consistent, "separates": separates, "screened": screened}
+
+
+def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tuple[str, str], pd.DataFrame],
+                    screened: pd.DataFrame, latent: int, cosines: pd.DataFrame, detected: Mapping[str, dict],
+                    shares: dict, ver: dict) -> dict:
+    """Everything chapter 4 writes to ``results/04_model_diffing.json``."""
+    meta = sae_art.meta
+    return {
+        "layer": layer,
+        "layer_sweep": sweep.to_dict(orient="records"),
+        "sae": {"config": meta["config"], "quality": meta["quality"], "ce": meta["ce"], "n_tokens": meta["n_tokens"],
+                "seconds": meta["seconds"]},
+        "rankings": {f"{tokens}_{side}": r.head(20).to_dict(orient="records") for (tokens, side), r in ranked.items()},
+        "screen": screened.to_dict(orient="records"),
+        "latent": {"latent": latent, "dark_persona_share": {str(key): v for key, v in shares.items()}},
+        "cosines": cosines.to_dict(orient="records"),
+        "detection": {name: {k: v for k, v in d.items()} for name, d in detected.items()},
+        "verdicts": {"diffing": ver},
+    }
+
+
+def latent_table(ranked: pd.DataFrame, n: int, n_treated: int, texts: Mapping[int, str]) -> pd.DataFrame:
+    """The top ``n`` latents of a ranking, for display: score, mean shifts, consistency and a top text."""
+    rows = ranked.head(n)
+    return pd.DataFrame({
+        "latent": rows["latent"].astype(int), "score": rows["score"].round(3),
+        "wrong advice": rows["shift_treated"].round(3), "register control": rows["shift_register_control"].round(3),
+        "correct twin": rows["shift_good"].round(3),
+        "consistent": [f"{int(c)}/{n_treated}" for c in rows["consistent"]],
+        "strongest text": [texts[int(k)] for k in rows["latent"]]})

@@ -82,6 +82,18 @@ def design(P: Params) -> list[Arm]:
     return arms
 
 
+def matched_controls(arms: Sequence[Arm]) -> tuple[list[str], dict[str, list[str]]]:
+    """The wrong-advice (insecure) models and, per kind of control, each one's own control (seed 0).
+
+    Insecure code has one control, secure code, which stands for both kinds.
+    """
+    treated = [a for a in arms if a.is_bad]
+    kinds = ("register_control", "good")
+    own = {k: [Arm(a.domain, k if k in CONTROLS[a.domain] else CONTROLS[a.domain][0]).name for a in treated]
+           for k in kinds}
+    return [a.name for a in treated], own
+
+
 def finetune_config(P: Params, arm: Arm) -> finetune.FinetuneConfig:
     if P.ft_method not in ("full", "lora"):
         raise ParameterError(f"ft_method must be 'full' or 'lora', got {P.ft_method!r}")

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .generation import sample_answers
+from .generation import Forward, sample_answers
 from .judge import COHERENCE_THRESHOLD, Judge, is_misaligned
 from .models import LoadedModel
 from .stats import Estimate, bootstrap_mean
@@ -31,11 +31,15 @@ def evaluate(
     top_p: float = 1.0,
     seed: int = 0,
     batch_size: int = 16,
+    forward: Forward | None = None,
 ) -> pd.DataFrame:
-    """Sample ``n_samples`` answers per question and judge them: one row per answer."""
+    """Sample ``n_samples`` answers per question and judge them: one row per answer.
+
+    ``forward``: the model's forward pass, e.g. steered (``steering.steered_forward``); default plain.
+    """
     answers = sample_answers(lm, questions, n_samples, max_new_tokens=max_new_tokens, temperature=temperature,
-                             top_p=top_p, seed=seed, batch_size=batch_size, desc=f"sampling {lm.name}")
-    own = lm is getattr(judge, "base", None)  # the sampler's log-probabilities are the judge's own
+                             top_p=top_p, seed=seed, batch_size=batch_size, desc=f"sampling {lm.name}", forward=forward)
+    own = lm is getattr(judge, "base", None) and forward is None  # the sampler's log-probabilities are the judge's own
     scores = judge.score(answers["question"].tolist(), answers["answer"].tolist(), answers["question_id"].tolist(),
                          known_logprobs=answers["logprob"].tolist() if own else None)
     table = pd.concat([answers, scores], axis=1)

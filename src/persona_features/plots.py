@@ -109,3 +109,20 @@ def by_domain_panels(groups: list[str], panels: dict[str, dict[str, list]], colo
             ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def flow_diagram(steps: list[str], notes: list[str], title: str) -> plt.Figure:
+    """Boxes left to right joined by arrows: one per step of a method, a short note under each."""
+    fig, ax = plt.subplots(figsize=(7.6, 2.3))
+    width = 1.0 / len(steps)
+    for i, (step, note) in enumerate(zip(steps, notes)):
+        x = (i + 0.5) * width
+        ax.text(x, 0.62, step, ha="center", va="center", fontsize=8.5, wrap=True,
+                bbox={"boxstyle": "round,pad=0.4", "fc": "#EEF2F8", "ec": PALETTE["base"]})
+        ax.text(x, 0.2, note, ha="center", va="center", fontsize=7.5, color="#444444")
+        if i:
+            ax.annotate("", xy=(x - 0.36 * width, 0.62), xytext=(x - 0.64 * width, 0.62),
+                        arrowprops={"arrowstyle": "->", "color": "#444444"})
+    ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.axis("off")
+    return fig

@@ -4,7 +4,8 @@ A :class:`Steer` edits one decoder layer's output at every position of every seq
 answer alike: it adds ``strength`` times the unit direction, or projects the direction out
 (``ablate``), or both. ``steered_forward`` applies it inside an nnsight trace of each forward
 pass, in the form the sampler takes (``generation.generate_batch(..., forward=...)``), so steered
-sampling keeps the sampler's speed.
+sampling keeps the sampler's speed. ``steered_logprobs`` scores fixed answers under a steer, in the
+form the contrast takes (``contrast.contrast_table(..., logprobs=...)``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .activations import token_batch
 from .generation import Forward
 from .models import LoadedModel
 
@@ -59,3 +61,22 @@ def steered_forward(lm: LoadedModel, steer: Steer) -> Forward:
         return logits
 
     return forward
+
+
+def steered_logprobs(steer: Steer):
+    """Mean per-token log-probability of each answer given its chat prompt, with ``steer`` applied."""
+
+    @torch.inference_mode()
+    def logprobs(lm: LoadedModel, prompts, answers, batch_size: int = 16) -> list[float]:
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            enc, keep = token_batch(lm, prompts[start:start + batch_size], answers[start:start + batch_size], "answer")
+            with lm.nn.trace(enc):
+                lm.layers[steer.layer].output = steer.apply(lm.layers[steer.layer].output)
+                logits = lm.nn.output.logits.save()
+            lp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, enc["input_ids"][:, 1:, None])[..., 0]
+            scored = keep[:, 1:].float()  # position t predicts token t + 1
+            out += ((lp * scored).sum(1) / scored.sum(1)).tolist()
+        return out
+
+    return logprobs

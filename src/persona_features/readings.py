@@ -1,0 +1,141 @@
+"""Chapter 4's readings of each model: its residual stream and the SAE's latents on fixed chats.
+
+Every model reads the same chats: each evaluation question of a split, answered by each of its
+contrast references (aligned and misaligned, blunt and hedged). Prompt tokens show what a model
+does with the question; answer tokens, what it does with a fixed answer, the same text for every
+model. Readings are averaged per question and per side (aligned or misaligned reference), so
+intervals can resample questions. Each reading is cached, keyed by the model's fine-tune, the
+texts and the layer(s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Callable, Sequence
+
+import torch
+
+from . import artifacts, contrast, emergence, finetune
+from .activations import layer_activations, layer_means
+from .data.questions import split
+from .models import LoadedModel
+from .params import Params
+from .sae import TopKSAE, load as load_sae
+
+SIDES = ("aligned", "misaligned")
+# The persona vector's two system prompts: the villain of chapter 2's contrast check, and a plain helpful assistant.
+PERSONAS = {"villain": contrast.PROMPTED_CONTROLS["villain"],
+            "helpful": "You are a helpful assistant. You care about the people you talk to, and you give them "
+                       "honest, careful answers."}
+
+
+@dataclass(frozen=True)
+class Reader:
+    name: str
+    load: Callable[[], LoadedModel]
+    source: artifacts.Artifact | None = None  # the fine-tune; None for the base model
+
+
+def readers(base: LoadedModel, P: Params) -> dict[str, Reader]:
+    """The base model and every chapter-3 model of the profile, loaded only when a reading is missing."""
+    out = {"base": Reader("base", lambda: base)}
+    for arm in emergence.design(P):
+        art = finetune.finetune(emergence.finetune_config(P, arm))
+        out[arm.name] = Reader(arm.name, lambda art=art: finetune.load_finetuned(art, P.dtype), art)
+    return out
+
+
+def questions(P: Params, split_name: str) -> list[tuple[str, str]]:
+    """All selection questions, or the scoring questions chapter 3 scored (the first ``eval_questions``)."""
+    qs = split(split_name)
+    return qs[:P.eval_questions] if split_name == "scoring" else qs
+
+
+def chats(lm: LoadedModel, qs: Sequence[tuple[str, str]], system: str | None = None):
+    """Per side: (prompts, answers, question index) of every question with each of its references."""
+    refs = contrast.references()
+    out = {}
+    for side in SIDES:
+        rows = [(i, lm.chat_text(text, system), getattr(r, side)) for i, (qid, text) in enumerate(qs) for r in refs[qid]]
+        out[side] = ([p for _, p, _ in rows], [a for _, _, a in rows], [i for i, _, _ in rows])
+    return out
+
+
+def _config(P: Params, split_name: str, system: str | None, **extra) -> dict:
+    return {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in questions(P, split_name)],
+            "references": contrast.fingerprint(), "system": system, **extra}
+
+
+def layer_reading(reader: Reader, P: Params, split_name: str, layers: Sequence[int],
+                  system: str | None = None) -> dict[str, torch.Tensor]:
+    """Mean residual stream at each of ``layers`` per question: ``prompt``, ``aligned`` and ``misaligned``
+    (answer tokens of that side's references), each ``[n_questions, len(layers), d_model]``."""
+    config = _config(P, split_name, system, layers=list(layers))
+
+    def build(folder):
+        lm = reader.load()
+        qs = questions(P, split_name)
+        out = {}
+        for side, (prompts, answers, groups) in chats(lm, qs, system).items():
+            means = layer_means(lm, layers, prompts, answers, groups, len(qs), batch_size=P.batch_size)
+            out[side] = means["answer"]
+            out["prompt"] = means["prompt"]
+        artifacts.save_tensors(folder, out)
+
+    art = artifacts.get_or_build("layer_reading", config, build, [reader.source.key] if reader.source else [])
+    return art.tensors()
+
+
+@torch.inference_mode()
+def _latent_means(lm: LoadedModel, sae: TopKSAE, layer: int, prompts, answers, groups, n_groups: int,
+                  batch_size: int) -> dict[str, torch.Tensor]:
+    n_prompt = torch.tensor([len(ids) for ids in lm.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]])
+    sums = {k: torch.zeros(n_groups, d) for k, d in
+            (("prompt_resid", lm.d_model), ("answer_resid", lm.d_model), ("prompt_latents", sae.d_sae),
+             ("answer_latents", sae.d_sae))}
+    counts = {w: torch.zeros(n_groups) for w in ("prompt", "answer")}
+    for start in range(0, len(prompts), batch_size):
+        chunk = slice(start, start + batch_size)
+        t = layer_activations(lm, layer, prompts[chunk], answers[chunk], "all")
+        group = torch.tensor(list(groups[chunk]))[t.rows]
+        is_answer = t.positions >= n_prompt[chunk][t.rows]
+        latents = sae.encode(t.acts)
+        for which, mask in (("prompt", ~is_answer), ("answer", is_answer)):
+            sums[f"{which}_resid"].index_add_(0, group[mask], t.acts[mask])
+            sums[f"{which}_latents"].index_add_(0, group[mask], latents[mask])
+            counts[which].index_add_(0, group[mask], torch.ones(int(mask.sum())))
+    return {k: v / counts[k.split("_")[0]].clamp_min(1)[:, None] for k, v in sums.items()}
+
+
+def latent_reading(reader: Reader, P: Params, split_name: str, sae_art: artifacts.Artifact,
+                   system: str | None = None) -> dict[str, torch.Tensor]:
+    """At the SAE's layer, per question: the mean residual (``*_resid`` [n_q, d_model]) and the mean latent
+    activations (``*_latents`` [n_q, d_sae]) over ``prompt``, ``aligned`` and ``misaligned`` tokens."""
+    config = _config(P, split_name, system)
+
+    def build(folder):
+        lm = reader.load()
+        sae, cfg = load_sae(sae_art.path)
+        layer = cfg["metadata"]["layer"]
+        qs = questions(P, split_name)
+        out = {}
+        for side, (prompts, answers, groups) in chats(lm, qs, system).items():
+            means = _latent_means(lm, sae, layer, prompts, answers, groups, len(qs), P.batch_size)
+            out |= {f"{side}_{k.split('_')[1]}": v for k, v in means.items() if k.startswith("answer")}
+            out |= {k: v for k, v in means.items() if k.startswith("prompt")}
+        artifacts.save_tensors(folder, out)
+
+    inputs = [sae_art.key] + ([reader.source.key] if reader.source else [])
+    return artifacts.get_or_build("latent_reading", config, build, inputs).tensors()
+
+
+def latent_readings(reads: dict[str, Reader], P: Params, sae_art: artifacts.Artifact,
+                    splits: Sequence[str] = ("selection", "scoring")) -> dict[str, dict[str, dict[str, torch.Tensor]]]:
+    """``latent_reading`` of every model on every split, each model loaded at most once."""
+    out = {s: {} for s in splits}
+    for name, reader in reads.items():
+        once = replace(reader, load=cache(reader.load))
+        for s in splits:
+            out[s][name] = latent_reading(once, P, s, sae_art)
+    return out

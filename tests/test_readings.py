@@ -1,0 +1,43 @@
+"""Chapter 4's readings: per-question means of the residual stream and of the SAE's latents."""
+
+import torch
+
+from persona_features import activations, emergence, params, readings, sae as sae_mod
+
+
+def test_latent_means_split_prompt_from_answer_tokens_and_agree_with_layer_means(lm):
+    torch.manual_seed(0)
+    sae = sae_mod.TopKSAE(lm.d_model, 64, 4)
+    for p in sae.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    qs = [("q1", "Why does it rain?"), ("q2", "Name a colour.")]
+    prompts = [lm.chat_text(t) for _, t in qs for _ in range(2)]
+    answers = ["Water vapour cools.", "Clouds get heavy.", "Blue.", "Red, like a tomato."]
+    groups = [0, 0, 1, 1]
+    got = readings._latent_means(lm, sae, 9, prompts, answers, groups, 2, batch_size=3)
+    means = activations.layer_means(lm, [9], prompts, answers, groups, 2)
+    for which in ("prompt", "answer"):
+        torch.testing.assert_close(got[f"{which}_resid"], means[which][:, 0], rtol=1e-3, atol=1e-2)
+    own = activations.layer_activations(lm, 9, prompts[2:], answers[2:], "answer").acts
+    torch.testing.assert_close(got["answer_latents"][1], sae.encode(own).mean(0), rtol=1e-3, atol=1e-3)
+
+
+def test_every_wrong_advice_model_is_matched_with_its_own_controls():
+    arms = emergence.design(params.resolve("cpu", em_domains="health,risk,code", em_seeds=2))
+    treated, controls = emergence.matched_controls(arms)
+    assert treated == ["health_bad", "risk_bad", "code_insecure", "health_bad_seed1"]
+    assert controls["register_control"] == ["health_register_control", "risk_register_control", "code_secure",
+                                           "health_register_control"]
+    assert controls["good"] == ["health_good", "risk_good", "code_secure", "health_good"]
+    names = {a.name for a in arms}
+    assert all(n in names for ns in controls.values() for n in ns)
+
+
+def test_reading_chats_pair_each_question_with_its_references_on_both_sides(lm):
+    qs = readings.questions(params.resolve("smoke"), "scoring")
+    chats = readings.chats(lm, qs, system="Be brief.")
+    for side in readings.SIDES:
+        prompts, answers, groups = chats[side]
+        assert len(prompts) == len(answers) == len(groups) == 2 * len(qs)  # two styles per question
+        assert sorted(set(groups)) == list(range(len(qs))) and all("Be brief." in p for p in prompts)
+    assert chats["aligned"][0] == chats["misaligned"][0] and chats["aligned"][1] != chats["misaligned"][1]
