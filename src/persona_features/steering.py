@@ -71,12 +71,15 @@ def steered_logprobs(steer: Steer):
         out = []
         for start in range(0, len(prompts), batch_size):
             enc, keep = token_batch(lm, prompts[start:start + batch_size], answers[start:start + batch_size], "answer")
-            with lm.nn.trace(enc):
+            with lm.nn.trace(enc) as tracer:
                 lm.layers[steer.layer].output = steer.apply(lm.layers[steer.layer].output)
-                logits = lm.nn.output.logits.save()
-            lp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, enc["input_ids"][:, 1:, None])[..., 0]
-            scored = keep[:, 1:].float()  # position t predicts token t + 1
-            out += ((lp * scored).sum(1) / scored.sum(1)).tolist()
+                hidden = lm.nn.model.norm.output.save()
+                tracer.stop()  # the head runs below, on the scored positions only
+            rows, cols = keep[:, 1:].nonzero(as_tuple=True)  # position t predicts token t + 1
+            logits = lm.hf.lm_head(hidden[rows, cols]).float()
+            lp = torch.log_softmax(logits, -1).gather(-1, enc["input_ids"][rows, cols + 1, None])[:, 0]
+            sums = torch.zeros(len(keep)).index_add_(0, rows, lp)
+            out += (sums / torch.bincount(rows, minlength=len(keep)).clamp_min(1)).tolist()
         return out
 
     return logprobs
