@@ -18,7 +18,7 @@ def _result(add: dict[str, float], subtract: dict[str, float], coherent: dict[st
     answers = pd.DataFrame([{"direction": n, "misaligned": False, "coherent": bool(i < 100 * c)}
                             for n, c in coherent.items() for i in range(100)])
     return {"contrast": pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index), columns=[f"q{i}" for i in range(16)]),
-            "answers": answers, "strengths": {n: 1.0 for n in add}}
+            "answers": answers, "directions": list(add), "strength": 1.0}
 
 
 def test_only_a_latent_that_beats_random_both_ways_and_keeps_coherence_survives():

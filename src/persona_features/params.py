@@ -73,8 +73,8 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "sae_eval_chats": Knob(4, 64, 512, "chapter 4: held-out chats for the SAE's CE-loss-recovered measure"),
     "screen_latents": Knob(1, 5, 10, "chapter 4: top-ranked latents steered in the causal screen"),
     "screen_samples": Knob(1, 2, 10, "chapter 4: answers per selection question judged for each steered base model"),
-    "screen_multiple": Knob(2.0, 2.0, 2.0, "chapter 4: steering strength, in multiples of the latent's strongest "
-                                          "activation in the SAE's corpus"),
+    "screen_strength": Knob(0.4, 0.4, 0.4, "chapter 4: steering strength of the screen, in units of the median "
+                                           "residual norm at the SAE's layer (OpenAI: 0.4)"),
 })
 
 

@@ -1,9 +1,9 @@
 """Chapter 4's causal screen: does steering along a candidate latent move misalignment?
 
 Each candidate's decoder vector is added to the base model's residual stream at the SAE's layer,
-and subtracted from each seed-0 wrong-advice model, at a strength of ``screen_multiple`` times the
-latent's strongest activation in the SAE's corpus (the size the latent itself reaches). A random
-direction of the same strength is the control. On the selection questions the screen measures
+and subtracted from each seed-0 wrong-advice model, at a strength of ``screen_strength`` times the
+median residual norm at that layer (OpenAI steered at 0.4 of it). A random direction of the same
+strength is the control. On the selection questions the screen measures
 the contrast (every model) and, for the steered base model, judged misalignment and coherence.
 """
 
@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from . import artifacts, contrast
+from .activations import read_shards
 from .evaluate import evaluate
 from .judge import Judge
 from .params import Params
@@ -27,21 +28,28 @@ RANDOM = "random"
 COHERENCE_SLACK = 10.0  # points of judged coherence the steered base model may lose (as chapter 3's organisms)
 
 
+def median_norm(sae_art: artifacts.Artifact) -> float:
+    """Median L2 norm of the residual stream at the SAE's layer, over the held-out corpus tokens it was
+    evaluated on (token 0 and special tokens are not among them)."""
+    acts = artifacts.cache_root() / "sae_activations" / sae_art.meta["inputs"][0] / "heldout"
+    return float(torch.cat([shard["acts"].norm(dim=-1) for shard in read_shards(acts)]).median())
+
+
 def _per_question(table: pd.DataFrame) -> pd.Series:
     return table.groupby("question_id", sort=True)["contrast"].mean()
 
 
-def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, tuple[torch.Tensor, float]], layer: int,
+def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tensor], layer: int, strength: float,
         judge: Judge, P: Params, sae_key: str) -> dict:
     """Contrast per question for every (direction, model, sign), and the steered base model's judged answers.
 
-    ``directions`` maps a name to (vector, strength); ``RANDOM`` is added with the strongest strength.
-    Cached, keyed by the SAE, the directions, the models and the sampling.
+    Every direction, and ``RANDOM`` beside them, is steered at ``strength`` along its unit vector.
+    Cached, keyed by the SAE, the directions, the strength, the models and the sampling.
     """
-    strongest = max(s for _, s in directions.values())
-    directions = {**directions, RANDOM: (random_direction(directions[next(iter(directions))][0].shape[0], P.seed), strongest)}
+    directions = {**directions, RANDOM: random_direction(next(iter(directions.values())).shape[0], P.seed)}
     qs = questions(P, "selection")
-    config = {"layer": layer, "directions": {n: [round(float(s), 4), round(float(v.norm()), 4)] for n, (v, s) in directions.items()},
+    config = {"layer": layer, "strength": round(strength, 4),
+              "directions": {n: round(float(v.norm()), 4) for n, v in directions.items()},
               "questions": [q for q, _ in qs], "samples": P.screen_samples, "temperature": P.eval_low_temperature,
               "max_new_tokens": P.eval_max_new_tokens, "judge": judge.key, "seed": P.seed,
               "references": contrast.fingerprint()}
@@ -52,12 +60,12 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, tuple[torc
         for reader, sign in [(base, 1.0)] + [(r, -1.0) for r in bad]:
             lm = reader.load()
             rows.append(_per_question(contrast.contrast_table(lm, qs)).rename((reader.name, "none")))
-            for name, (vector, strength) in directions.items():
+            for name, vector in directions.items():
                 steer = Steer(layer, vector, strength=sign * strength)
                 table = contrast.contrast_table(lm, qs, logprobs=steered_logprobs(steer))
                 rows.append(_per_question(table).rename((reader.name, name)))
             if reader is base:
-                judged = [("none", None)] + [(n, Steer(layer, v, strength=s)) for n, (v, s) in directions.items()]
+                judged = [("none", None)] + [(n, Steer(layer, v, strength=strength)) for n, v in directions.items()]
                 for name, steer in judged:
                     table = evaluate(lm, qs, P.screen_samples, judge, max_new_tokens=P.eval_max_new_tokens,
                                      temperature=P.eval_low_temperature, top_p=P.top_p, seed=P.seed,
@@ -72,7 +80,8 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, tuple[torc
     raw = art.json("contrast")
     frame = pd.DataFrame(raw["values"], index=pd.MultiIndex.from_tuples([tuple(i) for i in raw["index"]]),
                          columns=raw["questions"])
-    return {"contrast": frame, "answers": pd.DataFrame(art.json("answers")), "strengths": {n: s for n, (_, s) in directions.items()}}
+    return {"contrast": frame, "answers": pd.DataFrame(art.json("answers")), "directions": list(directions),
+            "strength": strength}
 
 
 def effects(result: dict, base: str, bad: Sequence[str], n_boot: int, seed: int) -> pd.DataFrame:
@@ -86,12 +95,12 @@ def effects(result: dict, base: str, bad: Sequence[str], n_boot: int, seed: int)
              "misaligned": float(none["misaligned"].mean()), "coherent": float(none["coherent"].mean()),
              "n_answers": len(none)}]
     for condition, models in (("added to base", [base]), ("subtracted from wrong advice", list(bad))):
-        for name in result["strengths"]:
+        for name in result["directions"]:
             mean_of = lambda kind: np.mean([frame.loc[(m, kind)].to_numpy() for m in models], axis=0)
             steered = mean_of(name)
             vs_plain, vs_random = paired_test(steered, mean_of("none"), n_boot, seed=seed), \
                 paired_test(steered, mean_of(RANDOM), n_boot, seed=seed)
-            row = {"direction": name, "condition": condition, "strength": result["strengths"][name],
+            row = {"direction": name, "condition": condition, "strength": result["strength"],
                    "contrast change": vs_plain.difference.mean, "ci95_lo": vs_plain.difference.lo,
                    "ci95_hi": vs_plain.difference.hi, "minus random": vs_random.difference.mean,
                    "p_vs_random": vs_random.p_value}
