@@ -324,6 +324,11 @@ def load(folder: Path) -> tuple[TopKSAE, dict]:
     return sae, cfg
 
 
+def activations_folder(sae_art: artifacts.Artifact) -> Path:
+    """The activation shards an SAE artifact was trained (``train``) and evaluated (``heldout``) on."""
+    return artifacts.cache_root() / "sae_activations" / sae_art.meta["inputs"][0]
+
+
 # Issue 11's targets for the SAE, on held-out corpus tokens.
 TARGETS = {"fvu": ("FVU (fraction of variance unexplained)", "<=", 0.25),
            "l0": ("L0 (active latents per token)", "<=", 64),

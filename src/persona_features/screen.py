@@ -17,22 +17,23 @@ import torch
 
 from . import artifacts, contrast
 from .activations import read_shards
+from .organisms import COHERENCE_SLACK
 from .evaluate import evaluate
 from .judge import Judge
 from .params import Params
 from .readings import Reader, questions
+from .sae import activations_folder
 from .stats import holm, paired_test
 from .steering import Steer, random_direction, steered_forward, steered_logprobs
 
 RANDOM = "random"
-COHERENCE_SLACK = 10.0  # points of judged coherence the steered base model may lose (as chapter 3's organisms)
 
 
 def median_norm(sae_art: artifacts.Artifact) -> float:
     """Median L2 norm of the residual stream at the SAE's layer, over the held-out corpus tokens it was
     evaluated on (token 0 and special tokens are not among them)."""
-    acts = artifacts.cache_root() / "sae_activations" / sae_art.meta["inputs"][0] / "heldout"
-    return float(torch.cat([shard["acts"].norm(dim=-1) for shard in read_shards(acts)]).median())
+    held = read_shards(activations_folder(sae_art) / "heldout")
+    return float(torch.cat([shard["acts"].norm(dim=-1) for shard in held]).median())
 
 
 def _per_question(table: pd.DataFrame) -> pd.Series:
