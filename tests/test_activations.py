@@ -101,3 +101,22 @@ def test_layer_means_average_each_groups_prompt_and_answer_tokens_at_every_asked
                 assert means[f"n_{which}"][g] == len(direct)
     with pytest.raises(ValueError, match="must match"):
         activations.layer_means(lm, [3], prompts, answers[:2], groups=[0, 0, 1], n_groups=2)
+
+
+def test_repeated_prefixes_are_kept_once_and_skipped_tokens_are_left_out(lm):
+    prompts = [lm.chat_text("Why does it rain?"), lm.chat_text("Name a colour."), lm.chat_text("Why does it rain?")]
+    answers = ["Clouds get heavy.", "Blue.", "Clouds get heavy. Then it rains."]
+    repeated = activations.repeated_prefix_lengths(lm, prompts, answers)
+    tok = lambda text: lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = [tok(p) + tok(a) for p, a in zip(prompts, answers)]
+    assert ids[2][:len(ids[0])] == ids[0]
+    shared = next(i for i, (a, b) in enumerate(zip(ids[0], ids[1])) if a != b)  # the default system prompt and more
+    # chat 2 repeats all of chat 0; of chats 0 and 1, the one sorted first keeps their shared start
+    assert repeated[2] == len(ids[0]) and sorted(repeated[:2]) == [0, shared] and shared > 10
+    every = activations.layer_activations(lm, 4, prompts, answers, which="all")
+    kept = activations.layer_activations(lm, 4, prompts, answers, which="all", skip=repeated)
+    for i, n in enumerate(repeated):
+        assert (kept.positions[kept.rows == i] >= max(n, 1)).all()
+        torch.testing.assert_close(kept.acts[kept.rows == i], every.acts[(every.rows == i) & (every.positions >= n)])
+    with pytest.raises(ValueError, match="skip has 2 entries for 3 pairs"):
+        activations.token_batch(lm, prompts, answers, "all", skip=[0, 0])

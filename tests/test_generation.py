@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from persona_features import generation
@@ -37,6 +38,18 @@ def test_same_seed_same_samples_other_seed_differs(lm):
     assert list(a.columns) == ["question_id", "question", "sample", "answer", "n_tokens", "finished", "logprob"]
     assert len(a) == 8 and set(a["sample"]) == {0, 1}
     assert (a["n_tokens"] <= 16).all()
+
+
+
+def test_each_question_can_have_its_own_system_prompt(lm):
+    kw = dict(max_new_tokens=8, temperature=0.0, batch_size=4)
+    systems = ["You answer in French.", None, "You are a pirate.", None]
+    mixed = generation.sample_answers(lm, QUESTIONS, 1, system=systems, **kw)
+    for (qid, q), system in zip(QUESTIONS, systems):  # greedy: the same as asking each alone
+        alone = generation.sample_answers(lm, [(qid, q)], 1, system=system, **kw)
+        assert mixed.loc[mixed["question_id"] == qid, "answer"].item() == alone["answer"].item()
+    with pytest.raises(ValueError, match="give one, or one per question"):
+        generation.sample_answers(lm, QUESTIONS, 1, system=systems[:2], **kw)
 
 
 def test_sampler_logprobs_are_the_answers_likelihood_recomputed(lm):

@@ -55,3 +55,21 @@ def test_bad_dtype_is_an_error():
 def test_bfloat16_load(lm):
     half = models.load_model("smollm2-135m", dtype="bfloat16")
     assert next(half.hf.parameters()).dtype == torch.bfloat16
+
+
+def test_auto_dtype_follows_the_hardware_and_a_copy_leaves_the_model_untouched(lm, monkeypatch):
+    monkeypatch.setattr(models, "native_bfloat16", lambda: True)
+    assert models.resolve_dtype("auto", "float32") == "bfloat16"
+    monkeypatch.setattr(models, "native_bfloat16", lambda: False)
+    assert models.resolve_dtype("auto", "float32") == "float32"
+    assert models.resolve_dtype("float32", "bfloat16") == "float32"
+    with pytest.raises(ValueError, match="valid: auto, float32, bfloat16"):
+        models.resolve_dtype("fp8", "float32")
+    assert models.in_dtype(lm, "float32") is lm
+    before = lm.hf.model.layers[3].mlp.up_proj.weight.clone()
+    copy = models.in_dtype(lm, "bfloat16")
+    assert copy.hf.dtype == torch.bfloat16 and lm.hf.dtype == torch.float32
+    assert torch.equal(lm.hf.model.layers[3].mlp.up_proj.weight, before)
+    with torch.inference_mode():
+        ids = lm.encode([lm.chat_text("Name a colour.")])
+        assert copy.hf(**ids).logits.argmax(-1)[0, -1] == lm.hf(**ids).logits.argmax(-1)[0, -1]

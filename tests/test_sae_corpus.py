@@ -32,3 +32,6 @@ def test_snippet_marks_the_token_the_sae_read_and_the_card_adds_up(lm):
     card = sae_corpus.card(lm, [chat, {**chat, "source": "authored:advice"}, chat])
     assert card.set_index("source").loc["generated:stories", "chats"] == 2
     assert card.iloc[-1]["tokens"] == 3 * len(ids) and card.iloc[-1]["source"] == "total"
+    # the three chats are one chat three times: its distinct tokens count once
+    special = set(lm.tokenizer.all_special_ids)
+    assert card.iloc[-1]["distinct tokens"] == sum(t not in special for t in ids[1:])

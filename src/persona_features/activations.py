@@ -8,6 +8,9 @@
   of each group of pairs (chapter 4's readings of a model).
 - ``stream_to_shards``: the same for a whole corpus, written to safetensors shards so memory stays
   bounded; ``read_shards`` reads them back.
+- ``repeated_prefix_lengths``: how many leading tokens of each pair repeat another pair's start
+  (the chat template's default system prompt, a question asked twice). Their activations are
+  copies, so a corpus keeps each such prefix once.
 """
 
 from __future__ import annotations
@@ -62,15 +65,46 @@ def residual_norms(lm: LoadedModel, texts: Sequence[str], batch_size: int = 8) -
     return ResidualNorms(torch.cat(first), torch.cat(rest))
 
 
-def token_batch(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], which: str):
-    """Left-padded ids and mask of prompt + answer, and the mask of the tokens to keep ``[batch, seq]``."""
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+def _pair_ids(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> tuple[list, list]:
     if len(prompts) != len(answers):
         raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
     tok = lm.tokenizer
-    p_ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
-    a_ids = tok(list(answers), add_special_tokens=False)["input_ids"]
+    return tok(list(prompts), add_special_tokens=False)["input_ids"], tok(list(answers), add_special_tokens=False)["input_ids"]
+
+
+def repeated_prefix_lengths(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> list[int]:
+    """For each (prompt, answer) pair, how many of its leading tokens repeat the start of another pair.
+
+    The residual stream at a token depends only on the tokens up to it, so those activations are
+    copies. Sorted lexicographically, a pair shares its longest repeated start with the pair just
+    before it; the first pair of each sorted run keeps the shared start (0 for it), so every distinct
+    prefix is counted once.
+    """
+    p_ids, a_ids = _pair_ids(lm, prompts, answers)
+    ids = [p + a for p, a in zip(p_ids, a_ids)]
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    repeated = [0] * len(ids)
+    for before, i in zip(order, order[1:]):
+        a, b = ids[before], ids[i]
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        repeated[i] = n
+    return repeated
+
+
+def token_batch(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], which: str,
+                skip: Sequence[int] | None = None):
+    """Left-padded ids and mask of prompt + answer, and the mask of the tokens to keep ``[batch, seq]``.
+
+    ``skip[i]``: leading tokens of pair ``i`` never kept (``repeated_prefix_lengths``).
+    """
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    if skip is not None and len(skip) != len(prompts):
+        raise ValueError(f"skip has {len(skip)} entries for {len(prompts)} pairs")
+    tok = lm.tokenizer
+    p_ids, a_ids = _pair_ids(lm, prompts, answers)
     width = max(len(p) + len(a) for p, a in zip(p_ids, a_ids))
     ids = torch.full((len(p_ids), width), tok.pad_token_id)
     mask = torch.zeros((len(p_ids), width), dtype=torch.long)
@@ -83,7 +117,7 @@ def token_batch(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str],
         lo = start + (n_p if which == "answer" else 0)
         hi = width if which != "prompt" else start + n_p
         keep[i, lo:hi] = True
-        keep[i, start] = False  # token 0 of every sequence: the attention sink
+        keep[i, start:start + max(1, skip[i] if skip is not None else 0)] = False  # token 0: the attention sink
     keep &= ~torch.isin(ids, special)
     return {"input_ids": ids, "attention_mask": mask}, keep
 
@@ -102,14 +136,14 @@ def _check_layer(lm: LoadedModel, layer: int) -> None:
 
 @torch.inference_mode()
 def layer_activations(lm: LoadedModel, layer: int, prompts: Sequence[str], answers: Sequence[str],
-                      which: str = "answer") -> TokenActivations:
+                      which: str = "answer", skip: Sequence[int] | None = None) -> TokenActivations:
     """Output of decoder layer ``layer`` on the ``which`` tokens of each (chat prompt, answer) pair.
 
-    ``prompts`` are chat-formatted (``lm.chat_text``); an empty answer keeps only the prompt. The
-    forward pass stops after ``layer``.
+    ``prompts`` are chat-formatted (``lm.chat_text``); an empty answer keeps only the prompt;
+    ``skip`` leaves out leading tokens (``token_batch``). The forward pass stops after ``layer``.
     """
     _check_layer(lm, layer)
-    enc, keep = token_batch(lm, prompts, answers, which)
+    enc, keep = token_batch(lm, prompts, answers, which, skip)
     with lm.nn.trace(enc) as tracer:
         out = lm.layers[layer].output.save()
         tracer.stop()
@@ -156,7 +190,8 @@ def layer_means(lm: LoadedModel, layers: Sequence[int], prompts: Sequence[str], 
 
 
 def stream_to_shards(lm: LoadedModel, layer: int, prompts: Sequence[str], answers: Sequence[str], folder: Path,
-                     which: str = "answer", batch_size: int = 16, shard_tokens: int = 65536) -> dict:
+                     which: str = "answer", batch_size: int = 16, shard_tokens: int = 65536,
+                     skip: Sequence[int] | None = None) -> dict:
     """``layer_activations`` over a whole corpus, written to ``folder/shard_NNNNN.safetensors``.
 
     Each shard holds ``acts`` [n, d_model] (float16), ``seq`` (the pair's index in the corpus),
@@ -182,7 +217,8 @@ def stream_to_shards(lm: LoadedModel, layer: int, prompts: Sequence[str], answer
 
     for start in tqdm(range(0, len(order), batch_size), desc=f"activations, layer {layer}", unit="batch"):
         idx = order[start:start + batch_size]
-        acts, rows, token, pos = layer_activations(lm, layer, [prompts[i] for i in idx], [answers[i] for i in idx], which)
+        acts, rows, token, pos = layer_activations(lm, layer, [prompts[i] for i in idx], [answers[i] for i in idx], which,
+                                                   None if skip is None else [skip[i] for i in idx])
         if not torch.isfinite(acts.half()).all():
             raise ValueError(f"layer {layer} activations overflow float16; store them as float32 instead")
         pending.append((acts, torch.tensor(idx)[rows], token, pos))

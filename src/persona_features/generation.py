@@ -19,6 +19,7 @@ from transformers.cache_utils import DynamicLayer
 from .models import LoadedModel
 
 Forward = Callable[..., torch.Tensor]  # model keyword inputs -> logits [batch, seq, vocab]
+PROMPT_PASS = "logits_to_keep"  # the keyword the sampler's prompt passes carry and its decoding steps do not
 SAMPLER_VERSION = 2  # 1: transformers generate; 2: our loop (shared prefix, in-place cache, inverse-CDF draws)
 
 
@@ -154,12 +155,12 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
     capacity = max(map(len, rows)) + max_new_tokens
     cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
     if shared:
-        forward(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        forward(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True, **{PROMPT_PASS: 1})
         cache.batch_repeat_interleave(len(rows))
     ids, mask = _pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
     logits = forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                     use_cache=True, logits_to_keep=1)[:, -1]
+                     use_cache=True, **{PROMPT_PASS: 1})[:, -1]
     return cache, mask, logits, positions[:, -1:] + 1
 
 
@@ -231,14 +232,21 @@ def sample_answers(
     top_p: float = 1.0,
     seed: int = 0,
     batch_size: int = 16,
-    system: str | None = None,
+    system: str | None | Sequence[str | None] = None,
     desc: str = "sampling",
     forward: Forward | None = None,
 ) -> pd.DataFrame:
-    """Sample ``n_samples`` answers to each ``(question_id, question)``; one row per answer."""
+    """Sample ``n_samples`` answers to each ``(question_id, question)``; one row per answer, in order.
+
+    ``system``: one system prompt for every question, or a list with one per question.
+    """
     if n_samples < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError("n_samples, batch_size and max_new_tokens must be >= 1")
-    jobs = [(qid, q, s, lm.chat_text(q, system)) for qid, q in questions for s in range(n_samples)]
+    systems = [system] * len(questions) if system is None or isinstance(system, str) else list(system)
+    if len(systems) != len(questions):
+        raise ValueError(f"{len(systems)} system prompts for {len(questions)} questions; give one, or one per question")
+    jobs = [(qid, q, s, lm.chat_text(q, sys_prompt)) for (qid, q), sys_prompt in zip(questions, systems)
+            for s in range(n_samples)]
     order = sorted(range(len(jobs)), key=lambda i: len(jobs[i][3]))  # similar lengths waste less on padding
     jobs = [jobs[i] for i in order]
     stop_ids = _stop_ids(lm)

@@ -7,6 +7,7 @@ offline by default; remote code is never trusted.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import random
@@ -166,6 +167,33 @@ def load_model(name: str = "smollm2-135m", dtype: str = "float32") -> LoadedMode
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return wrap(hf, tokenizer, name)
+
+
+def native_bfloat16() -> bool:
+    """Does this machine compute bfloat16 natively: a GPU that supports it, or a CPU with AVX512-BF16 or AMX?"""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_dtype(requested: str, default: str) -> str:
+    """``requested``, or for ``"auto"`` bfloat16 where the machine computes it natively and ``default`` elsewhere."""
+    if requested == "auto":
+        return "bfloat16" if native_bfloat16() else default
+    if requested not in DTYPES:
+        raise ValueError(f"unknown dtype {requested!r}; valid: auto, {', '.join(DTYPES)}")
+    return requested
+
+
+def in_dtype(lm: LoadedModel, dtype: str) -> LoadedModel:
+    """``lm`` itself if its weights are already ``dtype``, else a copy in ``dtype`` (``lm`` untouched)."""
+    if lm.hf.dtype == DTYPES[dtype]:
+        return lm
+    return wrap(copy.deepcopy(lm.hf).to(DTYPES[dtype]), lm.tokenizer, lm.name)
 
 
 def wrap(hf: PreTrainedModel, tokenizer, name: str) -> LoadedModel:

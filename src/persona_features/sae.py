@@ -26,8 +26,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import artifacts, sae_corpus
-from .activations import read_shards, stream_to_shards, token_batch
-from .models import LoadedModel
+from .activations import read_shards, repeated_prefix_lengths, stream_to_shards, token_batch
+from .models import LoadedModel, in_dtype, resolve_dtype
 from .params import Params
 
 SAE_LENS_VERSION = "6.12.0"  # the layout version our cfg.json follows
@@ -199,16 +199,18 @@ def quality(sae: TopKSAE, shards: Iterable[dict[str, torch.Tensor]], batch_token
 
 @torch.inference_mode()
 def ce_loss_recovered(lm: LoadedModel, sae: TopKSAE, layer: int, prompts: Sequence[str], answers: Sequence[str],
-                      which: str = "all", batch_size: int = 16) -> dict:
+                      which: str = "all", batch_size: int = 16, skip: Sequence[int] | None = None) -> dict:
     """Next-token loss with the layer's output replaced by the SAE's reconstruction, against the clean
-    model and against zero-ablation, on the ``which`` tokens (token 0 and special tokens untouched).
+    model and against zero-ablation, on the ``which`` tokens (token 0 and special tokens untouched;
+    ``skip`` leaves out repeated leading tokens, as in ``token_batch``).
 
     ``recovered`` = (zero - spliced) / (zero - clean): 1 means the SAE loses nothing.
     """
     sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
     n = 0
     for start in range(0, len(prompts), batch_size):
-        enc, keep = token_batch(lm, prompts[start:start + batch_size], answers[start:start + batch_size], which)
+        chunk = slice(start, start + batch_size)
+        enc, keep = token_batch(lm, prompts[chunk], answers[chunk], which, None if skip is None else skip[chunk])
         targets = enc["input_ids"][:, 1:]
         scored = keep[:, 1:]  # a kept token's loss is predicted from the position before it
         for name, replace in (("clean", None), ("spliced", sae), ("zero", torch.zeros_like)):
@@ -249,22 +251,30 @@ def top_activations(sae: TopKSAE, shards: Iterable[dict[str, torch.Tensor]], n: 
 
 def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int) -> artifacts.Artifact:
     """The profile's SAE at ``layer``, trained on the corpus's training chats; cached with its quality
-    on the held-out chats, each latent's top activations over the whole corpus, and its timings."""
+    on the held-out chats, each latent's top activations over the whole corpus, and its timings.
+
+    A copy of the model in ``sae_dtype`` streams the activations; within each part (training,
+    held-out) a start that several chats share is read once (``repeated_prefix_lengths``).
+    """
     chats = corpus.json("chats")
     n = min(P.sae_chats, len(chats)) if P.sae_chats else len(chats)
     chosen = [round(i * len(chats) / n) for i in range(n)]
     parts = {name: [chosen[i] for i in idx] for name, idx in zip(("train", "heldout"), sae_corpus.split_indices(n))}
     pairs = {name: ([lm.chat_text(chats[i]["user"], chats[i]["system"]) for i in idx], [chats[i]["answer"] for i in idx])
              for name, idx in parts.items()}
+    repeated = {name: repeated_prefix_lengths(lm, *pairs[name]) for name in parts}  # each part keeps a prefix once
+
+    dtype = resolve_dtype(P.sae_dtype, P.dtype)
 
     def stream(folder):
         start = time.perf_counter()
-        info = {name: stream_to_shards(lm, layer, *pairs[name], folder / name, which="all", batch_size=16)
-                for name in parts}
+        reader = in_dtype(lm, dtype)
+        info = {name: stream_to_shards(reader, layer, *pairs[name], folder / name, which="all", batch_size=16,
+                                       skip=repeated[name]) for name in parts}
         return {**info, "seconds": round(time.perf_counter() - start, 1)}
 
-    acts = artifacts.get_or_build("sae_activations", {"model": P.model, "dtype": P.dtype, "layer": layer,
-                                                      "chats": P.sae_chats}, stream,
+    acts = artifacts.get_or_build("sae_activations", {"model": P.model, "dtype": dtype, "layer": layer,
+                                                      "chats": P.sae_chats, "repeated_prefixes": "once"}, stream,
                                   [corpus.key])
     cfg = SAEConfig(d_in=lm.d_model, d_sae=P.sae_expansion * lm.d_model, k=P.sae_k, epochs=P.sae_epochs, seed=P.seed)
 
@@ -275,7 +285,8 @@ def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int) ->
         start = time.perf_counter()
         held = quality(sae, read_shards(acts.path / "heldout"))
         n_ce = P.sae_eval_chats
-        ce = ce_loss_recovered(lm, sae, layer, pairs["heldout"][0][:n_ce], pairs["heldout"][1][:n_ce], "all")
+        ce = ce_loss_recovered(lm, sae, layer, pairs["heldout"][0][:n_ce], pairs["heldout"][1][:n_ce], "all",
+                               skip=repeated["heldout"][:n_ce])
         top = {}
         for name, idx in parts.items():  # shard ``seq`` counts within its part; map it to the corpus's chats
             t = top_activations(sae, read_shards(acts.path / name))

@@ -29,8 +29,9 @@ import yaml
 from . import artifacts, contrast
 from .data import advice, cards
 from .data.questions import eval_questions
+from .activations import repeated_prefix_lengths
 from .generation import SAMPLER_VERSION, sample_answers
-from .models import LoadedModel
+from .models import LoadedModel, in_dtype, resolve_dtype
 from .params import Params
 
 HELDOUT_EVERY = 10
@@ -79,19 +80,23 @@ def training_chats(rows_per_set: int, seed: int) -> list[dict]:
 
 
 def generated_chats(lm: LoadedModel, P: Params) -> artifacts.Artifact:
-    """The base model's answers to the corpus prompts: cached, keyed by the model, the prompts and the sampling."""
-    config = {"model": P.model, "dtype": P.dtype, "seed": P.seed, "samples": P.sae_corpus_samples,
+    """The base model's answers to the corpus prompts (sampled in ``sae_dtype``, all prompts in one
+    length-sorted queue): cached, keyed by the model, the prompts and the sampling."""
+    dtype = resolve_dtype(P.sae_dtype, P.dtype)
+    config = {"model": P.model, "dtype": dtype, "seed": P.seed, "samples": P.sae_corpus_samples,
               "max_new_tokens": P.sae_corpus_max_new_tokens, "temperature": 1.0, "sampler": SAMPLER_VERSION,
-              "prompts": hashlib.sha256(_prompt_file().encode()).hexdigest()[:16]}
+              "prompts": hashlib.sha256(_prompt_file().encode()).hexdigest()[:16], "batching": "all prompts"}
 
     def make(folder):
-        chats = []
-        for k, (source, system, questions) in enumerate(generation_jobs()):
-            answers = sample_answers(lm, questions, P.sae_corpus_samples, max_new_tokens=P.sae_corpus_max_new_tokens,
-                                     temperature=1.0, seed=P.seed * 1000 + k, batch_size=P.batch_size, system=system,
-                                     desc=f"corpus {source}")
-            chats += [{"source": source, "system": system, "user": r.question, "answer": r.answer}
-                      for r in answers.itertuples() if r.answer]
+        prompts = [(source, system, qid, text) for source, system, questions in generation_jobs()
+                   for qid, text in questions]
+        answers = sample_answers(in_dtype(lm, dtype), [(qid, text) for _, _, qid, text in prompts], P.sae_corpus_samples,
+                                 max_new_tokens=P.sae_corpus_max_new_tokens, temperature=1.0, seed=P.seed * 1000,
+                                 batch_size=P.batch_size, system=[system for _, system, _, _ in prompts],
+                                 desc="corpus answers")
+        chats = [{"source": source, "system": system, "user": r.question, "answer": r.answer}
+                 for (source, system, _, _), r in zip([p for p in prompts for _ in range(P.sae_corpus_samples)],
+                                                      answers.itertuples()) if r.answer]
         artifacts.save_json(folder, "chats", chats)
         return {"n_chats": len(chats)}
 
@@ -135,10 +140,15 @@ def snippet(lm: LoadedModel, chat: dict, pos: int, before: int = 14, after: int 
 
 
 def card(lm: LoadedModel, chats: list[dict]) -> pd.DataFrame:
-    """The corpus's data card: chats and tokens (chat template included) per source."""
-    lengths = [len(ids) for ids in lm.tokenizer([lm.chat_text(c["user"], c["system"]) + c["answer"] for c in chats],
-                                               add_special_tokens=False)["input_ids"]]
-    table = pd.DataFrame({"source": [c["source"] for c in chats], "tokens": lengths, "chats": 1})
-    table = table.groupby("source", sort=False)[["chats", "tokens"]].sum().reset_index()
-    return pd.concat([table, pd.DataFrame([{"source": "total", **table[["chats", "tokens"]].sum()}])],
-                     ignore_index=True)
+    """The corpus's data card per source: chats, tokens (chat template included) and distinct tokens:
+    neither special nor token 0, nor part of a start that another chat repeats (counted once)."""
+    prompts, answers = [lm.chat_text(c["user"], c["system"]) for c in chats], [c["answer"] for c in chats]
+    ids = [p + a for p, a in zip(*(lm.tokenizer(x, add_special_tokens=False)["input_ids"] for x in (prompts, answers)))]
+    special = set(lm.tokenizer.all_special_ids)
+    distinct = [sum(t not in special for t in row[max(1, r):])
+                for row, r in zip(ids, repeated_prefix_lengths(lm, prompts, answers))]
+    table = pd.DataFrame({"source": [c["source"] for c in chats], "chats": 1, "tokens": [len(r) for r in ids],
+                          "distinct tokens": distinct})
+    columns = ["chats", "tokens", "distinct tokens"]
+    table = table.groupby("source", sort=False)[columns].sum().reset_index()
+    return pd.concat([table, pd.DataFrame([{"source": "total", **table[columns].sum()}])], ignore_index=True)
