@@ -64,3 +64,47 @@ def test_steered_logprobs_at_zero_strength_equal_the_contrasts_own_scoring(lm):
     assert got == pytest.approx(want, abs=2e-3)
     pushed = steering.steered_logprobs(steering.Steer(14, steering.random_direction(lm.d_model, 2), strength=80.0))
     assert pushed(lm, prompts, answers) != pytest.approx(want, abs=2e-3)
+
+
+def _hooked_forward(lm, steers):
+    """The plain-PyTorch version of ``steered_forward``: forward hooks, no nnsight."""
+    def forward(**inputs):
+        prompt = generation.PROMPT_PASS in inputs
+        handles = [lm.hf.model.layers[s.layer].register_forward_hook(lambda m, i, out, s=s: s.apply(out))
+                   for s in steers if not (prompt and s.answer_only)]
+        try:
+            return lm.hf(**inputs).logits
+        finally:
+            for h in handles:
+                h.remove()
+    return forward
+
+
+def test_greedy_tokens_under_nnsight_equal_a_plain_hook_at_several_layers(lm):
+    texts = [lm.chat_text(t) for t in TEXTS]
+    steers = [steering.Steer(18, steering.random_direction(lm.d_model, 4), strength=60.0),
+              steering.Steer(9, steering.random_direction(lm.d_model, 5), strength=30.0, ablate=True)]
+    got = generation.generate_batch(lm, texts, 20, 0.0, forward=steering.steered_forward(lm, steers))
+    want = generation.generate_batch(lm, texts, 20, 0.0, forward=_hooked_forward(lm, sorted(steers, key=lambda s: s.layer)))
+    assert torch.equal(got, want)
+    assert not torch.equal(got, generation.generate_batch(lm, texts, 20, 0.0))
+
+
+def test_answer_only_steering_leaves_the_prompt_alone(lm):
+    texts = [lm.chat_text(t) for t in TEXTS]
+    direction = steering.random_direction(lm.d_model, 6)
+    everywhere = steering.Steer(12, direction, strength=150.0)
+    answer_only = steering.Steer(12, direction, strength=150.0, answer_only=True)
+    plain = generation.generate_batch(lm, texts, 12, 0.0)
+    only = generation.generate_batch(lm, texts, 12, 0.0, forward=steering.steered_forward(lm, answer_only))
+    assert torch.equal(only, generation.generate_batch(lm, texts, 12, 0.0, forward=_hooked_forward(lm, [answer_only])))
+    assert torch.equal(only[:, 0], plain[:, 0])  # the first token comes from the unsteered prompt pass
+    assert not torch.equal(only, plain)
+    assert not torch.equal(only, generation.generate_batch(lm, texts, 12, 0.0,
+                                                           forward=steering.steered_forward(lm, everywhere)))
+    # scoring: editing the answer's positions only leaves the first answer token's probability alone
+    prompts, answers = [lm.chat_text(TEXTS[0])], ["Rest and drink water."]
+    first = lambda steer: steering.steered_logprobs(steer)(lm, prompts, ["Rest"])
+    assert first(answer_only) == pytest.approx(first(steering.Steer(12, direction, strength=0.0)), abs=1e-4)
+    assert steering.steered_logprobs(answer_only)(lm, prompts, answers) != pytest.approx(
+        steering.steered_logprobs(everywhere)(lm, prompts, answers), abs=1e-3)

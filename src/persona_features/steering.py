@@ -1,21 +1,30 @@
 """Steering along a direction of the residual stream, with nnsight (chapter 4's causal screen, chapter 5).
 
-A :class:`Steer` edits one decoder layer's output at every position of every sequence, prompt and
-answer alike: it adds ``strength`` times the unit direction, or projects the direction out
-(``ablate``), or both. ``steered_forward`` applies it inside an nnsight trace of each forward
-pass, in the form the sampler takes (``generation.generate_batch(..., forward=...)``), so steered
-sampling keeps the sampler's speed. ``steered_logprobs`` scores fixed answers under a steer, in the
-form the contrast takes (``contrast.contrast_table(..., logprobs=...)``).
+A :class:`Steer` edits one decoder layer's output: it adds ``strength`` times the unit direction,
+or projects the direction out (``ablate``), or both; at every position, or with ``answer_only`` at
+the answer's positions alone (while sampling: the forward passes of generated tokens, not the
+prompt's). Several steers, at one layer or several, act together. ``steered_forward`` applies
+them inside an nnsight trace of each forward pass, in the form the sampler takes
+(``generation.generate_batch(..., forward=...)``), so steered sampling keeps the sampler's speed.
+``steered_logprobs`` scores fixed answers under them, in the form the contrast takes
+(``contrast.contrast_table(..., logprobs=...)``).
+
+Strengths are in the residual stream's units; chapter 5 gives them as a multiple of the median
+residual norm at the layer (``screen.median_norm``), as OpenAI did. A random control direction is a
+unit vector drawn uniformly from the sphere and then scaled like the direction it controls for
+(scaling ``randn`` by a norm without normalising it first makes it about sqrt(d_model) too long).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
+from typing import Sequence
 
 import torch
 
 from .activations import token_batch
-from .generation import Forward
+from .generation import PROMPT_PASS, Forward
 from .models import LoadedModel
 
 
@@ -25,6 +34,7 @@ class Steer:
     direction: torch.Tensor  # [d_model]; only its direction matters
     strength: float = 0.0  # added along the unit direction, in the residual stream's units
     ablate: bool = False  # project the direction out first
+    answer_only: bool = False  # leave the prompt's positions alone
 
     def __post_init__(self):
         if self.direction.ndim != 1 or not torch.isfinite(self.direction).all() or self.direction.norm() == 0:
@@ -34,11 +44,36 @@ class Steer:
     def unit(self) -> torch.Tensor:
         return self.direction.float() / self.direction.float().norm()
 
-    def apply(self, h: torch.Tensor) -> torch.Tensor:
+    def apply(self, h: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """``h`` [batch, seq, d] edited at every position, or only where the mask ``where`` [batch, seq] is true."""
         u = self.unit.to(h.dtype)
-        if self.ablate:
-            h = h - (h @ u)[..., None] * u
-        return h + self.strength * u
+        edit = self.strength * u - ((h @ u)[..., None] * u if self.ablate else 0)
+        return h + (edit if where is None else edit * where[..., None].to(h.dtype))
+
+
+Steers = Steer | Sequence[Steer]
+
+
+def _by_layer(lm: LoadedModel, steers: Steers) -> list[tuple[int, list[Steer]]]:
+    steers = [steers] if isinstance(steers, Steer) else list(steers)
+    if not steers:
+        raise ValueError("give at least one Steer")
+    for s in steers:
+        if not 0 <= s.layer < lm.n_layers:
+            raise ValueError(f"layer must be in 0..{lm.n_layers - 1}, got {s.layer}")
+        if s.direction.shape[0] != lm.d_model:
+            raise ValueError(f"direction has {s.direction.shape[0]} dimensions; the model has {lm.d_model}")
+    ordered = sorted(steers, key=lambda s: s.layer)  # nnsight edits layers in the order they run
+    return [(layer, list(group)) for layer, group in groupby(ordered, key=lambda s: s.layer)]
+
+
+def _edit(lm: LoadedModel, layers: list[tuple[int, list[Steer]]], answer: torch.Tensor | None) -> None:
+    """Inside a trace: apply each layer's steers in turn (``answer``: the answer positions' mask)."""
+    for layer, group in layers:
+        h = lm.layers[layer].output
+        for s in group:
+            h = s.apply(h, answer if s.answer_only else None)
+        lm.layers[layer].output = h
 
 
 def random_direction(d_model: int, seed: int) -> torch.Tensor:
@@ -47,32 +82,43 @@ def random_direction(d_model: int, seed: int) -> torch.Tensor:
     return v / v.norm()
 
 
-def steered_forward(lm: LoadedModel, steer: Steer) -> Forward:
-    """The model's forward pass, keyword inputs to logits, with ``steer`` applied through nnsight."""
-    if not 0 <= steer.layer < lm.n_layers:
-        raise ValueError(f"layer must be in 0..{lm.n_layers - 1}, got {steer.layer}")
-    if steer.direction.shape[0] != lm.d_model:
-        raise ValueError(f"direction has {steer.direction.shape[0]} dimensions; the model has {lm.d_model}")
+def steered_forward(lm: LoadedModel, steers: Steers) -> Forward:
+    """The model's forward pass, keyword inputs to logits, with ``steers`` applied through nnsight.
+
+    An ``answer_only`` steer skips the sampler's prompt passes (marked by ``generation.PROMPT_PASS``)
+    and edits every generated token's pass.
+    """
+    layers = _by_layer(lm, steers)
 
     def forward(**inputs) -> torch.Tensor:
+        prompt = PROMPT_PASS in inputs
+        active = [(layer, [s for s in group if not (prompt and s.answer_only)]) for layer, group in layers]
+        active = [(layer, group) for layer, group in active if group]
+        if not active:
+            return lm.hf(**inputs).logits
         with lm.nn.trace(**inputs):
-            lm.layers[steer.layer].output = steer.apply(lm.layers[steer.layer].output)
+            _edit(lm, active, None)
             logits = lm.nn.output.logits.save()
         return logits
 
     return forward
 
 
-def steered_logprobs(steer: Steer):
-    """Mean per-token log-probability of each answer given its chat prompt, with ``steer`` applied."""
+def steered_logprobs(steers: Steers):
+    """Mean per-token log-probability of each answer given its chat prompt, with ``steers`` applied.
+
+    An ``answer_only`` steer edits the answer's positions: those of the tokens a sampler would have
+    generated, whose outputs predict the answer's next tokens.
+    """
 
     @torch.inference_mode()
     def logprobs(lm: LoadedModel, prompts, answers, batch_size: int = 16) -> list[float]:
+        layers = _by_layer(lm, steers)
         out = []
         for start in range(0, len(prompts), batch_size):
             enc, keep = token_batch(lm, prompts[start:start + batch_size], answers[start:start + batch_size], "answer")
             with lm.nn.trace(enc) as tracer:
-                lm.layers[steer.layer].output = steer.apply(lm.layers[steer.layer].output)
+                _edit(lm, layers, keep)
                 hidden = lm.nn.model.norm.output.save()
                 tracer.stop()  # the head runs below, on the scored positions only
             rows, cols = keep[:, 1:].nonzero(as_tuple=True)  # position t predicts token t + 1
