@@ -108,3 +108,16 @@ def test_answer_only_steering_leaves_the_prompt_alone(lm):
     assert first(answer_only) == pytest.approx(first(steering.Steer(12, direction, strength=0.0)), abs=1e-4)
     assert steering.steered_logprobs(answer_only)(lm, prompts, answers) != pytest.approx(
         steering.steered_logprobs(everywhere)(lm, prompts, answers), abs=1e-3)
+
+
+def test_steered_scoring_equals_a_plain_hook_on_the_shared_prefix_path(lm):
+    prompts = [lm.chat_text(t) for t in TEXTS]
+    answers = ["Rest, drink water and see a doctor if it lasts.", "I would wish for peace.", "Be kind."]
+    steer = steering.Steer(14, steering.random_direction(lm.d_model, 7), strength=40.0, ablate=True)
+    handle = lm.hf.model.layers[steer.layer].register_forward_hook(lambda m, i, out: steer.apply(out))
+    try:
+        want = contrast.answer_logprobs(lm, prompts, answers, batch_size=3)
+    finally:
+        handle.remove()
+    assert steering.steered_logprobs(steer)(lm, prompts, answers, batch_size=3) == pytest.approx(want, abs=1e-4)
+    assert want != pytest.approx(contrast.answer_logprobs(lm, prompts, answers), abs=1e-2)

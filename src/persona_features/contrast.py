@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from .data import register
-from .generation import final_hidden
+from .generation import Hidden, final_hidden
 from .models import LoadedModel
 from .stats import Estimate, bootstrap_mean, paired_test
 
@@ -91,8 +91,12 @@ def reference_register(question_ids: Sequence[str]) -> pd.DataFrame:
 
 
 @torch.inference_mode()
-def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 16) -> list[float]:
-    """Mean per-token log-probability of each answer given its (chat-formatted) prompt."""
+def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 16,
+                    run: Hidden | None = None) -> list[float]:
+    """Mean per-token log-probability of each answer given its (chat-formatted) prompt.
+
+    ``run``: how each forward pass is computed (``generation.final_hidden``; e.g. steered).
+    """
     tok = lm.tokenizer
     all_p = tok(list(prompts), add_special_tokens=False)["input_ids"]
     all_a = tok(list(answers), add_special_tokens=False)["input_ids"]
@@ -101,7 +105,8 @@ def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[s
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         a_ids = [all_a[i] for i in idx]
-        hidden = final_hidden(lm, [all_p[i] + a for i, a in zip(idx, a_ids)], [len(a) + 1 for a in a_ids])
+        hidden = final_hidden(lm, [all_p[i] + a for i, a in zip(idx, a_ids)], [len(a) + 1 for a in a_ids], run,
+                              [len(a) for a in a_ids])
         width = hidden.shape[1]
         for i, a in enumerate(a_ids):
             logits = lm.hf.lm_head(hidden[i, width - len(a) - 1:width - 1]).float()  # position t predicts t+1

@@ -110,24 +110,35 @@ def _shared_prefix(rows: list[list[int]]) -> int:
     return n
 
 
+Hidden = Callable[[dict, torch.Tensor], torch.Tensor]  # (model inputs, answer mask [batch, seq]) -> last hidden state
+
+
 @torch.inference_mode()
-def final_hidden(lm: LoadedModel, rows: Sequence[list[int]], own_at_least: Sequence[int]) -> torch.Tensor:
+def final_hidden(lm: LoadedModel, rows: Sequence[list[int]], own_at_least: Sequence[int], run: Hidden | None = None,
+                 answer_tokens: Sequence[int] | None = None) -> torch.Tensor:
     """Last-layer hidden states of token ``rows`` after the prefix they all share, ``[batch, width, d]``.
 
     The shared prefix (the chat template's start) is run once, for a batch of one; each row's
     remaining tokens are left-padded, so row ``i``'s last ``k`` tokens sit at ``[i, width - k:]``.
-    Row ``i`` keeps at least ``own_at_least[i]`` tokens of its own.
+    Row ``i`` keeps at least ``own_at_least[i]`` tokens of its own. ``run`` computes each pass
+    (default: the plain model), told which positions hold each row's last ``answer_tokens[i]``
+    tokens (``steering`` edits only those for an answer-only steer).
     """
+    run = run or (lambda inputs, answer: lm.hf.model(**inputs).last_hidden_state)
     limit = min(len(r) - k for r, k in zip(rows, own_at_least))
     shared = min(_shared_prefix(list(rows)), limit) if len(rows) > 1 else 0
     cache = DynamicCache()
     if shared > 0:
-        lm.hf.model(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True)
+        run({"input_ids": torch.tensor([rows[0][:shared]]), "past_key_values": cache, "use_cache": True},
+            torch.zeros(1, shared, dtype=torch.bool))
         cache.batch_repeat_interleave(len(rows))
     ids, mask = _pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
-    return lm.hf.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                       past_key_values=cache if shared > 0 else None, use_cache=shared > 0).last_hidden_state
+    answer = torch.zeros(ids.shape, dtype=torch.bool)
+    for i, k in enumerate(answer_tokens or []):
+        answer[i, ids.shape[1] - k:] = k > 0
+    return run({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                "past_key_values": cache if shared > 0 else None, "use_cache": shared > 0}, answer)
 
 
 def _pad_left(own: list[list[int]], shared: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:

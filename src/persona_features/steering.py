@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from .activations import token_batch
+from .contrast import answer_logprobs
 from .generation import PROMPT_PASS, Forward
 from .models import LoadedModel
 
@@ -105,27 +105,24 @@ def steered_forward(lm: LoadedModel, steers: Steers) -> Forward:
 
 
 def steered_logprobs(steers: Steers):
-    """Mean per-token log-probability of each answer given its chat prompt, with ``steers`` applied.
+    """Mean per-token log-probability of each answer given its chat prompt, with ``steers`` applied:
+    ``contrast.answer_logprobs`` (batches of similar length, the shared prefix run once) with each
+    pass traced through nnsight.
 
     An ``answer_only`` steer edits the answer's positions: those of the tokens a sampler would have
     generated, whose outputs predict the answer's next tokens.
     """
 
-    @torch.inference_mode()
     def logprobs(lm: LoadedModel, prompts, answers, batch_size: int = 16) -> list[float]:
         layers = _by_layer(lm, steers)
-        out = []
-        for start in range(0, len(prompts), batch_size):
-            enc, keep = token_batch(lm, prompts[start:start + batch_size], answers[start:start + batch_size], "answer")
-            with lm.nn.trace(enc) as tracer:
-                _edit(lm, layers, keep)
+
+        def run(inputs: dict, answer: torch.Tensor) -> torch.Tensor:
+            with lm.nn.trace(**inputs) as tracer:
+                _edit(lm, layers, answer)
                 hidden = lm.nn.model.norm.output.save()
-                tracer.stop()  # the head runs below, on the scored positions only
-            rows, cols = keep[:, 1:].nonzero(as_tuple=True)  # position t predicts token t + 1
-            logits = lm.hf.lm_head(hidden[rows, cols]).float()
-            lp = torch.log_softmax(logits, -1).gather(-1, enc["input_ids"][rows, cols + 1, None])[:, 0]
-            sums = torch.zeros(len(keep)).index_add_(0, rows, lp)
-            out += (sums / torch.bincount(rows, minlength=len(keep)).clamp_min(1)).tolist()
-        return out
+                tracer.stop()  # the head runs in answer_logprobs, on the scored positions only
+            return hidden
+
+        return answer_logprobs(lm, prompts, answers, batch_size, run)
 
     return logprobs
