@@ -126,3 +126,41 @@ def flow_diagram(steps: list[str], notes: list[str], title: str) -> plt.Figure:
     ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
     ax.axis("off")
     return fig
+
+
+DIRECTION_COLORS = ["#C44E52", "#4C72B0", "#DD8452", "#8172B3", "#55A868", "#937860"]
+
+
+def dose_panels(table, directions: list[str], unsteered: dict, title: str) -> plt.Figure:
+    """Dose-response of steering (``interventions.dose_table``): the contrast change with the random
+    directions' range, and (where answers were judged) the misalignment and coherence rates with the
+    random directions' pooled rate and the unsteered model's, each against the strength."""
+    judged = "misaligned" in table and table["misaligned"].notna().any()
+    fig, axes = plt.subplots(1, 3 if judged else 1, figsize=(11, 3.3) if judged else (5, 3.3))
+    axes = np.atleast_1d(axes)
+    random = table[table["direction"] == "random"].sort_values("alpha")
+    spread = table[table["direction"] != "random"].groupby("alpha")[["random min", "random max"]].first()
+    axes[0].fill_between(spread.index, spread["random min"], spread["random max"], color=PALETTE["random"],
+                         alpha=0.35, label="random directions")
+    for k, name in enumerate(directions):
+        rows = table[table["direction"] == name].sort_values("alpha")
+        color = DIRECTION_COLORS[k % len(DIRECTION_COLORS)]
+        axes[0].errorbar(rows["alpha"], rows["contrast change"], yerr=[rows["contrast change"] - rows["ci95_lo"],
+                         rows["ci95_hi"] - rows["contrast change"]], fmt="o-", ms=3, capsize=2, color=color, label=name)
+        for ax, metric in zip(axes[1:], ("misaligned", "coherent")):
+            if metric in rows and rows[metric].notna().any():
+                ax.errorbar(rows["alpha"], rows[metric], yerr=[rows[metric] - rows[f"{metric}_lo"],
+                            rows[f"{metric}_hi"] - rows[metric]], fmt="o-", ms=3, capsize=2, color=color)
+    for ax, metric, label in zip(axes[1:], ("misaligned", "coherent"), ("judged misaligned", "judged coherent")):
+        if metric in random and random[metric].notna().any():
+            ax.fill_between(random["alpha"], random[f"{metric}_lo"], random[f"{metric}_hi"], color=PALETTE["random"],
+                            alpha=0.35)
+        if metric in unsteered:
+            ax.axhline(unsteered[metric], color="black", lw=0.8, ls=":")
+        ax.set(xlabel="strength α (× median residual norm)", ylabel=label, ylim=(-0.02, 1.02))
+    axes[0].axhline(0, color="black", lw=0.6)
+    axes[0].set(xlabel="strength α (× median residual norm)", ylabel="contrast change (nats/token)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
