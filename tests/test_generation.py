@@ -17,13 +17,13 @@ def test_left_padded_batch_gives_single_prompt_greedy_tokens(lm):
 
 def test_greedy_padding_check_detects_a_padding_bug(lm, monkeypatch):
     # Break the attention mask: padding then leaks into the computation and the check must fail.
-    real_pad_left = generation._pad_left
+    real_pad_left = generation.pad_left
 
     def unmasked(*args):
         ids, mask = real_pad_left(*args)
         return ids, torch.ones_like(mask)
 
-    monkeypatch.setattr(generation, "_pad_left", unmasked)
+    monkeypatch.setattr(generation, "pad_left", unmasked)
     texts = [lm.chat_text(q) for _, q in QUESTIONS]
     assert not all(generation.greedy_padding_check(lm, texts, max_new_tokens=24))
 
@@ -90,9 +90,9 @@ def test_rows_that_end_leave_the_batch_without_changing_the_others(lm, monkeypat
 
 
 def test_shared_prefix_leaves_every_row_a_token():
-    assert generation._shared_prefix([[1, 2, 3, 4], [1, 2, 5]]) == 2
-    assert generation._shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2
-    assert generation._shared_prefix([[7, 2], [1, 2]]) == 0
+    assert generation.shared_prefix([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert generation.shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2
+    assert generation.shared_prefix([[7, 2], [1, 2]]) == 0
 
 
 def test_draws_follow_the_tempered_nucleus():

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from persona_features import interventions as iv, params
+from persona_features import interventions as iv, params, scorecard
 
 ALPHAS = [0.1, 0.4]
 N_Q = 12
@@ -120,6 +120,8 @@ def test_verdicts_follow_the_rule():
     unsteered = {"coherent": 0.8, "misaligned": 0.0}
     good = iv.verdicts(dose(0.5, 0.01, 0.2, 0.75), dose(-0.5, 0.01, 0.0, 0.75, -1), ablation, unsteered)
     assert good["steering"]["status"] == "replicated" and good["direction"]["status"] == "replicated"
+    for v in good.values():  # the scorecard reads the evidence
+        assert "[" in scorecard.key_number(v) and v["status"] in scorecard.VERDICTS
     incoherent = iv.verdicts(dose(0.5, 0.01, 0.2, 0.2), dose(0.1, 0.5, 0.0, 0.75, -1),
                              ablation.assign(**{"minus random": 0.1, "p_holm": 0.6}), unsteered)
     assert incoherent["steering"]["status"] == "not replicated"  # raised only where coherence collapsed

@@ -21,8 +21,10 @@ from typing import Iterator, NamedTuple, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import DynamicCache
 from tqdm.auto import tqdm
 
+from .generation import pad_left, shared_prefix
 from .models import LoadedModel
 
 WHICH = ("prompt", "answer", "all")
@@ -134,6 +136,49 @@ def _check_layer(lm: LoadedModel, layer: int) -> None:
         raise ValueError(f"layer must be in 0..{lm.n_layers - 1}, got {layer}")
 
 
+def _outputs(lm: LoadedModel, layers: Sequence[int], inputs: dict) -> list[torch.Tensor]:
+    """The outputs of ``layers`` (ascending) in one trace stopped after the last of them."""
+    with lm.nn.trace(**inputs) as tracer:
+        outs = list().save()
+        for layer in range(layers[-1] + 1):
+            if layer in layers:
+                outs.append(lm.layers[layer].output)
+        tracer.stop()
+    return list(outs)
+
+
+def layer_outputs(lm: LoadedModel, layers: Sequence[int], enc: dict) -> list[torch.Tensor]:
+    """Outputs of decoder ``layers`` (ascending), each ``[batch, seq, d_model]`` in the layout of the
+    left-padded batch ``enc``; the pass stops after the last of them.
+
+    The start that every row shares (the chat template's opening) is run once, for a batch of one,
+    and its key-value cache copied to every row, as the sampler does; positions at padding hold
+    nothing meaningful.
+    """
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    starts = (ids.shape[1] - mask.sum(-1)).tolist()
+    rows = [ids[i, s:].tolist() for i, s in enumerate(starts)]
+    shared = shared_prefix(rows) if len(rows) > 1 else 0
+    if shared == 0:
+        return _outputs(lm, layers, enc)
+    cache = DynamicCache()
+    prefix = _outputs(lm, layers, {"input_ids": torch.tensor([rows[0][:shared]]), "past_key_values": cache,
+                                   "use_cache": True})
+    cache.batch_repeat_interleave(len(rows))
+    own_ids, own_mask = pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
+    positions = (own_mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
+    own = _outputs(lm, layers, {"input_ids": own_ids, "attention_mask": own_mask, "position_ids": positions,
+                                "past_key_values": cache, "use_cache": True})
+    out = []
+    for pre, rest in zip(prefix, own):  # rest: each row's own tokens right-aligned, like the batch's
+        full = torch.zeros(len(rows), ids.shape[1], rest.shape[-1], dtype=rest.dtype)
+        full[:, shared:] = rest
+        for i, s in enumerate(starts):
+            full[i, s:s + shared] = pre[0]
+        out.append(full)
+    return out
+
+
 @torch.inference_mode()
 def layer_activations(lm: LoadedModel, layer: int, prompts: Sequence[str], answers: Sequence[str],
                       which: str = "answer", skip: Sequence[int] | None = None) -> TokenActivations:
@@ -144,9 +189,7 @@ def layer_activations(lm: LoadedModel, layer: int, prompts: Sequence[str], answe
     """
     _check_layer(lm, layer)
     enc, keep = token_batch(lm, prompts, answers, which, skip)
-    with lm.nn.trace(enc) as tracer:
-        out = lm.layers[layer].output.save()
-        tracer.stop()
+    out = layer_outputs(lm, [layer], enc)[0]
     rows, cols = keep.nonzero(as_tuple=True)
     starts = keep.shape[1] - enc["attention_mask"].sum(-1)
     return TokenActivations(out[rows, cols].float(), rows, enc["input_ids"][rows, cols], cols - starts[rows])
@@ -174,13 +217,7 @@ def layer_means(lm: LoadedModel, layers: Sequence[int], prompts: Sequence[str], 
         keep = {}
         for which in ("prompt", "answer"):
             enc, keep[which] = token_batch(lm, prompts[chunk], answers[chunk], which)
-        with lm.nn.trace(enc) as tracer:
-            outs = list().save()
-            for layer in range(order[-1] + 1):
-                if layer in order:
-                    outs.append(lm.layers[layer].output)
-            tracer.stop()
-        stacked = torch.stack(outs, 1).float()  # [batch, n_layers, seq, d]
+        stacked = torch.stack(layer_outputs(lm, order, enc), 1).float()  # [batch, n_layers, seq, d]
         for which, mask in keep.items():
             sums[which].index_add_(0, group, torch.einsum("blsd,bs->bld", stacked, mask.float()))
             counts[which].index_add_(0, group, mask.sum(-1).float())

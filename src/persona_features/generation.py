@@ -101,7 +101,7 @@ class _BufferLayer(DynamicLayer):
         self._select(lambda t: t.expand(repeats, *t.shape[1:]).contiguous())
 
 
-def _shared_prefix(rows: list[list[int]]) -> int:
+def shared_prefix(rows: list[list[int]]) -> int:
     """Tokens that every row starts with, leaving each row at least one token of its own."""
     n = min(len(r) for r in rows) - 1
     for i, column in enumerate(zip(*rows)):
@@ -126,13 +126,13 @@ def final_hidden(lm: LoadedModel, rows: Sequence[list[int]], own_at_least: Seque
     """
     run = run or (lambda inputs, answer: lm.hf.model(**inputs).last_hidden_state)
     limit = min(len(r) - k for r, k in zip(rows, own_at_least))
-    shared = min(_shared_prefix(list(rows)), limit) if len(rows) > 1 else 0
+    shared = min(shared_prefix(list(rows)), limit) if len(rows) > 1 else 0
     cache = DynamicCache()
     if shared > 0:
         run({"input_ids": torch.tensor([rows[0][:shared]]), "past_key_values": cache, "use_cache": True},
             torch.zeros(1, shared, dtype=torch.bool))
         cache.batch_repeat_interleave(len(rows))
-    ids, mask = _pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
+    ids, mask = pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
     answer = torch.zeros(ids.shape, dtype=torch.bool)
     for i, k in enumerate(answer_tokens or []):
@@ -141,7 +141,7 @@ def final_hidden(lm: LoadedModel, rows: Sequence[list[int]], own_at_least: Seque
                 "past_key_values": cache if shared > 0 else None, "use_cache": shared > 0}, answer)
 
 
-def _pad_left(own: list[list[int]], shared: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_left(own: list[list[int]], shared: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's own tokens, left-padded; the mask also covers the ``shared`` tokens before them."""
     width = max(map(len, own))
     ids = torch.tensor([[pad] * (width - len(r)) + r for r in own])
@@ -162,13 +162,13 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
     make that identical to a plain left-padded batch.
     """
     rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    shared = _shared_prefix(rows) if len(rows) > 1 else 0
+    shared = shared_prefix(rows) if len(rows) > 1 else 0
     capacity = max(map(len, rows)) + max_new_tokens
     cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
     if shared:
         forward(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True, **{PROMPT_PASS: 1})
         cache.batch_repeat_interleave(len(rows))
-    ids, mask = _pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
+    ids, mask = pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
     logits = forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                      use_cache=True, **{PROMPT_PASS: 1})[:, -1]

@@ -274,8 +274,8 @@ def verdicts(dose_plus: pd.DataFrame, dose_minus: pd.DataFrame, ablation: pd.Dat
                             f"{unsteered['coherent']:.0%}); " + ", ".join(f"{k}: {'yes' if v else 'no'}"
                                                                            for k, v in parts.items())),
                 "evidence": {"label": f"persona latent added at α = {best['alpha']:g}, contrast change",
-                             "mean": float(best["contrast change"]), "lo": float(best["ci95_lo"]),
-                             "hi": float(best["ci95_hi"]), "n": int(best.get("n_answers", 0) or 0),
+                             "mean": float(best["contrast change"]), "ci95_lo": float(best["ci95_lo"]),
+                             "ci95_hi": float(best["ci95_hi"]), "n": int(best.get("n_answers", 0) or 0),
                              "p_holm": float(best["p_holm"])}}
     md = ablation[ablation["direction"] == "mean difference"]
     measurable = md[md["rise_p"] < 0.05]
@@ -291,8 +291,8 @@ def verdicts(dose_plus: pd.DataFrame, dose_minus: pd.DataFrame, ablation: pd.Dat
                              f"base model ({top['rise over base']:+.3f} nats per token, p = {top['rise_p']:.3f}); "
                              f"random directions {top['random reduction']:.0%}"),
                  "evidence": {"label": f"share of {top['model']}'s contrast rise removed by ablating the mean difference",
-                              "mean": float(top["reduction"]), "lo": float(top["ci95_lo"]), "hi": float(top["ci95_hi"]),
-                              "p_holm": float(top["p_holm"])}}
+                              "mean": float(top["reduction"]), "ci95_lo": float(top["ci95_lo"]),
+                              "ci95_hi": float(top["ci95_hi"]), "p_holm": float(top["p_holm"])}}
     return {"steering": steering, "direction": direction}
 
 
