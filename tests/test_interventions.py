@@ -101,6 +101,7 @@ def test_ablation_table_and_transfer_matrix():
     assert table.loc["health_bad", "random reduction"] == pytest.approx(0.02, abs=0.005)
     assert (table["p_holm"] < 0.05).all()
     assert table.loc["health_bad", "rise over base"] == pytest.approx(1.0, abs=0.1) and (table["rise_p"] < 0.05).all()
+    assert (table["minus_random_lo"] <= table["minus random"]).all() and (table["minus random"] < 0).all()
     matrix = iv.transfer_matrix(runs, {"health_bad": "health", "risk_bad": "risk"}, ["health", "risk"], randoms, 0.2)
     assert matrix.loc["health", "health"] == pytest.approx(-0.8, abs=0.03)
     assert matrix.loc["health", "risk"] == pytest.approx(-0.3, abs=0.03)
@@ -114,7 +115,8 @@ def test_verdicts_follow_the_rule():
         rows += [{"direction": iv.RANDOM, "alpha": sign * a, "misaligned": 0.05} for a in ALPHAS]
         return pd.DataFrame(rows)
     ablation = pd.DataFrame([{"model": "m", "direction": d, "reduction": 0.8, "ci95_lo": 0.6, "ci95_hi": 0.9,
-                              "random reduction": 0.02, "minus random": -0.5, "p_holm": 0.01, "rise over base": 0.3,
+                              "random reduction": 0.02, "minus random": -0.5, "minus_random_lo": -0.6,
+                              "minus_random_hi": -0.4, "p_holm": 0.01, "rise over base": 0.3,
                               "rise_p": 0.001}
                              for d in ("persona latent", "mean difference")])
     unsteered = {"coherent": 0.8, "misaligned": 0.0}

@@ -189,6 +189,7 @@ def ablation_table(runs: Mapping[str, dict], base_run: dict, names: Sequence[str
                          "reduction": share[0], "ci95_lo": share[1], "ci95_hi": share[2],
                          "random reduction": random_share[0], "random_lo": random_share[1],
                          "random_hi": random_share[2], "minus random": test.difference.mean,
+                         "minus_random_lo": test.difference.lo, "minus_random_hi": test.difference.hi,
                          "p_vs_random": test.p_value})
     return with_holm(pd.DataFrame(rows), "direction")
 
@@ -290,9 +291,10 @@ def verdicts(dose_plus: pd.DataFrame, dose_minus: pd.DataFrame, ablation: pd.Dat
                              f"[{top['ci95_lo']:.0%}, {top['ci95_hi']:.0%}] of {top['model']}'s contrast rise over the "
                              f"base model ({top['rise over base']:+.3f} nats per token, p = {top['rise_p']:.3f}); "
                              f"random directions {top['random reduction']:.0%}"),
-                 "evidence": {"label": f"share of {top['model']}'s contrast rise removed by ablating the mean difference",
-                              "mean": float(top["reduction"]), "ci95_lo": float(top["ci95_lo"]),
-                              "ci95_hi": float(top["ci95_hi"]), "p_holm": float(top["p_holm"])}}
+                 "evidence": {"label": f"{top['model']}: contrast change from ablating the mean difference, minus "
+                                       "random ablations", "mean": float(top["minus random"]),
+                              "ci95_lo": float(top["minus_random_lo"]), "ci95_hi": float(top["minus_random_hi"]),
+                              "p_holm": float(top["p_holm"])}}
     return {"steering": steering, "direction": direction}
 
 
