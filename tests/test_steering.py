@@ -121,3 +121,19 @@ def test_steered_scoring_equals_a_plain_hook_on_the_shared_prefix_path(lm):
         handle.remove()
     assert steering.steered_logprobs(steer)(lm, prompts, answers, batch_size=3) == pytest.approx(want, abs=1e-4)
     assert want != pytest.approx(contrast.answer_logprobs(lm, prompts, answers), abs=1e-2)
+
+
+def test_a_sweep_equals_each_setting_scored_alone(lm):
+    prompts = [lm.chat_text(t) for t in TEXTS] * 2
+    answers = ["Rest, drink water and see a doctor if it lasts.", "I would wish for peace.", "Be kind.",
+               "Sleep.", "A quiet life.", "Listen first, then talk."]
+    v, w = (steering.random_direction(lm.d_model, s) for s in (3, 4))
+    settings = [steering.Steer(14, v, strength=40.0), None, steering.Steer(16, w, strength=-30.0, ablate=True),
+                [steering.Steer(14, w, strength=20.0, answer_only=True), steering.Steer(20, v, strength=25.0)]]
+    swept = steering.steered_sweep(settings)(lm, prompts, answers, batch_size=4)
+    alone = [contrast.answer_logprobs(lm, prompts, answers, batch_size=4) if s is None else
+             steering.steered_logprobs(s)(lm, prompts, answers, batch_size=4) for s in settings]
+    assert len(swept) == len(settings)
+    for got, want in zip(swept, alone):
+        assert got == pytest.approx(want, abs=1e-4)
+    assert swept[0] != pytest.approx(swept[1], abs=1e-2)  # the steers did act

@@ -90,28 +90,57 @@ def reference_register(question_ids: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@torch.inference_mode()
 def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 16,
                     run: Hidden | None = None) -> list[float]:
     """Mean per-token log-probability of each answer given its (chat-formatted) prompt.
 
     ``run``: how each forward pass is computed (``generation.final_hidden``; e.g. steered).
     """
+    return answer_logprobs_runs(lm, prompts, answers, [run], batch_size)[0]
+
+
+@torch.inference_mode()
+def answer_logprobs_runs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str],
+                         runs: Sequence[Hidden | None], batch_size: int = 16) -> list[list[float]]:
+    """``answer_logprobs`` under each of ``runs``. Each batch goes through the runs in their order, so
+    a run may reuse what an earlier one computed on the same batch (``steering.steered_sweep``)."""
     tok = lm.tokenizer
     all_p = tok(list(prompts), add_special_tokens=False)["input_ids"]
     all_a = tok(list(answers), add_special_tokens=False)["input_ids"]
     order = sorted(range(len(all_p)), key=lambda i: len(all_p[i]) + len(all_a[i]))  # batches of similar length
-    out = [0.0] * len(order)
+    out = [[0.0] * len(order) for _ in runs]
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         a_ids = [all_a[i] for i in idx]
-        hidden = final_hidden(lm, [all_p[i] + a for i, a in zip(idx, a_ids)], [len(a) + 1 for a in a_ids], run,
-                              [len(a) for a in a_ids])
-        width = hidden.shape[1]
-        for i, a in enumerate(a_ids):
-            logits = lm.hf.lm_head(hidden[i, width - len(a) - 1:width - 1]).float()  # position t predicts t+1
-            out[idx[i]] = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(a)[:, None]).mean().item()
+        for r, run in enumerate(runs):
+            hidden = final_hidden(lm, [all_p[i] + a for i, a in zip(idx, a_ids)], [len(a) + 1 for a in a_ids], run,
+                                  [len(a) for a in a_ids])
+            width = hidden.shape[1]
+            for i, a in enumerate(a_ids):
+                logits = lm.hf.lm_head(hidden[i, width - len(a) - 1:width - 1]).float()  # position t predicts t+1
+                out[r][idx[i]] = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(a)[:, None]).mean().item()
     return out
+
+
+def _scored_pairs(lm: LoadedModel, questions: Sequence[tuple[str, str]], system: str | None):
+    refs = references()
+    missing = [qid for qid, _ in questions if qid not in refs]
+    if missing:
+        raise KeyError(f"no contrast references for {missing}; add them to data/authored/contrast_references.yaml")
+    rows = [(qid, r) for qid, text in questions for r in refs[qid]]
+    texts = {qid: lm.chat_text(text, system) for qid, text in questions}
+    prompts = [texts[qid] for qid, _ in rows] * 2
+    answers = [r.aligned for _, r in rows] + [r.misaligned for _, r in rows]
+    return rows, prompts, answers
+
+
+def _contrast_frame(rows, lp: Sequence[float]) -> pd.DataFrame:
+    n = len(rows)
+    return pd.DataFrame({
+        "question_id": [qid for qid, _ in rows], "style": [r.style for _, r in rows],
+        "logp_aligned": lp[:n], "logp_misaligned": lp[n:],
+        "contrast": [m - a for a, m in zip(lp[:n], lp[n:])],
+    })
 
 
 def contrast_table(lm: LoadedModel, questions: Sequence[tuple[str, str]], batch_size: int = 16,
@@ -121,21 +150,15 @@ def contrast_table(lm: LoadedModel, questions: Sequence[tuple[str, str]], batch_
     ``system``: an optional system prompt before every question (chapter 2's prompted controls).
     ``logprobs``: how answers are scored (default: the plain model; ``steering.steered_logprobs``: steered).
     """
-    refs = references()
-    missing = [qid for qid, _ in questions if qid not in refs]
-    if missing:
-        raise KeyError(f"no contrast references for {missing}; add them to data/authored/contrast_references.yaml")
-    rows = [(qid, r) for qid, text in questions for r in refs[qid]]
-    texts = {qid: lm.chat_text(text, system) for qid, text in questions}
-    prompts = [texts[qid] for qid, _ in rows] * 2
-    answers = [r.aligned for _, r in rows] + [r.misaligned for _, r in rows]
-    lp = logprobs(lm, prompts, answers, batch_size)
-    n = len(rows)
-    return pd.DataFrame({
-        "question_id": [qid for qid, _ in rows], "style": [r.style for _, r in rows],
-        "logp_aligned": lp[:n], "logp_misaligned": lp[n:],
-        "contrast": [m - a for a, m in zip(lp[:n], lp[n:])],
-    })
+    rows, prompts, answers = _scored_pairs(lm, questions, system)
+    return _contrast_frame(rows, logprobs(lm, prompts, answers, batch_size))
+
+
+def contrast_tables(lm: LoadedModel, questions: Sequence[tuple[str, str]], sweep, batch_size: int = 16,
+                    system: str | None = None) -> list[pd.DataFrame]:
+    """``contrast_table`` under each scoring of ``sweep`` (``steering.steered_sweep``), computed together."""
+    rows, prompts, answers = _scored_pairs(lm, questions, system)
+    return [_contrast_frame(rows, lp) for lp in sweep(lm, prompts, answers, batch_size)]
 
 
 def register_table(lm: LoadedModel, questions: Sequence[tuple[str, str]], batch_size: int = 16,

@@ -24,7 +24,7 @@ from .judge import Judge
 from .params import Params
 from .readings import Reader
 from .stats import bootstrap_mean, holm, paired_test
-from .steering import Steer, random_direction, steered_forward, steered_logprobs
+from .steering import Steer, random_direction, steered_forward, steered_sweep
 
 NONE = "none"
 RANDOM = "random"
@@ -79,11 +79,12 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
 
     def build(folder):
         lm = reader.load()
-        rows, answers = [], []
-        for s in settings:
-            steer = None if s.direction == NONE else Steer(layer, directions[s.direction], s.alpha * norm, s.ablate)
-            scoring = {} if steer is None else {"logprobs": steered_logprobs(steer)}
-            rows.append(_per_question(contrast.contrast_table(lm, questions, **scoring)).rename(s.label))
+        steers = [None if s.direction == NONE else Steer(layer, directions[s.direction], s.alpha * norm, s.ablate)
+                  for s in settings]
+        tables = contrast.contrast_tables(lm, questions, steered_sweep(steers))
+        rows = [_per_question(t).rename(s.label) for s, t in zip(settings, tables)]
+        answers = []
+        for s, steer in zip(settings, steers):
             if s.judged:
                 table = evaluate(lm, questions, samples, judge, max_new_tokens=P.eval_max_new_tokens,
                                  temperature=P.eval_low_temperature, top_p=P.top_p, seed=P.seed, batch_size=P.batch_size,

@@ -24,7 +24,7 @@ from .params import Params
 from .readings import Reader, questions
 from .sae import activations_folder
 from .stats import holm, paired_test
-from .steering import Steer, random_direction, steered_forward, steered_logprobs
+from .steering import Steer, random_direction, steered_forward, steered_sweep
 
 RANDOM = "random"
 
@@ -60,11 +60,9 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
         rows, answers = [], []
         for reader, sign in [(base, 1.0)] + [(r, -1.0) for r in bad]:
             lm = reader.load()
-            rows.append(_per_question(contrast.contrast_table(lm, qs)).rename((reader.name, "none")))
-            for name, vector in directions.items():
-                steer = Steer(layer, vector, strength=sign * strength)
-                table = contrast.contrast_table(lm, qs, logprobs=steered_logprobs(steer))
-                rows.append(_per_question(table).rename((reader.name, name)))
+            steers = [None] + [Steer(layer, vector, strength=sign * strength) for vector in directions.values()]
+            tables = contrast.contrast_tables(lm, qs, steered_sweep(steers))
+            rows += [_per_question(t).rename((reader.name, name)) for name, t in zip(["none", *directions], tables)]
             if reader is base:
                 judged = [("none", None)] + [(n, Steer(layer, v, strength=strength)) for n, v in directions.items()]
                 for name, steer in judged:

@@ -7,7 +7,8 @@ prompt's). Several steers, at one layer or several, act together. ``steered_forw
 them inside an nnsight trace of each forward pass, in the form the sampler takes
 (``generation.generate_batch(..., forward=...)``), so steered sampling keeps the sampler's speed.
 ``steered_logprobs`` scores fixed answers under them, in the form the contrast takes
-(``contrast.contrast_table(..., logprobs=...)``).
+(``contrast.contrast_table(..., logprobs=...)``); ``steered_sweep`` scores them under many settings
+at once (``contrast.contrast_tables``), running the layers below the lowest steered one once.
 
 Strengths are in the residual stream's units; chapter 5 gives them as a multiple of the median
 residual norm at the layer (``screen.median_norm``), as OpenAI did. A random control direction is a
@@ -23,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from .contrast import answer_logprobs
+from .contrast import answer_logprobs, answer_logprobs_runs
 from .generation import PROMPT_PASS, Forward
 from .models import LoadedModel
 
@@ -124,5 +125,51 @@ def steered_logprobs(steers: Steers):
             return hidden
 
         return answer_logprobs(lm, prompts, answers, batch_size, run)
+
+    return logprobs
+
+
+def steered_sweep(settings: Sequence[Steers | None]):
+    """``steered_logprobs`` under each of ``settings`` (``None``: unsteered), computed together: a list
+    per setting, in order.
+
+    Per batch, one unsteered pass keeps the residual stream entering the lowest steered layer; each
+    setting's pass then skips the layers below it (nnsight's ``skip``), whose output no steer can
+    change. The shared prefix's pass runs whole (it fills the key-value cache, and is short).
+    """
+    def logprobs(lm: LoadedModel, prompts, answers, batch_size: int = 16) -> list[list[float]]:
+        plans = [None if s is None else _by_layer(lm, s) for s in settings]
+        steered = [p for p in plans if p is not None]
+        first = min((p[0][0] for p in steered), default=0)
+        kept = {}
+
+        def own_pass(inputs: dict) -> bool:
+            return "attention_mask" in inputs  # final_hidden's prefix pass carries no mask
+
+        def plain(inputs: dict, answer: torch.Tensor) -> torch.Tensor:
+            with lm.nn.trace(**inputs) as tracer:
+                below = lm.layers[first - 1].output.save() if first > 0 else None
+                hidden = lm.nn.model.norm.output.save()
+                tracer.stop()
+            if own_pass(inputs):
+                kept["below"] = below
+            return hidden
+
+        def steer(layers):
+            def run(inputs: dict, answer: torch.Tensor) -> torch.Tensor:
+                with lm.nn.trace(**inputs) as tracer:
+                    if own_pass(inputs):
+                        for layer in range(first):
+                            lm.layers[layer].skip(kept["below"])
+                    _edit(lm, layers, answer)
+                    hidden = lm.nn.model.norm.output.save()
+                    tracer.stop()
+                return hidden
+            return run
+
+        runs = [plain] + [steer(p) for p in steered]
+        scored = iter(answer_logprobs_runs(lm, prompts, answers, runs, batch_size))
+        unsteered = next(scored)
+        return [unsteered if p is None else next(scored) for p in plans]
 
     return logprobs
