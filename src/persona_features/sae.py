@@ -204,6 +204,8 @@ def ce_loss_recovered(lm: LoadedModel, sae: TopKSAE, layer: int, prompts: Sequen
     model and against zero-ablation, on the ``which`` tokens (token 0 and special tokens untouched;
     ``skip`` leaves out repeated leading tokens, as in ``token_batch``).
 
+    The spliced and zero-ablated passes skip the layers below ``layer`` (nnsight's ``skip``), reusing
+    the clean pass's residual stream; the head runs on the scored positions only.
     ``recovered`` = (zero - spliced) / (zero - clean): 1 means the SAE loses nothing.
     """
     sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
@@ -211,16 +213,22 @@ def ce_loss_recovered(lm: LoadedModel, sae: TopKSAE, layer: int, prompts: Sequen
     for start in range(0, len(prompts), batch_size):
         chunk = slice(start, start + batch_size)
         enc, keep = token_batch(lm, prompts[chunk], answers[chunk], which, None if skip is None else skip[chunk])
-        targets = enc["input_ids"][:, 1:]
         scored = keep[:, 1:]  # a kept token's loss is predicted from the position before it
+        targets = enc["input_ids"][:, 1:][scored]
+        below = None
         for name, replace in (("clean", None), ("spliced", sae), ("zero", torch.zeros_like)):
-            with lm.nn.trace(enc):
-                if replace is not None:
+            with lm.nn.trace(enc) as tracer:
+                if replace is None:
+                    below = lm.layers[layer - 1].output.save() if layer > 0 else None
+                else:
+                    for lower in range(layer):
+                        lm.layers[lower].skip(below)
                     h = lm.layers[layer].output
                     lm.layers[layer].output = torch.where(keep[..., None], replace(h), h)
-                logits = lm.nn.output.logits.save()
-            ce = torch.nn.functional.cross_entropy(logits[:, :-1][scored].float(), targets[scored], reduction="sum")
-            sums[name] += float(ce)
+                hidden = lm.nn.model.norm.output.save()
+                tracer.stop()
+            logits = lm.hf.lm_head(hidden[:, :-1][scored]).float()
+            sums[name] += float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum"))
         n += int(scored.sum())
     ce = {k: v / n for k, v in sums.items()}
     return {**ce, "recovered": (ce["zero"] - ce["spliced"]) / (ce["zero"] - ce["clean"]), "n_tokens": n}
