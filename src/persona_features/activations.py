@@ -233,10 +233,11 @@ def stream_to_shards(lm: LoadedModel, layer: int, prompts: Sequence[str], answer
 
     Each shard holds ``acts`` [n, d_model] (float16), ``seq`` (the pair's index in the corpus),
     ``token`` (its id) and ``pos`` (its position in the pair's tokens), at most ``shard_tokens`` rows; at most one shard is held in memory. Pairs
-    are processed in order of length so that batches pad little.
+    are processed in order of their length in tokens, so that batches pad little.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
+    p_ids, a_ids = _pair_ids(lm, prompts, answers)
+    order = sorted(range(len(prompts)), key=lambda i: len(p_ids[i]) + len(a_ids[i]))
     pending: list[tuple[torch.Tensor, ...]] = []
     n_pending, n_shards, n_tokens = 0, 0, 0
 

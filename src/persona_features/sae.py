@@ -282,7 +282,8 @@ def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int) ->
         return {**info, "seconds": round(time.perf_counter() - start, 1)}
 
     acts = artifacts.get_or_build("sae_activations", {"model": P.model, "dtype": dtype, "layer": layer,
-                                                      "chats": P.sae_chats, "repeated_prefixes": "once"}, stream,
+                                                      "chats": P.sae_chats, "repeated_prefixes": "once",
+                                                      "batches": "by length in tokens"}, stream,
                                   [corpus.key])
     cfg = SAEConfig(d_in=lm.d_model, d_sae=P.sae_expansion * lm.d_model, k=P.sae_k, epochs=P.sae_epochs, seed=P.seed)
 
