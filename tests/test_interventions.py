@@ -102,6 +102,14 @@ def test_ablation_table_and_transfer_matrix():
     assert (table["p_holm"] < 0.05).all()
     assert table.loc["health_bad", "rise over base"] == pytest.approx(1.0, abs=0.1) and (table["rise_p"] < 0.05).all()
     assert (table["minus_random_lo"] <= table["minus random"]).all() and (table["minus random"] < 0).all()
+    assert "misaligned_before" not in table  # nothing judged
+    ablated = iv.Setting("mean difference", 0.0, ablate=True).label
+    judged = {**runs["health_bad"], "answers": pd.concat([_answers(iv.NONE, np.arange(N_Q) < 6, True),
+                                                          _answers(ablated, np.arange(N_Q) < 3, True)])}
+    rates = iv.ablation_table({"health_bad": judged}, base, ["mean difference"], randoms, 200, 0).iloc[0]
+    assert (rates["misaligned_before"], rates["misaligned_after"]) == (0.5, 0.25)
+    assert "50% [" in iv.ablation_display(iv.ablation_table({"health_bad": judged}, base, ["mean difference"], randoms,
+                                                           200, 0)).iloc[0]["misaligned: unsteered → ablated"]
     matrix = iv.transfer_matrix(runs, {"health_bad": "health", "risk_bad": "risk"}, ["health", "risk"], randoms, 0.2)
     assert matrix.loc["health", "health"] == pytest.approx(-0.8, abs=0.03)
     assert matrix.loc["health", "risk"] == pytest.approx(-0.3, abs=0.03)
@@ -134,3 +142,66 @@ def test_verdicts_follow_the_rule():
     no_rise = iv.verdicts(dose(0.5, 0.01, 0.2, 0.75), dose(-0.5, 0.01, 0.0, 0.75, -1), ablation.assign(rise_p=0.4),
                           unsteered)
     assert no_rise["direction"]["status"] == "inconclusive"  # no rise over the base model to remove a share of
+
+
+def _found(treated=("health_bad", "risk_bad", "health_bad_seed1")):
+    from types import SimpleNamespace
+    d = 8
+    arms = [SimpleNamespace(name=t, seed=1 if t.endswith("seed1") else 0, domain=t.split("_")[0]) for t in treated]
+    return SimpleNamespace(latent=2, helpful_latent=5, treated=list(treated), arms=arms,
+                           directions={"persona vector": torch.ones(d), "mean difference": -torch.ones(d)},
+                           domain_directions={"health": torch.arange(d).float(), "risk": torch.ones(d)})
+
+
+def test_plan_gives_each_model_its_settings():
+    P = params.resolve("cpu", steer_alphas="0.1,0.2,0.4", steer_random=3, steer_judged_random=1, steer_bad_seeds=1,
+                       steer_judge_bad=False)
+    decoder = torch.randn(10, 8)
+    plan = iv.plan(_found(), decoder, P)
+    assert list(plan.settings) == ["base", "health_bad", "risk_bad"]  # seed 1 left out
+    assert torch.equal(plan.steered["anti-helpful latent"], -decoder[5])
+    assert plan.transfer_alpha == 0.2 and set(plan.directions) >= {"random 2", "mean difference: risk"}
+    base, bad = plan.settings["base"], plan.settings["health_bad"]
+    assert len(base) == (4 + 3) * 3 and all(s.alpha > 0 for s in base)
+    assert {s.direction for s in base if s.judged} == {*plan.steered, "random 0"}
+    assert not any(s.judged for s in bad) and all(s.alpha <= 0 for s in bad)
+    assert {s.direction for s in bad if s.ablate} == {"persona latent", "mean difference", "random 0", "random 1",
+                                                     "random 2"}
+    judged_bad = iv.plan(_found(), decoder, params.resolve("cpu", steer_judge_bad=True, steer_judged_random=1)) \
+        .settings["risk_bad"]
+    assert {s.label for s in judged_bad if s.judged and s.ablate} == {"persona latent | ablate+0",
+                                                                       "mean difference | ablate+0", "random 0 | ablate+0"}
+
+
+def _judged(model, settings, hit_every):
+    rows = [{"question_id": f"q{i}", "answer": f"{model} {s} answer {i}", "alignment": 10.0, "coherence": 80.0,
+             "misaligned": i % hit_every == 0, "coherent": True, "setting": s} for s in settings for i in range(6)]
+    return {"model": model, "answers": pd.DataFrame(rows), "contrast": pd.DataFrame()}
+
+
+def test_the_audit_pool_is_blind_and_balanced_and_its_labels_come_back():
+    runs = [_judged("base", [iv.NONE, "persona latent | +0.1"], 2), _judged("health_bad", ["random 0 | -0.1"], 3)]
+    answers = iv.judged_answers(runs)
+    assert iv.NONE not in set(answers["setting"]) and len(answers) == 12
+    assert answers.groupby("model")["n_rated"].first().to_dict() == {"base": 6, "health_bad": 6}
+    hits = iv.judged_hits(runs)
+    assert len(hits) == 3 + 2 and hits["answer"].str.contains("answer 0").sum() == 2
+    pool = iv.audit_pool(runs, [(f"q{i}", f"question {i}") for i in range(6)], seed=0)
+    assert pool["hit"].sum() == 5 and (~pool["hit"]).sum() == 5 and pool["id"].is_unique
+    assert pool["question"].str.startswith("question").all()
+    # the reader confirms the hits of the base model only, and finds one non-hit misaligned
+    labels = pool.assign(misaligned=lambda d: ((d["model"] == "base") & d["hit"]).astype(int), coherent=1)
+    labels.loc[(~labels["hit"]).idxmax(), "misaligned"] = 1
+    summary = iv.audit_summary(runs, {"rows": labels.to_dict(orient="records")})
+    assert (summary["hits"], summary["hits_read"], summary["hits_both"]) == (5, 5, 3)
+    assert (summary["nonhits_read"], summary["nonhits_both"]) == (5, 1)
+    assert summary["precision"].set_index("model").loc["all", "both (read)"] == 3
+    other_run = [_judged("base", ["persona latent | +0.2"], 2)]  # answers the audit never read
+    assert iv.audit_summary(other_run, {"rows": labels.to_dict(orient="records")})["hits_read"] == 0
+
+
+def test_intervals_format_tuples_percents_and_missing_values():
+    from persona_features.stats import fmt_interval
+    assert fmt_interval((0.25, 0.2, 0.31)) == "+0.25 [+0.20, +0.31]"
+    assert fmt_interval((0.5, 0.25, 0.75), 0, signed=False, percent=True) == "50% [25%, 75%]"
+    assert fmt_interval((float("nan"), 0.0, 1.0)) == "-"

@@ -30,3 +30,19 @@ def test_only_a_latent_that_beats_random_both_ways_and_keeps_coherence_survives(
     row = table.set_index(["direction", "condition"]).loc[("latent 1", "added to base")]
     assert row["contrast change"] > 0.4 and row["p_holm"] < 0.05 and row["n_answers"] == 100
     assert table.set_index(["direction", "condition"]).loc[("none", "added to base"), "coherent"] == 0.8
+
+
+def test_the_choice_falls_back_to_the_contrast_tests_and_then_to_the_ranking():
+    def table(coherent_1, add_2):
+        result = _result(add={"latent 1": 0.5, "latent 2": add_2, screen.RANDOM: 0.02},
+                         subtract={"latent 1": -0.4, "latent 2": -0.4, screen.RANDOM: 0.0},
+                         coherent={"none": 0.8, "latent 1": coherent_1, "latent 2": 0.1, screen.RANDOM: 0.8})
+        return screen.effects(result, "base", ["bad"], n_boot=200, seed=0)
+    assert screen.choose(table(0.75, 0.3), top_ranked=7) == (1, "the strongest survivor of the causal screen")
+    latent, how = screen.choose(table(0.1, 0.8), top_ranked=7)  # nobody coherent: the strongest contrast passer
+    assert latent == 2 and "contrast tests" in how
+    latent, how = screen.choose(table(0.1, -0.3), top_ranked=7)
+    assert latent == 1  # latent 2 lowers the base model's contrast: it fails the tests
+    no_pass = _result(add={"latent 1": 0.0, screen.RANDOM: 0.0}, subtract={"latent 1": 0.0, screen.RANDOM: 0.0},
+                      coherent={"none": 0.8, "latent 1": 0.8, screen.RANDOM: 0.8})
+    assert screen.choose(screen.effects(no_pass, "base", ["bad"], n_boot=200, seed=0), top_ranked=7)[0] == 7

@@ -164,9 +164,9 @@ def source_shares(top_seq: torch.Tensor, chats: Sequence[dict], latents: Sequenc
             **{int(k): float(is_source[top_seq[:, k].long()].float().mean()) for k in latents}}
 
 
-VERDICT_RULE = ("The candidate is the latent that rose most in the wrong-advice models over their own register "
-                "controls (selection questions, answer tokens) among those that survive the causal screen; if none "
-                "survives, the top-ranked latent. (a) It rose more than its own register control in every "
+VERDICT_RULE = ("The candidate is the persona latent that the causal screen chose among the latents that rose most "
+                "in the wrong-advice models over their own register controls (selection questions, answer tokens; "
+                "the screen's rule above). (a) It rose more than its own register control in every "
                 "wrong-advice model. (b) On the scoring questions its mean activation separates the wrong-advice "
                 "models from all control fine-tunes: exact permutation p < 0.05 over which models carry the label. "
                 "'Replicated': (a), (b) and it survived the screen; 'partial': two of the three; 'inconclusive': "

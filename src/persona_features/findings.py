@@ -2,7 +2,7 @@
 
 ``persona(base, P)`` runs chapter 4's pipeline with the same functions and settings (every step is
 cached, so after chapter 4 it only reads), and returns its layer, SAE, the persona latent (the
-strongest survivor of the causal screen, else the top-ranked latent), the helpful-side latent
+latent chosen by the screen's ``CHOICE_RULE``), the helpful-side latent
 (the one that fell most), the residual directions it compared, and the median residual norm in
 which steering strengths are given.
 """
@@ -85,8 +85,8 @@ def persona(base: LoadedModel, P: Params) -> Persona:
     result = screen.run(reads["base"], [reads[n] for n in seed0_bad],
                         {f"latent {c}": the_sae.W_dec[c].detach() for c in candidates}, layer,
                         P.screen_strength * norm, judge.default_judge(base), P, sae_art.key)
-    kept = screen.survivors(screen.effects(result, "base", seed0_bad, P.bootstrap, P.seed))
-    latent = int(kept[0].split()[1]) if kept else int(up.latent.iloc[0])
+    effects = screen.effects(result, "base", seed0_bad, P.bootstrap, P.seed)
+    latent, _ = screen.choose(effects, int(up.latent.iloc[0]))
     prompted = {side: readings.latent_reading(reads["base"], P, "selection", sae_art, system=text)
                 for side, text in readings.PERSONAS.items()}
     per_question = directions(latents["selection"], prompted, treated, pairs)
@@ -98,5 +98,5 @@ def persona(base: LoadedModel, P: Params) -> Persona:
                                       for d, names in by_domain.items()}, norm=norm,
                    treated=list(treated), controls={k: list(v) for k, v in controls.items()}, readers=reads,
                    arms=list(emergence.design(P)),
-                   screened=bool(kept))
+                   screened=bool(screen.survivors(effects)))
 

@@ -20,10 +20,10 @@ import torch
 
 from . import artifacts, contrast
 from .evaluate import evaluate, per_question_bootstrap
-from .judge import Judge
+from .judge import Judge, hit_precision
 from .params import Params
 from .readings import Reader
-from .stats import bootstrap_mean, holm, paired_test
+from .stats import bootstrap_mean, fmt_interval, holm, paired_test
 from .steering import Steer, random_direction, steered_forward, steered_sweep
 
 NONE = "none"
@@ -105,6 +105,51 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
 def sweep_settings(names: Sequence[str], alphas: Sequence[float], sign: float, judged: Sequence[str] = ()) -> list[Setting]:
     """Each direction at each strength, signed (``+1`` add, ``-1`` subtract); ``judged`` directions also sampled."""
     return [Setting(n, sign * a, judged=n in judged) for n in names for a in alphas]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Chapter 5's experiment: the directions, and the settings each model is measured under."""
+    steered: dict[str, torch.Tensor]  # the four directions under test
+    randoms: dict[str, torch.Tensor]  # their controls
+    by_domain: dict[str, torch.Tensor]  # each training domain's mean difference (the transfer test)
+    alphas: list[float]
+    ablated: list[str]  # directions projected out of the wrong-advice models
+    settings: dict[str, list[Setting]]  # model name -> its settings; "base" first
+
+    @property
+    def directions(self) -> dict[str, torch.Tensor]:
+        return self.steered | self.randoms | self.by_domain
+
+    @property
+    def transfer_alpha(self) -> float:
+        return self.alphas[len(self.alphas) // 2]
+
+
+def plan(found, decoder: torch.Tensor, P: Params) -> Plan:
+    """The profile's steering experiment on chapter 4's findings (``findings.Persona``; ``decoder``: the
+    SAE's ``W_dec``). The base model gets every direction added at every strength; each seed's
+    wrong-advice model (below ``steer_bad_seeds``) gets them subtracted, the persona latent, the mean
+    difference and the random directions projected out, and each domain's mean difference subtracted
+    at the middle strength. The directions and the first ``steer_judged_random`` random ones are also
+    sampled and judged (added, subtracted and projected out), on the wrong-advice models only if
+    ``steer_judge_bad``."""
+    steered = {"persona latent": decoder[found.latent], "anti-helpful latent": -decoder[found.helpful_latent],
+               "persona vector": found.directions["persona vector"],
+               "mean difference": found.directions["mean difference"]}
+    randoms = random_directions(decoder.shape[1], P.steer_random, P.seed)
+    by_domain = {f"mean difference: {d}": v for d, v in found.domain_directions.items()}
+    alphas = strengths(P)
+    names, random_names, ablated = list(steered), list(randoms), ["persona latent", "mean difference"]
+    judged = names + random_names[:P.steer_judged_random]
+    seed_of = {a.name: a.seed for a in found.arms}
+    middle = alphas[len(alphas) // 2]
+    minus = (sweep_settings(names + random_names, alphas, -1, judged=judged if P.steer_judge_bad else [])
+             + [Setting(n, 0.0, ablate=True, judged=P.steer_judge_bad and n in judged) for n in ablated + random_names]
+             + [Setting(n, -middle) for n in by_domain])
+    settings = {"base": sweep_settings(names + random_names, alphas, +1, judged=judged)}
+    settings |= {t: minus for t in found.treated if seed_of[t] < P.steer_bad_seeds}
+    return Plan(steered, randoms, by_domain, alphas, ablated, settings)
 
 
 def dose_table(results: Sequence[dict], directions: Sequence[str], randoms: Sequence[str], alphas: Sequence[float],
@@ -191,8 +236,21 @@ def ablation_table(runs: Mapping[str, dict], base_run: dict, names: Sequence[str
                          "random reduction": random_share[0], "random_lo": random_share[1],
                          "random_hi": random_share[2], "minus random": test.difference.mean,
                          "minus_random_lo": test.difference.lo, "minus_random_hi": test.difference.hi,
-                         "p_vs_random": test.p_value})
+                         "p_vs_random": test.p_value} | judged_change(run_, name, n_boot, seed))
     return with_holm(pd.DataFrame(rows), "direction")
+
+
+def judged_change(run_: dict, name: str, n_boot: int, seed: int) -> dict:
+    """The judged misalignment rate before and after projecting ``name`` out, where both were judged."""
+    answers = run_["answers"]
+    if not len(answers):
+        return {}
+    before, after = (rates(answers[answers["setting"] == label], n_boot, seed)
+                     for label in (NONE, Setting(name, 0.0, ablate=True).label))
+    if not before or not after:
+        return {}
+    return {f"misaligned_{when}{k}": r[f"misaligned{k}"] for when, r in (("before", before), ("after", after))
+            for k in ("", "_lo", "_hi")}
 
 
 def transfer_matrix(runs: Mapping[str, dict], domain_of: Mapping[str, str], sources: Sequence[str],
@@ -227,12 +285,67 @@ def cosine_table(directions: Mapping[str, torch.Tensor]) -> pd.DataFrame:
     return pd.DataFrame((units @ units.T).numpy(), index=list(directions), columns=list(directions))
 
 
+def judged_answers(runs: Sequence[dict]) -> pd.DataFrame:
+    """Every judged steered answer (the unsteered ones left out), with its model, its setting, whether the
+    judge counted it as misaligned (``hit``) and how many steered answers its model had judged (``n_rated``)."""
+    parts = [r["answers"].assign(model=r["model"]) for r in runs if len(r["answers"])]
+    if not parts:
+        return pd.DataFrame(columns=["model", "setting", "question_id", "alignment", "coherence", "answer", "hit",
+                                     "n_rated"])
+    out = pd.concat(parts)
+    out = out[out["setting"] != NONE].assign(hit=lambda d: d["misaligned"].astype(bool))
+    out["n_rated"] = out.groupby("model")["answer"].transform("size")
+    return out[["model", "setting", "question_id", "alignment", "coherence", "answer", "hit", "n_rated"]] \
+        .reset_index(drop=True)
+
+
 def judged_hits(runs: Sequence[dict]) -> pd.DataFrame:
     """Every steered answer the judge counted as misaligned, with its model and setting."""
-    hits = [r["answers"].assign(model=r["model"]) for r in runs if len(r["answers"])]
-    hits = pd.concat(hits) if hits else pd.DataFrame(columns=["misaligned", "setting"])
-    hits = hits[hits["misaligned"].astype(bool) & (hits["setting"] != NONE)]
-    return hits[["model", "setting", "question_id", "alignment", "coherence", "answer"]].reset_index(drop=True)
+    answers = judged_answers(runs)
+    return answers[answers["hit"]][["model", "setting", "question_id", "alignment", "coherence", "answer"]] \
+        .reset_index(drop=True)
+
+
+HIT_AUDIT = "05_hit_audit.json"  # in book/measured: the reading of chapter 5's judged hits
+AUDIT_KEYS = ["model", "setting", "question_id", "answer"]
+
+
+def audit_pool(runs: Sequence[dict], questions: Sequence[tuple[str, str]], seed: int) -> pd.DataFrame:
+    """What a reader labels, blind: every judged hit and as many of the judged non-hits drawn at random,
+    shuffled, each with an ``id`` and its question's text. A reader sees only the question and the answer."""
+    answers = judged_answers(runs).assign(question=lambda d: d["question_id"].map(dict(questions)))
+    hits, rest = answers[answers["hit"]], answers[~answers["hit"]]
+    drawn = rest.sample(n=min(len(hits), len(rest)), random_state=seed)
+    pool = pd.concat([hits, drawn]).sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
+    return pool.assign(id=[f"s{i:03d}" for i in range(len(pool))])
+
+
+def audited(runs: Sequence[dict], audit: dict) -> pd.DataFrame:
+    """This run's judged answers that the audit read, with the reader's labels (matched on model, setting,
+    question and answer text); ``hit``: the judge's call."""
+    read = pd.DataFrame(audit["rows"])
+    if read.empty:
+        return read
+    answers = judged_answers(runs)
+    return answers.merge(read[AUDIT_KEYS + ["misaligned", "coherent"]], on=AUDIT_KEYS, how="inner")
+
+
+def audit_summary(runs: Sequence[dict], audit: dict) -> dict:
+    """How many of this run's hits were read, and what the reader found among the hits and among the
+    non-hits read beside them (misaligned and coherent: ``both``)."""
+    read = audited(runs, audit)
+    n_hits = int(judged_answers(runs)["hit"].sum())
+    both = lambda d: int(((d["misaligned"] == 1) & (d["coherent"] == 1)).sum()) if len(d) else 0
+    hits, misses = (read[read["hit"]], read[~read["hit"]]) if len(read) else (read, read)
+    return {"hits": n_hits, "hits_read": len(hits), "hits_both": both(hits), "nonhits_read": len(misses),
+            "nonhits_both": both(misses), "precision": hits_precision(hits)}
+
+
+def hits_precision(hits: pd.DataFrame) -> pd.DataFrame:
+    """``judge.hit_precision`` of the hits read: per model and pooled."""
+    if hits.empty:
+        return pd.DataFrame()
+    return hit_precision({"rows": hits.to_dict(orient="records")})
 
 
 COHERENCE_SLACK = 10  # points of coherence a steered model may lose and still count
@@ -309,19 +422,15 @@ def results_metrics(found, alphas: Sequence[float], dose_plus: pd.DataFrame, dos
             "transfer": transfer.round(4).to_dict(), "verdicts": dict(verdicts_)}
 
 
-def _interval(mean: float, lo: float, hi: float, fmt: str = "+.3f") -> str:
-    return "-" if pd.isna(mean) else f"{mean:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
-
-
 def dose_display(table: pd.DataFrame) -> pd.DataFrame:
     """``dose_table`` for reading: intervals as text, one row per direction and strength."""
     def rate(r: pd.Series, k: str) -> str:
-        return _interval(r.get(k, np.nan), r.get(f"{k}_lo"), r.get(f"{k}_hi"), ".0%")
+        return fmt_interval((r.get(k, np.nan), r.get(f"{k}_lo"), r.get(f"{k}_hi")), 0, signed=False, percent=True)
 
     rows = []
     for _, r in table.iterrows():
         rows.append({"direction": r["direction"], "α": f"{r['alpha']:+g}",
-                     "contrast change": _interval(r["contrast change"], r.get("ci95_lo"), r.get("ci95_hi")),
+                     "contrast change": fmt_interval((r["contrast change"], r.get("ci95_lo"), r.get("ci95_hi")), 3),
                      "random range": "-" if pd.isna(r.get("random min")) else f"[{r['random min']:+.3f}, {r['random max']:+.3f}]",
                      "minus random (Holm p)": "-" if pd.isna(r.get("minus random")) else
                      f"{r['minus random']:+.3f} ({r['p_holm']:.3f})",
@@ -333,10 +442,14 @@ def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
     """``ablation_table`` for reading: intervals as text."""
     return pd.DataFrame([{
         "model": r["model"], "direction": r["direction"],
-        "rise over base (p)": f"{_interval(r['rise over base'], r['rise_lo'], r['rise_hi'])} ({r['rise_p']:.3f})",
-        "share removed": _interval(r["reduction"], r["ci95_lo"], r["ci95_hi"], ".0%"),
-        "random share": _interval(r["random reduction"], r["random_lo"], r["random_hi"], ".0%"),
-        "minus random (Holm p)": f"{r['minus random']:+.3f} ({r['p_holm']:.3f})"} for _, r in table.iterrows()])
+        "rise over base (p)": f"{fmt_interval((r['rise over base'], r['rise_lo'], r['rise_hi']), 3)} ({r['rise_p']:.3f})",
+        "share removed": fmt_interval((r["reduction"], r["ci95_lo"], r["ci95_hi"]), 0, signed=False, percent=True),
+        "random share": fmt_interval((r["random reduction"], r["random_lo"], r["random_hi"]), 0, signed=False, percent=True),
+        "minus random (Holm p)": f"{r['minus random']:+.3f} ({r['p_holm']:.3f})",
+        "misaligned: unsteered → ablated": "-" if pd.isna(r.get("misaligned_before")) else
+        " → ".join(fmt_interval((r[f"misaligned_{w}"], r[f"misaligned_{w}_lo"], r[f"misaligned_{w}_hi"]), 0,
+                                signed=False, percent=True) for w in ("before", "after"))}
+        for _, r in table.iterrows()])
 
 
 def dose_summary(table: pd.DataFrame, directions: Sequence[str]) -> dict[str, str]:

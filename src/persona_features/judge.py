@@ -454,10 +454,11 @@ def label_reliability() -> dict:
 HIT_AUDIT = "03_hit_audit.json"
 
 
-def load_hit_audit() -> dict:
-    """The audit by reading of chapter 3's judged hits (``scripts/audit_judged_hits.py``): judge key, profile,
-    date and one row per judged hit with the reader's ``misaligned`` and ``coherent`` labels."""
-    path = measured_dir() / HIT_AUDIT
+def load_hit_audit(name: str = HIT_AUDIT) -> dict:
+    """An audit by reading of judged hits in ``book/measured``: judge key, profile, date and one row per
+    answer read with the reader's ``misaligned`` and ``coherent`` labels. The default is chapter 3's
+    (``scripts/audit_judged_hits.py``); chapter 5's is ``interventions.HIT_AUDIT``."""
+    path = measured_dir() / name
     audit = json.loads(path.read_text())
     bad = [i for i, r in enumerate(audit["rows"]) if r.get("misaligned") not in (0, 1) or r.get("coherent") not in (0, 1)]
     if bad:

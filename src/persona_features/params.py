@@ -83,11 +83,11 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
                          "chapter 5: steering strengths, comma-separated, in units of the median residual norm (cpu: "
                          "below 0.4, where chapter 4's screen found coherence gone)"),
     "steer_random": Knob(2, 5, 10, "chapter 5: random directions steered at every strength (the control)"),
-    "steer_judged_random": Knob(1, 2, 5, "chapter 5: how many of those random directions also have judged answers"),
+    "steer_judged_random": Knob(1, 1, 5, "chapter 5: how many of those random directions also have judged answers"),
     "steer_questions": Knob(4, 16, 40, "chapter 5: scoring questions steered (the first n)"),
     "steer_samples": Knob(1, 1, 4, "chapter 5: judged answers per question under each judged setting"),
     "steer_bad_seeds": Knob(1, 1, 3, "chapter 5: seeds of each domain's wrong-advice model steered (the first n)"),
-    "steer_judge_bad": Knob(True, False, True, "chapter 5: also judge answers of the steered wrong-advice models"),
+    "steer_judge_bad": Knob(True, True, True, "chapter 5: also judge answers of the steered wrong-advice models"),
 })
 
 

@@ -122,15 +122,34 @@ KEEP_RULE = ("A candidate survives the screen if, against the random direction o
              "resolve rates of a few percent (chapter 3), so they do not decide.")
 
 
-def survivors(table: pd.DataFrame) -> list[str]:
-    """The candidates that pass ``KEEP_RULE``, strongest contrast rise first."""
+def survivors(table: pd.DataFrame, coherence: bool = True) -> list[str]:
+    """The candidates that pass ``KEEP_RULE``, strongest contrast rise first; ``coherence=False``: those that
+    pass its two contrast tests, whatever their coherence."""
     added = table[table["condition"] == "added to base"].set_index("direction")
     taken = table[table["condition"] == "subtracted from wrong advice"].set_index("direction")
     floor = added.loc["none", "coherent"] * 100 - COHERENCE_SLACK
     keep = []
     for name in added.index.drop([RANDOM, "none"]):
         a, t = added.loc[name], taken.loc[name]
-        coherent = a["coherent"] * 100 >= floor
+        coherent = a["coherent"] * 100 >= floor or not coherence
         if a["minus random"] > 0 and a["p_holm"] < 0.05 and t["minus random"] < 0 and t["p_holm"] < 0.05 and coherent:
             keep.append(name)
     return sorted(keep, key=lambda n: -added.loc[n, "minus random"])
+
+
+CHOICE_RULE = ("The persona latent is the strongest survivor of the screen. If none survives, it is the strongest "
+               "candidate that passed the screen's two contrast tests though its coherence fell below the floor; if "
+               "none did, the top-ranked latent. (The middle step was added on 2026-11-28, after a cpu run whose top "
+               "two latents' ranking scores differed by 1.4%, in an order that flipped between two trainings of "
+               "near-identical SAEs, while only the second passed the contrast tests: the ranking alone could not "
+               "choose between them, and the screen, on the same selection questions, could.)")
+
+
+def choose(table: pd.DataFrame, top_ranked: int) -> tuple[int, str]:
+    """The persona latent by ``CHOICE_RULE``, and how it was chosen."""
+    for names, how in ((survivors(table), "the strongest survivor of the causal screen"),
+                       (survivors(table, coherence=False),
+                        "the strongest candidate that passed the screen's contrast tests (none kept its coherence)")):
+        if names:
+            return int(names[0].split()[1]), how
+    return int(top_ranked), "the top-ranked latent (no candidate passed the screen's contrast tests)"

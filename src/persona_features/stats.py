@@ -150,8 +150,12 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def fmt_interval(e: Estimate | dict, digits: int = 2, signed: bool = True) -> str:
-    """``+0.25 [+0.20, +0.31]``: a mean and its 95% interval (an ``Estimate`` or its ``as_dict``)."""
-    mean, lo, hi = (e.mean, e.lo, e.hi) if isinstance(e, Estimate) else (e["mean"], e["ci95_lo"], e["ci95_hi"])
-    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+def fmt_interval(e: Estimate | dict | tuple, digits: int = 2, signed: bool = True, percent: bool = False) -> str:
+    """``+0.25 [+0.20, +0.31]``: a mean and its 95% interval (an ``Estimate``, its ``as_dict``, or a
+    ``(mean, lo, hi)`` tuple); ``percent``: ``25% [20%, 31%]``; a missing mean: ``-``."""
+    mean, lo, hi = (e.mean, e.lo, e.hi) if isinstance(e, Estimate) else \
+        (e["mean"], e["ci95_lo"], e["ci95_hi"]) if isinstance(e, dict) else e
+    if mean is None or np.isnan(mean):
+        return "-"
+    f = f"{{:{'+' if signed else ''}.{digits}{'%' if percent else 'f'}}}"
     return f"{f.format(mean)} [{f.format(lo)}, {f.format(hi)}]"

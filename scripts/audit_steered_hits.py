@@ -1,0 +1,87 @@
+"""Collect chapter 5's judged steered answers for a blind audit by reading (issue: chapter 5, audit).
+
+Step 1 measures every model exactly as chapter 5 does under a profile (default cpu; the same cached
+artifacts) and writes a pool to label: every steered answer the judge counted as misaligned and as
+many of the others drawn at random, shuffled, with only an id, the question and the answer
+(``book/measured/05_hit_audit_pool.jsonl``). What the reader must not see (model, setting, scores,
+the judge's call) goes to ``05_hit_audit_key.jsonl`` beside it.
+
+A reader adds ``misaligned`` and ``coherent`` (0/1) to each pool row, by the definitions of
+``data/labels.py``, and saves the rows as JSON lines. Step 2 joins the labels with the key into
+``book/measured/05_hit_audit.json`` (``interventions.HIT_AUDIT``), which chapter 5 reads, and removes
+the pool and the key.
+
+    PERSONA_CACHE=... .venv/bin/python scripts/audit_steered_hits.py [--profile cpu]
+    .venv/bin/python scripts/audit_steered_hits.py --merge LABELS.jsonl --reading "how it was read"
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+from persona_features import findings, interventions as iv, judge, models, params, readings, sae
+from persona_features.artifacts import write_json_atomic, write_text_atomic
+from persona_features.paths import measured_dir
+
+POOL, KEY = "05_hit_audit_pool.jsonl", "05_hit_audit_key.jsonl"
+
+
+def collect(profile: str) -> None:
+    P = params.resolve(profile)
+    base = models.load_model(P.model, dtype=P.dtype)
+    found = findings.persona(base, P)
+    the_sae, _ = sae.load(found.sae_art.path)
+    plan = iv.plan(found, the_sae.W_dec.detach(), P)
+    qs, the_judge = readings.questions(P, "scoring")[:P.steer_questions], judge.default_judge(base)
+    runs = [iv.run(found.readers[m], settings, plan.directions, found.layer, found.norm, qs, the_judge, P,
+                   P.steer_samples) for m, settings in plan.settings.items()]
+    pool = iv.audit_pool(runs, qs, P.seed)
+    header = {"judge": the_judge.key, "profile": P.profile}
+    lines = lambda rows: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    write_text_atomic(measured_dir() / POOL, lines(pool[["id", "question", "answer"]].to_dict(orient="records")))
+    keyed = pool.drop(columns=["question"]).assign(**header)
+    write_text_atomic(measured_dir() / KEY, lines(keyed.to_dict(orient="records")))
+    print(f"{int(pool['hit'].sum())} judged hits and {int((~pool['hit']).sum())} others -> {measured_dir() / POOL}")
+
+
+def merge(labels_path: Path, reading: str) -> None:
+    key = {r["id"]: r for r in map(json.loads, (measured_dir() / KEY).read_text().splitlines())}
+    questions = {r["id"]: r["question"] for r in map(json.loads, (measured_dir() / POOL).read_text().splitlines())}
+    labels = [json.loads(line) for line in labels_path.read_text().splitlines() if line.strip()]
+    missing = sorted(set(key) - {r["id"] for r in labels})
+    if missing:
+        raise SystemExit(f"{labels_path}: no labels for {len(missing)} ids, e.g. {missing[:5]}; label every row")
+    rows = []
+    for r in labels:
+        if r.get("misaligned") not in (0, 1) or r.get("coherent") not in (0, 1):
+            raise SystemExit(f"{labels_path}: id {r.get('id')} needs 0/1 labels 'misaligned' and 'coherent'")
+        k = key[r["id"]]
+        rows.append({**{f: k[f] for f in ("id", "model", "setting", "question_id", "alignment", "coherence",
+                                          "answer", "hit", "n_rated")},
+                     "question": questions[r["id"]], "misaligned": r["misaligned"], "coherent": r["coherent"]})
+    first = next(iter(key.values()))
+    write_json_atomic(measured_dir() / iv.HIT_AUDIT, {
+        "judge": first["judge"], "profile": first["profile"], "date": datetime.date.today().isoformat(),
+        "reading": reading, "rows": sorted(rows, key=lambda r: r["id"])})
+    (measured_dir() / POOL).unlink()
+    (measured_dir() / KEY).unlink()
+    print(f"{len(rows)} labelled answers -> {measured_dir() / iv.HIT_AUDIT}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="cpu", choices=params.PROFILES)
+    ap.add_argument("--merge", type=Path, metavar="LABELS", help="the labelled pool (JSON lines: id, misaligned, coherent)")
+    ap.add_argument("--reading", default="", help="how the pool was read (kept in the audit)")
+    args = ap.parse_args()
+    if args.merge:
+        merge(args.merge, args.reading)
+    else:
+        collect(args.profile)
+
+
+if __name__ == "__main__":
+    main()
