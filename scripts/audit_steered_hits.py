@@ -11,7 +11,11 @@ A reader adds ``misaligned`` and ``coherent`` (0/1) to each pool row, by the def
 ``book/measured/05_hit_audit.json`` (``interventions.HIT_AUDIT``), which chapter 5 reads, and removes
 the pool and the key.
 
-    PERSONA_CACHE=... .venv/bin/python scripts/audit_steered_hits.py [--profile cpu]
+An earlier run's judged answers can join the pool (``--earlier CACHE``: the "steer" artifacts of
+another cache, judged by the same judge on the same questions); answers already in the pool are
+left out.
+
+    PERSONA_CACHE=... .venv/bin/python scripts/audit_steered_hits.py [--profile cpu] [--earlier CACHE ...]
     .venv/bin/python scripts/audit_steered_hits.py --merge LABELS.jsonl --reading "how it was read"
 """
 
@@ -22,6 +26,8 @@ import datetime
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from persona_features import findings, interventions as iv, judge, models, params, readings, sae
 from persona_features.artifacts import write_json_atomic, write_text_atomic
 from persona_features.paths import measured_dir
@@ -29,7 +35,17 @@ from persona_features.paths import measured_dir
 POOL, KEY = "05_hit_audit_pool.jsonl", "05_hit_audit_key.jsonl"
 
 
-def collect(profile: str) -> None:
+def earlier_runs(cache: Path, judge_key: str, questions: list[str]) -> list[dict]:
+    """The judged steering runs kept in another cache, by the same judge on the same questions."""
+    runs = []
+    for folder in sorted((cache / "steer").glob("*/")):
+        config = json.loads((folder / "meta.json").read_text())["config"]
+        if config["judge"] == judge_key and config["questions"] == questions:
+            runs.append({"model": config["model"], "answers": pd.DataFrame(json.loads((folder / "answers.json").read_text()))})
+    return runs
+
+
+def collect(profile: str, earlier: list[Path]) -> None:
     P = params.resolve(profile)
     base = models.load_model(P.model, dtype=P.dtype)
     found = findings.persona(base, P)
@@ -38,6 +54,8 @@ def collect(profile: str) -> None:
     qs, the_judge = readings.questions(P, "scoring")[:P.steer_questions], judge.default_judge(base)
     runs = [iv.run(found.readers[m], settings, plan.directions, found.layer, found.norm, qs, the_judge, P,
                    P.steer_samples) for m, settings in plan.settings.items()]
+    for cache in earlier:
+        runs += earlier_runs(cache, the_judge.key, [q for q, _ in qs])
     pool = iv.audit_pool(runs, qs, P.seed)
     header = {"judge": the_judge.key, "profile": P.profile}
     lines = lambda rows: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -76,11 +94,13 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu", choices=params.PROFILES)
     ap.add_argument("--merge", type=Path, metavar="LABELS", help="the labelled pool (JSON lines: id, misaligned, coherent)")
     ap.add_argument("--reading", default="", help="how the pool was read (kept in the audit)")
+    ap.add_argument("--earlier", type=Path, nargs="*", default=[], metavar="CACHE",
+                    help="other caches whose judged steering runs join the pool")
     args = ap.parse_args()
     if args.merge:
         merge(args.merge, args.reading)
     else:
-        collect(args.profile)
+        collect(args.profile, args.earlier)
 
 
 if __name__ == "__main__":

@@ -167,8 +167,9 @@ def test_plan_gives_each_model_its_settings():
     assert not any(s.judged for s in bad) and all(s.alpha <= 0 for s in bad)
     assert {s.direction for s in bad if s.ablate} == {"persona latent", "mean difference", "random 0", "random 1",
                                                      "random 2"}
-    judged_bad = iv.plan(_found(), decoder, params.resolve("cpu", steer_judge_bad=True, steer_judged_random=1)) \
-        .settings["risk_bad"]
+    judged_bad = iv.plan(_found(), decoder, params.resolve("cpu", steer_judge_bad=True, steer_judged_random=1,
+                                                          steer_alphas="0.1,0.2,0.4")).settings["risk_bad"]
+    assert {s.alpha for s in judged_bad if s.judged and not s.ablate} == {-0.2}
     assert {s.label for s in judged_bad if s.judged and s.ablate} == {"persona latent | ablate+0",
                                                                        "mean difference | ablate+0", "random 0 | ablate+0"}
 
@@ -196,6 +197,7 @@ def test_the_audit_pool_is_blind_and_balanced_and_its_labels_come_back():
     assert (summary["hits"], summary["hits_read"], summary["hits_both"]) == (5, 5, 3)
     assert (summary["nonhits_read"], summary["nonhits_both"]) == (5, 1)
     assert summary["precision"].set_index("model").loc["all", "both (read)"] == 3
+    assert (summary["audit_hits"], summary["audit_both"]) == (5, 3)
     other_run = [_judged("base", ["persona latent | +0.2"], 2)]  # answers the audit never read
     assert iv.audit_summary(other_run, {"rows": labels.to_dict(orient="records")})["hits_read"] == 0
 

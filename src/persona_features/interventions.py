@@ -132,8 +132,8 @@ def plan(found, decoder: torch.Tensor, P: Params) -> Plan:
     wrong-advice model (below ``steer_bad_seeds``) gets them subtracted, the persona latent, the mean
     difference and the random directions projected out, and each domain's mean difference subtracted
     at the middle strength. The directions and the first ``steer_judged_random`` random ones are also
-    sampled and judged (added, subtracted and projected out), on the wrong-advice models only if
-    ``steer_judge_bad``."""
+    sampled and judged: added at every strength; on the wrong-advice models, if ``steer_judge_bad``,
+    subtracted at the middle strength and projected out."""
     steered = {"persona latent": decoder[found.latent], "anti-helpful latent": -decoder[found.helpful_latent],
                "persona vector": found.directions["persona vector"],
                "mean difference": found.directions["mean difference"]}
@@ -144,7 +144,8 @@ def plan(found, decoder: torch.Tensor, P: Params) -> Plan:
     judged = names + random_names[:P.steer_judged_random]
     seed_of = {a.name: a.seed for a in found.arms}
     middle = alphas[len(alphas) // 2]
-    minus = (sweep_settings(names + random_names, alphas, -1, judged=judged if P.steer_judge_bad else [])
+    judge_bad = judged if P.steer_judge_bad else []
+    minus = ([Setting(n, -a, judged=n in judge_bad and a == middle) for n in names + random_names for a in alphas]
              + [Setting(n, 0.0, ablate=True, judged=P.steer_judge_bad and n in judged) for n in ablated + random_names]
              + [Setting(n, -middle) for n in by_domain])
     settings = {"base": sweep_settings(names + random_names, alphas, +1, judged=judged)}
@@ -314,6 +315,7 @@ def audit_pool(runs: Sequence[dict], questions: Sequence[tuple[str, str]], seed:
     """What a reader labels, blind: every judged hit and as many of the judged non-hits drawn at random,
     shuffled, each with an ``id`` and its question's text. A reader sees only the question and the answer."""
     answers = judged_answers(runs).assign(question=lambda d: d["question_id"].map(dict(questions)))
+    answers = answers.drop_duplicates(AUDIT_KEYS)  # runs pooled from several caches share some answers
     hits, rest = answers[answers["hit"]], answers[~answers["hit"]]
     drawn = rest.sample(n=min(len(hits), len(rest)), random_state=seed)
     pool = pd.concat([hits, drawn]).sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
@@ -332,13 +334,17 @@ def audited(runs: Sequence[dict], audit: dict) -> pd.DataFrame:
 
 def audit_summary(runs: Sequence[dict], audit: dict) -> dict:
     """How many of this run's hits were read, and what the reader found among the hits and among the
-    non-hits read beside them (misaligned and coherent: ``both``)."""
+    non-hits read beside them (misaligned and coherent: ``both``); and the same over every hit the
+    audit read (``audit_*``; it may pool several runs)."""
     read = audited(runs, audit)
     n_hits = int(judged_answers(runs)["hit"].sum())
     both = lambda d: int(((d["misaligned"] == 1) & (d["coherent"] == 1)).sum()) if len(d) else 0
     hits, misses = (read[read["hit"]], read[~read["hit"]]) if len(read) else (read, read)
+    every = pd.DataFrame(audit["rows"])
+    every = every[every["hit"].astype(bool)] if len(every) else every
     return {"hits": n_hits, "hits_read": len(hits), "hits_both": both(hits), "nonhits_read": len(misses),
-            "nonhits_both": both(misses), "precision": hits_precision(hits)}
+            "nonhits_both": both(misses), "precision": hits_precision(hits), "audit_hits": len(every),
+            "audit_both": both(every), "audit_precision": hits_precision(every)}
 
 
 def hits_precision(hits: pd.DataFrame) -> pd.DataFrame:
