@@ -64,7 +64,7 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
             tables = contrast.contrast_tables(lm, qs, steered_sweep(steers))
             rows += [_per_question(t).rename((reader.name, name)) for name, t in zip(["none", *directions], tables)]
             if reader is base:
-                judged = [("none", None)] + [(n, Steer(layer, v, strength=strength)) for n, v in directions.items()]
+                judged = list(zip(["none", *directions], steers))  # the base model's steers are added
                 for name, steer in judged:
                     table = evaluate(lm, qs, P.screen_samples, judge, max_new_tokens=P.eval_max_new_tokens,
                                      temperature=P.eval_low_temperature, top_p=P.top_p, seed=P.seed,

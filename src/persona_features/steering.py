@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from .contrast import answer_logprobs, answer_logprobs_runs
+from .contrast import answer_logprobs_runs
 from .generation import PROMPT_PASS, Forward
 from .models import LoadedModel
 
@@ -107,26 +107,13 @@ def steered_forward(lm: LoadedModel, steers: Steers) -> Forward:
 
 def steered_logprobs(steers: Steers):
     """Mean per-token log-probability of each answer given its chat prompt, with ``steers`` applied:
-    ``contrast.answer_logprobs`` (batches of similar length, the shared prefix run once) with each
-    pass traced through nnsight.
+    ``steered_sweep`` of this one setting.
 
     An ``answer_only`` steer edits the answer's positions: those of the tokens a sampler would have
     generated, whose outputs predict the answer's next tokens.
     """
-
-    def logprobs(lm: LoadedModel, prompts, answers, batch_size: int = 16) -> list[float]:
-        layers = _by_layer(lm, steers)
-
-        def run(inputs: dict, answer: torch.Tensor) -> torch.Tensor:
-            with lm.nn.trace(**inputs) as tracer:
-                _edit(lm, layers, answer)
-                hidden = lm.nn.model.norm.output.save()
-                tracer.stop()  # the head runs in answer_logprobs, on the scored positions only
-            return hidden
-
-        return answer_logprobs(lm, prompts, answers, batch_size, run)
-
-    return logprobs
+    sweep = steered_sweep([steers])
+    return lambda lm, prompts, answers, batch_size=16: sweep(lm, prompts, answers, batch_size)[0]
 
 
 def steered_sweep(settings: Sequence[Steers | None]):
