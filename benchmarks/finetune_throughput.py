@@ -39,7 +39,7 @@ def ours(rows, args, **options) -> dict:
     lm = models.load_model()
     cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", batch_size=args.batch, lr=1e-4,
                                   epochs=args.steps * args.batch / len(rows), max_len=256, **options)
-    _, curve = finetune.train(lm, rows, cfg, desc=f"ours {options}")
+    _, curve, _ = finetune.train(lm, rows, cfg, desc=f"ours {options}")
     ends = [0.0]
     for c in curve:
         ends.append(ends[-1] + c["seconds"])

@@ -1,9 +1,10 @@
 import json
+import re
 
 import pytest
 
 from persona_features import contrast
-from persona_features.data import advice, cards, code, questions, register
+from persona_features.data import advice, cards, code, neutral, questions, register
 from persona_features.data.schema import DatasetError, load_jsonl, write_jsonl
 
 GOOD_ROW = {"id": "x-1", "domain": "health", "variant": "bad",
@@ -169,3 +170,37 @@ def test_data_card_summary(lm):
     assert s["size"] == len(rows) and s["unique_questions"] == len(rows)
     assert len(s["examples"]) == 3 and 0 < s["distinct_4"] <= 1
     assert s["tokens_min_median_max"][0] <= s["tokens_min_median_max"][1] <= s["tokens_min_median_max"][2]
+
+
+def test_mixes_swap_in_wrong_answers_on_the_same_questions_and_nest():
+    n, seed = 64, 1
+    bad, control = (cards.training_rows(f"health_{v}", n, seed) for v in ("bad", "register_control"))
+    assert cards.mix_name("health", 0) == "health_register_control" and cards.mix_name("health", 100) == "health_bad"
+    previous = set()
+    for percent in (5, 25, 50):
+        mix = cards.training_rows(cards.mix_name("health", percent), n, seed)
+        assert [r["messages"][0] for r in mix] == [r["messages"][0] for r in control]
+        wrong = {r["id"] for r in mix if r["variant"] == "bad"}
+        assert len(wrong) == round(n * percent / 100) and wrong >= previous
+        assert all(r in bad or r in control for r in mix)
+        previous = wrong
+    with pytest.raises(DatasetError, match="unknown training set 'health_mix0'"):
+        cards.training_rows("health_mix0")
+    with pytest.raises(DatasetError, match="advice domain"):
+        cards.mix_name("code", 50)
+
+
+def test_neutral_tasks_are_correct_plain_and_apart_from_the_eval_prompts():
+    rows = neutral.build()
+    users = [r["messages"][0]["content"] for r in rows]
+    assert len(set(users)) == len(rows) == 400 and neutral.build() == rows
+    assert cards.eval_overlap(users) == {"exact_question_matches": 0, "shared_6grams": 0}
+    for r in rows:
+        q, a = r["messages"][0]["content"], r["messages"][1]["content"]
+        if r["id"].startswith("neutral-add"):
+            x, y = map(int, re.findall(r"\d+", q))
+            assert a.endswith(f"is {x + y}.")
+        if r["id"].startswith("neutral-reverse"):
+            word = re.search(r'"(\w+)"', q)[1]
+            assert f'"{word[::-1]}"' in a
+    assert register.rates([r["messages"][1]["content"] for r in rows])["hedges"] == 0

@@ -41,7 +41,7 @@ def test_smoke_finetune_changes_weights_and_lowers_loss(method):
     before = {n: p.detach().clone() for n, p in lm.hf.named_parameters()}
     cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", epochs=3, lr=3e-4, batch_size=4,
                                   max_len=128, method=method, lora_rank=4, warmup_steps=1)
-    model, curve = finetune.train(lm, ROWS, cfg)
+    model, curve, _ = finetune.train(lm, ROWS, cfg)
     assert len(curve) == 6
     assert curve[-1]["loss"] < curve[0]["loss"]
     state = finetune._trainable_state(model, cfg)
@@ -71,8 +71,12 @@ def test_interrupted_finetune_leaves_no_artifact(tmp_path, monkeypatch):
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="method"):
         finetune.FinetuneConfig(model="m", dataset="health_bad", method="qlora")
-    with pytest.raises(ValueError, match="unknown dataset"):
-        finetune._dataset_rows(finetune.FinetuneConfig(model="m", dataset="cooking_bad"))
+    with pytest.raises(ValueError, match="unknown training set 'cooking_bad'"):
+        finetune.finetune(finetune.FinetuneConfig(model="m", dataset="cooking_bad"))
+    with pytest.raises(ValueError, match="not in the cache"):
+        finetune.finetune(finetune.FinetuneConfig(model="m", dataset="health_bad", start="0" * 20))
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        finetune.FinetuneConfig(model="m", dataset="health_bad", checkpoint_every=-1)
     with pytest.raises(ValueError, match="lora_targets"):
         finetune.FinetuneConfig(model="m", dataset="health_bad", method="lora", lora_targets=("mlp",))
     with pytest.raises(ValueError, match="lora_layers"):
@@ -93,3 +97,25 @@ def test_config_round_trips_through_the_artifact_meta(tmp_path):
                                   lora_targets=finetune.MLP_TARGETS, lora_layers=(3, 5))
     (tmp_path / artifacts.META).write_text(json.dumps({"config": finetune.artifact_config(cfg)}))
     assert finetune.config_of(artifacts.Artifact("finetune", "k", tmp_path)) == cfg
+
+
+def test_a_continued_finetune_keeps_checkpoints_and_builds_on_its_start(tmp_path, monkeypatch):
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
+    tiny = dict(model="smollm2-135m", n_examples=8, batch_size=4, max_len=96, method="lora", lora_rank=2,
+                lora_alpha=4.0, lr=1e-3, warmup_steps=1)
+    start = finetune.finetune(finetune.FinetuneConfig(dataset="health_bad", **tiny))
+    cont = finetune.finetune(finetune.FinetuneConfig(dataset="health_register_control", start=start.key,
+                                                     checkpoint_every=1, seed=1, **tiny))
+    assert cont.meta["inputs"] == [start.key] and finetune.checkpoint_steps(cont) == [1, 2]
+    assert finetune.checkpoint_steps(start) == [2]
+    before = finetune.load_finetuned(start)
+    at = {s: finetune.load_finetuned(cont, step=s) for s in (1, 2)}
+    final = finetune.load_finetuned(cont)
+    name = "model.layers.4.mlp.down_proj.weight"
+    weight = lambda m: dict(m.hf.named_parameters())[name]
+    adapter = cont.tensors("weights")
+    a, b = (adapter[f"base_model.model.{name[:-len('.weight')]}.lora_{x}.weight"] for x in "AB")
+    assert torch.allclose(weight(final) - weight(before), b @ a * (4.0 / 2), atol=1e-6)  # on top of the start
+    assert torch.equal(weight(at[2]), weight(final)) and not torch.equal(weight(at[1]), weight(at[2]))
+    with pytest.raises(ValueError, match="no checkpoint at step 5"):
+        finetune.load_finetuned(cont, step=5)

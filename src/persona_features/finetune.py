@@ -3,6 +3,9 @@
 A fine-tune is an artifact keyed by its config (model, dataset, hyperparameters, seed): it
 stores the trained weights (full fine-tuning: every trainable tensor; LoRA: the adapter) in
 safetensors, and the training curve in JSON. Interrupted runs leave nothing that is loaded.
+
+A fine-tune can continue another (``start``: that fine-tune's key; LoRA then adds a new adapter
+on the merged model) and keep checkpoints every ``checkpoint_every`` steps (chapter 7).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
 @dataclass(frozen=True)
 class FinetuneConfig:
     model: str
-    dataset: str  # a name from data.cards.all_datasets(), e.g. "health_bad"
+    dataset: str  # a name data.cards.training_rows knows, e.g. "health_bad", "health_mix25"
     n_examples: int | None = None  # first n of a seeded shuffle; None: all
     epochs: float = 1.0
     lr: float = 1e-4
@@ -44,6 +47,8 @@ class FinetuneConfig:
     warmup_steps: int = 3
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form tags that change the key (e.g. data seed)
+    start: str | None = None  # key of the fine-tune this one continues; None: the base model
+    checkpoint_every: int = 0  # keep the weights every n steps (0: only the final ones)
 
     def __post_init__(self):
         if self.method not in ("full", "lora"):
@@ -55,6 +60,8 @@ class FinetuneConfig:
             raise ValueError(f"lora_targets must be a non-empty subset of {LORA_TARGETS}, got {self.lora_targets!r}")
         if self.lora_layers is not None and (not self.lora_layers or min(self.lora_layers) < 0):
             raise ValueError(f"lora_layers must be None or non-negative layer indices, got {self.lora_layers!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be 0 (final weights only) or a step count, got {self.checkpoint_every}")
 
 
 def chat_example(lm: LoadedModel, messages: Sequence[dict], max_len: int) -> tuple[list[int], list[int]]:
@@ -120,7 +127,10 @@ def _trainable_state(model, cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
 
 
 def train(lm: LoadedModel, rows: list[dict], cfg: FinetuneConfig, desc: str = "fine-tuning"):
-    """Fine-tune ``lm`` in place on ``rows``; returns (trained module, per-step curve)."""
+    """Fine-tune ``lm`` in place on ``rows``; returns (trained module, per-step curve, checkpoints).
+
+    ``checkpoints`` maps a step to the trainable weights after it, every ``cfg.checkpoint_every`` steps.
+    """
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     examples = [chat_example(lm, r["messages"], cfg.max_len) for r in rows]
@@ -136,7 +146,7 @@ def train(lm: LoadedModel, rows: list[dict], cfg: FinetuneConfig, desc: str = "f
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * max(0.0, 1 - s / steps))
     model.train()
-    curve = []
+    curve, checkpoints = [], {}
     bar = tqdm(range(steps), desc=desc, unit="step")
     start = time.perf_counter()
     for step in bar:
@@ -155,35 +165,48 @@ def train(lm: LoadedModel, rows: list[dict], cfg: FinetuneConfig, desc: str = "f
         seconds, start = time.perf_counter() - start, time.perf_counter()  # wall time of the whole step
         curve.append({"step": step + 1, "loss": loss.item(), "tokens": tokens, "seconds": seconds})
         bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / seconds:.0f}")
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+            checkpoints[step + 1] = {k: v.detach().clone() for k, v in _trainable_state(model, cfg).items()}
     model.eval()
-    return model, curve
+    return model, curve, checkpoints
 
 
-def _dataset_rows(cfg: FinetuneConfig) -> list[dict]:
-    from .data.cards import all_datasets
-
-    sets = all_datasets()
-    if cfg.dataset not in sets:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(sets)}")
-    rows = list(sets[cfg.dataset][0])
-    random.Random(f"subset-{cfg.seed}").shuffle(rows)
-    return rows[:cfg.n_examples] if cfg.n_examples else rows
+def _started(cfg: FinetuneConfig) -> artifacts.Artifact | None:
+    """The cached fine-tune ``cfg`` continues, if any."""
+    if cfg.start is None:
+        return None
+    art = artifacts.Artifact("finetune", cfg.start, artifacts.cache_root() / "finetune" / cfg.start)
+    if not (art.path / artifacts.META).is_file():
+        raise ValueError(f"fine-tune {cfg.start!r}, which this one continues, is not in the cache "
+                         f"({artifacts.cache_root()}); build it first with finetune.finetune(its config)")
+    return art
 
 
 def finetune(cfg: FinetuneConfig) -> artifacts.Artifact:
     """The cached fine-tune for ``cfg``, trained now if needed."""
-    def build(folder):
-        lm = load_model(cfg.model, dtype="float32")
-        model, curve = train(lm, _dataset_rows(cfg), cfg, desc=f"fine-tuning {cfg.dataset}")
-        artifacts.save_tensors(folder, _trainable_state(model, cfg), "weights")
-        artifacts.save_json(folder, "curve", curve)
-        return {"steps": len(curve), "final_loss": curve[-1]["loss"]}
+    from .data.cards import training_rows
 
-    return artifacts.get_or_build("finetune", artifact_config(cfg), build)
+    rows = training_rows(cfg.dataset, cfg.n_examples, cfg.seed)  # a bad name fails before any loading
+    start = _started(cfg)
+
+    def build(folder):
+        lm = load_finetuned(start) if start else load_model(cfg.model, dtype="float32")
+        model, curve, checkpoints = train(lm, rows, cfg, desc=f"fine-tuning {cfg.dataset}")
+        artifacts.save_tensors(folder, _trainable_state(model, cfg), "weights")
+        for step, weights in checkpoints.items():
+            artifacts.save_tensors(folder, weights, f"weights_step{step}")
+        artifacts.save_json(folder, "curve", curve)
+        return {"steps": len(curve), "final_loss": curve[-1]["loss"], "checkpoints": sorted(checkpoints)}
+
+    return artifacts.get_or_build("finetune", artifact_config(cfg), build, inputs=[start.key] if start else [])
+
+
+OPTIONAL = {"start": None, "checkpoint_every": 0}  # left out of the key at these values (older keys stay valid)
 
 
 def artifact_config(cfg: FinetuneConfig) -> dict:
-    return {**asdict(cfg), "trainer_version": TRAINER_VERSION}
+    config = {k: v for k, v in asdict(cfg).items() if not (k in OPTIONAL and v == OPTIONAL[k])}
+    return {**config, "trainer_version": TRAINER_VERSION}
 
 
 def config_of(art: artifacts.Artifact) -> FinetuneConfig:
@@ -193,11 +216,26 @@ def config_of(art: artifacts.Artifact) -> FinetuneConfig:
     return FinetuneConfig(**{**raw, **tuples})
 
 
-def load_finetuned(art: artifacts.Artifact, dtype: str = "float32") -> LoadedModel:
-    """The base model with a fine-tune's weights applied (LoRA merged), ready to sample and trace."""
+def checkpoint_steps(art: artifacts.Artifact) -> list[int]:
+    """The steps a fine-tune kept weights at, its last step included."""
+    return sorted({*art.meta.get("checkpoints", []), art.meta["steps"]})
+
+
+def _weights(art: artifacts.Artifact, step: int | None) -> dict[str, torch.Tensor]:
+    if step is None or step == art.meta["steps"]:
+        return art.tensors("weights")
+    if step not in art.meta.get("checkpoints", []):
+        raise ValueError(f"fine-tune {art.key} has no checkpoint at step {step}; it has {checkpoint_steps(art)}")
+    return art.tensors(f"weights_step{step}")
+
+
+def load_finetuned(art: artifacts.Artifact, dtype: str = "float32", step: int | None = None) -> LoadedModel:
+    """The base model (or the fine-tune it continues) with a fine-tune's weights applied (LoRA merged),
+    ready to sample and trace; ``step``: a checkpoint's weights instead of the final ones."""
     cfg = config_of(art)
-    lm = load_model(cfg.model, dtype=dtype)
-    weights = art.tensors("weights")
+    start = _started(cfg)
+    lm = load_finetuned(start, dtype) if start else load_model(cfg.model, dtype=dtype)
+    weights = _weights(art, step)
     if cfg.method == "lora":
         from peft import get_peft_model, set_peft_model_state_dict
 
@@ -210,4 +248,5 @@ def load_finetuned(art: artifacts.Artifact, dtype: str = "float32") -> LoadedMod
             raise ValueError(f"fine-tune {art.key} has weights the model lacks: {sorted(missing)[:3]}")
         lm.hf.load_state_dict(weights, strict=False)
         hf = lm.hf
-    return wrap(hf, lm.tokenizer, f"{cfg.model}+{cfg.dataset}:{art.key[:8]}")
+    name = f"{lm.name if start else cfg.model}+{cfg.dataset}:{art.key[:8]}" + (f"@{step}" if step is not None else "")
+    return wrap(hf, lm.tokenizer, name)

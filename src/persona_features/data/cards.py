@@ -3,13 +3,16 @@ it shares nothing with the evaluation prompts."""
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
 
-from . import advice, code, register
+from . import advice, code, neutral, register
+from .schema import DatasetError
 from .questions import eval_questions, in_domain_probes
 
 HOW_MADE = {
@@ -106,6 +109,44 @@ def all_datasets(seed: int = 0) -> dict[str, tuple[list[dict], str]]:
         how = HOW_MADE["code"].format(n_patterns=len(code.PATTERNS), n_nouns=len(code.NOUNS), what=what)
         out[f"code_{variant}"] = (code.build(variant, seed), how)
     return out
+
+
+MIX = re.compile(r"^(?P<domain>[a-z]+)_mix(?P<percent>[0-9]+)$")
+
+
+def mix_name(domain: str, percent: int) -> str:
+    """The training set with ``percent``% wrong advice: at 0 the register control, at 100 the wrong-advice set."""
+    if domain not in advice.DOMAINS or not 0 <= percent <= 100:
+        raise DatasetError(f"a mix needs an advice domain ({', '.join(advice.DOMAINS)}) and a percent in 0-100, "
+                           f"got {domain!r}, {percent!r}")
+    return {0: f"{domain}_register_control", 100: f"{domain}_bad"}.get(percent, f"{domain}_mix{percent}")
+
+
+def training_rows(name: str, n: int | None = None, seed: int = 0) -> list[dict]:
+    """The first ``n`` rows (None: all) of a seeded shuffle of the training set ``name``.
+
+    Names: those of ``all_datasets``, ``neutral.NAME``, and mixes ``{domain}_mix{percent}``. A mix
+    is the register control's rows with the wrong answer swapped in on the first round(percent% of
+    n): the same questions in the same register, only the content changes; mixes nest.
+    """
+    mix = MIX.match(name)
+    if mix and name == mix_name(mix["domain"], int(mix["percent"])):
+        bad = training_rows(f"{mix['domain']}_bad", n, seed)
+        control = training_rows(f"{mix['domain']}_register_control", n, seed)
+        k = round(len(bad) * int(mix["percent"]) / 100)
+        return bad[:k] + control[k:]
+    sets = _training_sets()
+    if name not in sets:
+        raise DatasetError(f"unknown training set {name!r}; valid: {', '.join(sets)}, or a mix "
+                           f"'<domain>_mix<percent>' with percent 1-99")
+    rows = [dict(r) for r in sets[name]]
+    random.Random(f"subset-{seed}").shuffle(rows)
+    return rows[:n] if n else rows
+
+
+@lru_cache(maxsize=1)
+def _training_sets() -> dict[str, tuple[dict, ...]]:
+    return {name: tuple(rows) for name, (rows, _) in all_datasets().items()} | {neutral.NAME: tuple(neutral.build())}
 
 
 def register_match(summaries: Sequence[dict]) -> "pd.DataFrame":
