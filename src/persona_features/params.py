@@ -88,6 +88,11 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "steer_samples": Knob(1, 1, 4, "chapter 5: judged answers per question under each judged setting"),
     "steer_bad_seeds": Knob(1, 1, 3, "chapter 5: seeds of each domain's wrong-advice model steered (the first n)"),
     "steer_judge_bad": Knob(True, True, True, "chapter 5: also judge answers of the steered wrong-advice models"),
+    # chapter 6: early warning
+    "ew_percents": Knob("0,50,100", "0,5,10,25,50,100", "0,5,10,25,50,100",
+                        "chapter 6: % of wrong advice in each mix, comma-separated (0 and 100 are chapter 3's models)"),
+    "ew_seeds": Knob(1, 2, 3, "chapter 6: seeds of every mix's fine-tune"),
+    "ew_samples": Knob(1, 2, 10, "chapter 6: judged answers per scoring question and model (at eval_low_temperature)"),
 })
 
 

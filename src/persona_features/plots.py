@@ -164,3 +164,28 @@ def dose_panels(table, directions: list[str], unsteered: dict, title: str) -> pl
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+SIGNAL_COLORS = {"persona latent": "#C44E52", "mean-difference projection": "#DD8452", "contrast": "#4C72B0",
+                 "misaligned": "#8172B3", "narrow-task margin": "#55A868", "coherent": "#8C8C8C"}
+
+
+def early_warning_curves(normalised, percents: list[int], signals: list[str]) -> plt.Figure:
+    """Each signal's difference from the 0% model, scaled to its 0%-to-100% difference, against the mix
+    (evenly spaced), with 95% intervals."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    pos = {p: i for i, p in enumerate(percents)}
+    for k, signal in enumerate(signals):
+        rows = normalised[normalised["signal"] == signal].sort_values("percent")
+        x = [pos[0]] + [pos[p] + (k - len(signals) / 2) * 0.04 for p in rows["percent"]]
+        y, lo, hi = ([0.0] + rows[c].tolist() for c in ("difference", "ci95_lo", "ci95_hi"))
+        ax.errorbar(x, y, yerr=[[a - b for a, b in zip(y, lo)], [b - a for a, b in zip(y, hi)]], fmt="o-", ms=3,
+                    capsize=2, color=SIGNAL_COLORS.get(signal), label=signal)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.axhline(1, color="black", lw=0.6, ls=":")
+    ax.set(xticks=range(len(percents)), xticklabels=[f"{p}%" for p in percents], xlabel="wrong advice in the mix",
+           ylabel="difference from 0%\n(1 = the 100% model's)")
+    ax.set_ylim(max(-1.5, ax.get_ylim()[0]), min(2.5, ax.get_ylim()[1]))
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
