@@ -125,3 +125,22 @@ def test_appendix_lists_versions_hardware_and_run_times(smoke_build):
     for needle in ("transformers", "nnsight", "cores", "01_model_under_the_microscope.ipynb", "em_samples_low",
                    "HF Trainer, fp32", "health_bad", "global seed", "03_emergent_misalignment"):
         assert needle in page, needle
+
+
+def test_chapter6_and_7_results(smoke_build):
+    results = smoke_build["stage"] / "results"
+    six = json.loads((results / "06_early_warning.json").read_text())
+    m, p = six["metrics"], six["params"]
+    mixes = [int(x) for x in p["ew_percents"].split(",")]
+    assert m["percents"] == mixes and {t["percent"] for t in m["tests"]} == set(mixes) - {0}
+    assert {"persona latent", "mean-difference projection", "contrast", "narrow-task margin"} <= set(m["first_separation"])
+    assert all(t["ci95_lo"] <= t["difference"] <= t["ci95_hi"] and 0 <= t["p_value"] <= t["p_holm"] <= 1
+               for t in m["tests"])
+    assert m["verdicts"]["early_warning"]["status"] in scorecard.VERDICTS
+    seven = json.loads((results / "07_realignment.json").read_text())
+    m, p = seven["metrics"], seven["params"]
+    steps = sorted({c["step"] for c in m["curves"]})
+    assert steps == list(range(0, p["ra_examples"] // p["ra_batch_size"] + 1, p["ra_every"]))
+    assert {c["kind"] for c in m["curves"]} == {"same domain", "other domain", "neutral"}
+    assert m["start"] == m["candidates"][0]["model"]
+    assert {v["status"] for v in m["verdicts"].values()} <= set(scorecard.VERDICTS)

@@ -14,7 +14,7 @@ def test_latent_means_split_prompt_from_answer_tokens_and_agree_with_layer_means
     prompts = [lm.chat_text(t) for _, t in qs for _ in range(2)]
     answers = ["Water vapour cools.", "Clouds get heavy.", "Blue.", "Red, like a tomato."]
     groups = [0, 0, 1, 1]
-    got = readings._latent_means(lm, sae, 9, prompts, answers, groups, 2, batch_size=3)
+    got = readings.latent_means(lm, sae, 9, prompts, answers, groups, 2, batch_size=3)
     means = activations.layer_means(lm, [9], prompts, answers, groups, 2)
     for which in ("prompt", "answer"):
         torch.testing.assert_close(got[f"{which}_resid"], means[which][:, 0], rtol=1e-3, atol=1e-2)

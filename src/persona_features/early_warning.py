@@ -101,8 +101,9 @@ def level_table(table: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdict(first: dict[str, float | None]) -> dict:
-    """The early-warning verdict by ``VERDICT_RULE``."""
+def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
+    """The early-warning verdict by ``VERDICT_RULE``; its evidence: the persona latent at its first separating
+    mix (else at the smallest mix), minus the 0% model."""
     latent = first.get("persona latent")
     seen = [first[k] for k in BEHAVIOUR if first.get(k) is not None]
     behaviour = min(seen) if seen else None
@@ -115,9 +116,12 @@ def verdict(first: dict[str, float | None]) -> dict:
         status = "not replicated"
     else:
         status = "replicated" if latent <= EARLY else "partial"
-    return {"status": status, "summary": summary,
-            "evidence": {"label": "first mix (% wrong) at which each signal separates from 0%",
-                         **{k: v for k, v in first.items()}}}
+    rows = tests[tests["signal"] == "persona latent"].set_index("percent")
+    key = rows.loc[latent if latent is not None else rows.index.min()]
+    return {"status": status, "summary": summary, "first_separation": dict(first),
+            "evidence": {"label": f"persona latent, {key.name:g}% wrong minus 0%", "mean": float(key["difference"]),
+                         "ci95_lo": float(key["ci95_lo"]), "ci95_hi": float(key["ci95_hi"]),
+                         "p_holm": float(key["p_holm"]), "n": int(key["n_units"])}}
 
 
 def results_metrics(P: Params, tests: pd.DataFrame, levels: pd.DataFrame, first: dict, verdict_: dict) -> dict:

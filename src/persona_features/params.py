@@ -93,6 +93,15 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
                         "chapter 6: % of wrong advice in each mix, comma-separated (0 and 100 are chapter 3's models)"),
     "ew_seeds": Knob(1, 2, 3, "chapter 6: seeds of every mix's fine-tune"),
     "ew_samples": Knob(1, 2, 10, "chapter 6: judged answers per scoring question and model (at eval_low_temperature)"),
+    # chapter 7: re-alignment
+    "ra_examples": Knob(8, 80, 140, "chapter 7: good rows each re-alignment fine-tune reads once (paper: about 120, "
+                                    "35 steps at batch 4; cpu: 20 steps, to fit 12 minutes)"),
+    "ra_batch_size": Knob(4, 4, 4, "chapter 7: rows per re-alignment step"),
+    "ra_every": Knob(1, 5, 5, "chapter 7: steps between checkpoints"),
+    "ra_seeds": Knob(1, 3, 3, "chapter 7: seeds of each kind of re-alignment data"),
+    "ra_questions": Knob(4, 16, 40, "chapter 7: scoring questions measured at each checkpoint (the first n)"),
+    "ra_samples": Knob(1, 2, 10, "chapter 7: judged answers per question (at eval_low_temperature)"),
+    "ra_judge_all": Knob(False, False, True, "chapter 7: judge answers at every checkpoint (else at the last one only)"),
 })
 
 

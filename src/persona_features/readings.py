@@ -88,7 +88,7 @@ def layer_reading(reader: Reader, P: Params, split_name: str, layers: Sequence[i
 
 
 @torch.inference_mode()
-def _latent_means(lm: LoadedModel, sae: TopKSAE, layer: int, prompts, answers, groups, n_groups: int,
+def latent_means(lm: LoadedModel, sae: TopKSAE, layer: int, prompts, answers, groups, n_groups: int,
                   batch_size: int) -> dict[str, torch.Tensor]:
     n_prompt = torch.tensor([len(ids) for ids in lm.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]])
     sums = {k: torch.zeros(n_groups, d) for k, d in
@@ -121,7 +121,7 @@ def latent_reading(reader: Reader, P: Params, split_name: str, sae_art: artifact
         qs = questions(P, split_name)
         out = {}
         for side, (prompts, answers, groups) in chats(lm, qs, system).items():
-            means = _latent_means(lm, sae, layer, prompts, answers, groups, len(qs), P.batch_size)
+            means = latent_means(lm, sae, layer, prompts, answers, groups, len(qs), P.batch_size)
             out |= {f"{side}_{k.split('_')[1]}": v for k, v in means.items() if k.startswith("answer")}
             out |= {k: v for k, v in means.items() if k.startswith("prompt")}
         artifacts.save_tensors(folder, out)

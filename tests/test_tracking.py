@@ -1,0 +1,89 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from persona_features import early_warning as ew, params, realignment as ra, tracking
+from persona_features.params import ParameterError
+
+
+def _mix_table(effects: dict[str, float], percents=(0, 5, 25, 100), seeds=(0, 1), units=12, noise=0.01):
+    """Long table whose signal s at mix p is effects[s] * p / 100 plus small per-unit noise."""
+    rng = np.random.default_rng(0)
+    rows = [{"signal": s, "percent": p, "seed": seed, "unit": f"q{u}",
+             "value": effect * p / 100 + noise * rng.standard_normal()}
+            for s, effect in effects.items() for p in percents for seed in seeds for u in range(units)]
+    return pd.DataFrame(rows)
+
+
+def test_the_first_separating_mix_follows_the_effect_and_its_sign():
+    table = _mix_table({"strong": 1.0, "falling": -1.0, "flat": 0.0})
+    tests = tracking.against(table, "percent", 0, n_boot=200, seed=0)
+    assert set(tests["percent"]) == {5, 25, 100} and (tests["n_units"] == 12).all()
+    first = tracking.first_separation(tests, "percent", 100)
+    assert first["strong"] == 5 and first["falling"] == 5 and first["flat"] is None
+    scaled = tracking.normalised(tests, "percent", 100).set_index(["signal", "percent"])
+    assert scaled.loc[("strong", 100), "difference"] == pytest.approx(1.0)
+    assert scaled.loc[("falling", 25), "difference"] == pytest.approx(0.25, abs=0.05)
+    assert (scaled["ci95_lo"] <= scaled["difference"]).all()  # a negative scale swaps the interval's ends
+
+
+def test_a_mix_that_only_moves_against_the_100_model_does_not_count():
+    table = _mix_table({"s": 1.0})
+    table.loc[table["percent"] == 5, "value"] -= 0.5  # significant, but the wrong way
+    first = tracking.first_separation(tracking.against(table, "percent", 0, 200, 0), "percent", 100)
+    assert first["s"] == 25
+
+
+@pytest.mark.parametrize("first, status", [
+    ({"persona latent": 5, "contrast": 50, "misaligned": None}, "replicated"),
+    ({"persona latent": 25, "contrast": 50, "misaligned": 100}, "partial"),
+    ({"persona latent": 50, "contrast": 50, "misaligned": None}, "not replicated"),
+    ({"persona latent": None, "contrast": 25, "misaligned": None}, "not replicated"),
+    ({"persona latent": 5, "contrast": None, "misaligned": None}, "inconclusive"),
+])
+def test_early_warning_verdict_follows_its_rule(first, status):
+    tests = tracking.against(_mix_table({"persona latent": 1.0}, percents=(0, 5, 25, 50, 100)), "percent", 0, 200, 0)
+    v = ew.verdict(first, tests)
+    assert v["status"] == status
+    assert v["evidence"]["label"] == f"persona latent, {first['persona latent'] or 5}% wrong minus 0%"
+
+
+def test_bad_mix_settings_are_rejected():
+    with pytest.raises(ParameterError, match="both 0 and 100"):
+        ew.percents(params.resolve("smoke", ew_percents="5,50"))
+    with pytest.raises(ParameterError, match="whole percents"):
+        ew.percents(params.resolve("smoke", ew_percents="0,half,100"))
+    assert ew.percents(params.resolve("cpu")) == [0, 5, 10, 25, 50, 100]
+
+
+def _realign_tables(drop: dict[str, float], start=0.5, base=0.0, steps=(5, 10), units=12):
+    """Contrast per unit: base at ``base``, the start at ``start``, and each kind falling linearly to
+    ``start - drop[kind]`` at the last step."""
+    rng = np.random.default_rng(1)
+    noise = lambda: 0.02 * rng.standard_normal()
+    one = lambda value, **tags: pd.DataFrame([{"signal": "contrast", "unit": f"q{u}", "value": value + noise(), **tags}
+                                              for u in range(units)])
+    base_t, start_t = one(base, step=0, model="base"), one(start, step=0, model="start")
+    table = pd.concat([one(start - d * s / max(steps), step=s, kind=k, seed=seed)
+                       for k, d in drop.items() for s in steps for seed in (0, 1)], ignore_index=True)
+    return table, start_t, base_t
+
+
+def test_realignment_return_steps_and_verdicts():
+    table, start, base = _realign_tables({"same domain": 0.5, "other domain": 0.25, "neutral": 0.0})
+    base_ci = ra.base_intervals(base, 200, 0)
+    curves = ra.curves(table, start, 200, 0)
+    returns = ra.return_steps(curves, base_ci)
+    assert returns.loc["contrast", "same domain"] == 10
+    assert pd.isna(returns.loc["contrast", "other domain"]) and pd.isna(returns.loc["contrast", "neutral"])
+    v = ra.verdicts(table, start, base, base_ci, 200, 0)
+    assert v["realignment"]["status"] == "replicated" and v["realignment_cross"]["status"] == "partial"
+
+
+def test_realignment_needs_a_misaligned_start_and_a_gap_to_the_neutral_control():
+    table, start, base = _realign_tables({"same domain": 0.0, "other domain": 0.0, "neutral": 0.0}, start=0.0)
+    assert {v["status"] for v in ra.verdicts(table, start, base, ra.base_intervals(base, 200, 0), 200, 0).values()} \
+        == {"inconclusive"}
+    table, start, base = _realign_tables({"same domain": 0.5, "other domain": 0.5, "neutral": 0.5})
+    v = ra.verdicts(table, start, base, ra.base_intervals(base, 200, 0), 200, 0)
+    assert v["realignment"]["status"] == "partial"  # back at the base model, but so is the neutral control
