@@ -71,19 +71,28 @@ def _realign_tables(drop: dict[str, float], start=0.5, base=0.0, steps=(5, 10), 
 
 def test_realignment_return_steps_and_verdicts():
     table, start, base = _realign_tables({"same domain": 0.5, "other domain": 0.25, "neutral": 0.0})
-    base_ci = ra.base_intervals(base, 200, 0)
-    curves = ra.curves(table, start, 200, 0)
-    returns = ra.return_steps(curves, base_ci)
+    curves = ra.curves(table, start, base, 200, 0)
+    returns = ra.return_steps(curves)
     assert returns.loc["contrast", "same domain"] == 10
     assert pd.isna(returns.loc["contrast", "other domain"]) and pd.isna(returns.loc["contrast", "neutral"])
-    v = ra.verdicts(table, start, base, base_ci, 200, 0)
+    v = ra.verdicts(table, start, base, 200, 0)
     assert v["realignment"]["status"] == "replicated" and v["realignment_cross"]["status"] == "partial"
 
 
 def test_realignment_needs_a_misaligned_start_and_a_gap_to_the_neutral_control():
     table, start, base = _realign_tables({"same domain": 0.0, "other domain": 0.0, "neutral": 0.0}, start=0.0)
-    assert {v["status"] for v in ra.verdicts(table, start, base, ra.base_intervals(base, 200, 0), 200, 0).values()} \
+    assert {v["status"] for v in ra.verdicts(table, start, base, 200, 0).values()} \
         == {"inconclusive"}
     table, start, base = _realign_tables({"same domain": 0.5, "other domain": 0.5, "neutral": 0.5})
-    v = ra.verdicts(table, start, base, ra.base_intervals(base, 200, 0), 200, 0)
+    v = ra.verdicts(table, start, base, 200, 0)
     assert v["realignment"]["status"] == "partial"  # back at the base model, but so is the neutral control
+
+
+def test_the_seed_floor_is_the_largest_gap_between_seeds_and_mixes_must_exceed_it():
+    table = _mix_table({"s": 1.0}, noise=0.0)
+    table.loc[(table["seed"] == 1) & (table["percent"] == 5), "value"] += 0.3  # seeds of one mix 0.3 apart
+    floor = tracking.seed_floor(table, "percent")
+    assert floor["s"] == pytest.approx(0.3)
+    tests = tracking.against(table, "percent", 0, 200, 0)
+    assert tracking.first_beyond(tests, floor, "percent", 100)["s"] == 100  # 25%: +0.25 < 0.3
+    assert tracking.seed_floor(table[table["seed"] == 0], "percent").isna().all()

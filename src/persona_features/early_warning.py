@@ -124,7 +124,19 @@ def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
                          "p_holm": float(key["p_holm"]), "n": int(key["n_units"])}}
 
 
-def results_metrics(P: Params, tests: pd.DataFrame, levels: pd.DataFrame, first: dict, verdict_: dict) -> dict:
+def separation_table(first: dict, floor: pd.Series, beyond: dict) -> pd.DataFrame:
+    """Per signal: the first mix that separates from 0% (same seeds, paired over units), the seed floor, and
+    the first mix whose difference exceeds it."""
+    at = lambda v: "none" if v is None else f"{v:g}%"
+    return pd.DataFrame([{"signal": s, "first mix that separates from 0%": at(v),
+                          "seed floor": "-" if pd.isna(floor.get(s)) else f"{floor[s]:.4f}",
+                          "first mix beyond the seed floor": at(beyond.get(s))} for s, v in first.items()])
+
+
+def results_metrics(P: Params, tests: pd.DataFrame, levels: pd.DataFrame, first: dict, floor: pd.Series,
+                    beyond: dict, verdict_: dict) -> dict:
     records = lambda t: t.round(5).to_dict(orient="records")
     return {"domain": DOMAIN, "percents": percents(P), "seeds": P.ew_seeds, "tests": records(tests),
-            "levels": records(levels), "first_separation": first, "verdicts": {"early_warning": verdict_}}
+            "levels": records(levels), "first_separation": first,
+            "seed_floor": {k: (None if pd.isna(v) else float(v)) for k, v in floor.items()},
+            "first_beyond_seed_floor": beyond, "verdicts": {"early_warning": verdict_}}

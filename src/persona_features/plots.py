@@ -194,19 +194,18 @@ def early_warning_curves(normalised, percents: list[int], signals: list[str]) ->
 KIND_COLORS = {"same domain": "#55A868", "other domain": "#4C72B0", "neutral": "#8C8C8C"}
 
 
-def realignment_curves(curves, base, signals: list[str]) -> plt.Figure:
-    """One panel per signal: each kind of re-alignment data's mean against the step (0: the start), with its
-    95% interval as a band, and the base model's 95% interval in grey."""
+def realignment_curves(curves, signals: list[str]) -> plt.Figure:
+    """One panel per signal: each kind of re-alignment data's difference from the base model against the step
+    (0: the start), with its 95% interval as a band; the base model is at zero."""
     fig, axes = plt.subplots(1, len(signals), figsize=(3.1 * len(signals), 3.2))
     for ax, signal in zip(np.atleast_1d(axes), signals):
-        if signal in base.index:
-            ax.axhspan(base.loc[signal, "ci95_lo"], base.loc[signal, "ci95_hi"], color=PALETTE["random"], alpha=0.3,
-                       label="base model")
+        ax.axhline(0, color="black", lw=0.8, label="base model")
         for kind, color in KIND_COLORS.items():
             rows = curves[(curves["signal"] == signal) & (curves["kind"] == kind)].sort_values("step")
-            ax.plot(rows["step"], rows["mean"], "o-", ms=3, color=color, label=kind)
+            ax.plot(rows["step"], rows["difference"], "o-", ms=3, color=color, label=kind)
             ax.fill_between(rows["step"], rows["ci95_lo"], rows["ci95_hi"], color=color, alpha=0.15)
         ax.set(xlabel="re-alignment step", title=signal)
+    np.atleast_1d(axes)[0].set_ylabel("minus the base model")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

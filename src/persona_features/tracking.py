@@ -88,6 +88,29 @@ def first_separation(tests: pd.DataFrame, level: str, top) -> dict[str, float | 
     return out
 
 
+def seed_floor(table: pd.DataFrame, level: str) -> pd.Series:
+    """Per signal: the largest difference, in absolute value, between two seeds of the same ``level``
+    (each further seed minus the first, mean over units): how far apart fine-tunes on the same data land
+    by chance. NaN with a single seed."""
+    rows = []
+    for (signal, _), g in table.groupby(["signal", level], sort=False):
+        wide = g.pivot_table(index="unit", columns="seed", values="value")
+        rows += [{"signal": signal, "gap": abs((wide[s] - wide[wide.columns[0]]).mean())} for s in wide.columns[1:]]
+    gaps = pd.DataFrame(rows, columns=["signal", "gap"]).groupby("signal")["gap"].max()
+    return gaps.reindex(table["signal"].unique())
+
+
+def first_beyond(tests: pd.DataFrame, floor: pd.Series, level: str, top) -> dict[str, float | None]:
+    """Per signal: the smallest ``level`` whose difference from the reference has the sign of the one at
+    ``top`` and exceeds ``floor`` (``seed_floor``) in size; None if none does or the floor is unknown."""
+    out = {}
+    for signal, rows in tests.groupby("signal", sort=False):
+        sign = np.sign(rows.loc[rows[level] == top, "difference"].iloc[0])
+        hits = rows[(np.sign(rows["difference"]) == sign) & (rows["difference"].abs() > floor.get(signal, np.nan))]
+        out[signal] = float(hits[level].min()) if len(hits) else None
+    return out
+
+
 def normalised(tests: pd.DataFrame, level: str, top) -> pd.DataFrame:
     """``against``'s differences divided by the difference at ``top``: 0 at the reference, 1 at ``top``."""
     scale = tests[tests[level] == top].set_index("signal")["difference"]
