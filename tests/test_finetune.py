@@ -119,3 +119,5 @@ def test_a_continued_finetune_keeps_checkpoints_and_builds_on_its_start(tmp_path
     assert torch.equal(weight(at[2]), weight(final)) and not torch.equal(weight(at[1]), weight(at[2]))
     with pytest.raises(ValueError, match="no checkpoint at step 5"):
         finetune.load_finetuned(cont, step=5)
+    for step, swapped in finetune.checkpoint_models(cont):  # one copy, each checkpoint's update swapped in
+        assert torch.allclose(weight(swapped), weight(at[step]), atol=1e-6), step

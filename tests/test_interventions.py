@@ -108,6 +108,8 @@ def test_ablation_table_and_transfer_matrix():
                                                           _answers(ablated, np.arange(N_Q) < 3, True)])}
     rates = iv.ablation_table({"health_bad": judged}, base, ["mean difference"], randoms, 200, 0).iloc[0]
     assert (rates["misaligned_before"], rates["misaligned_after"]) == (0.5, 0.25)
+    assert rates["misaligned_reduction"] == pytest.approx(0.5)  # half the rate removed
+    assert rates["misaligned_reduction_lo"] <= 0.5 <= rates["misaligned_reduction_hi"]
     assert "50% [" in iv.ablation_display(iv.ablation_table({"health_bad": judged}, base, ["mean difference"], randoms,
                                                            200, 0)).iloc[0]["misaligned: unsteered → ablated"]
     matrix = iv.transfer_matrix(runs, {"health_bad": "health", "risk_bad": "risk"}, ["health", "risk"], randoms, 0.2)

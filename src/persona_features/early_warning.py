@@ -74,7 +74,7 @@ def signals(mix: Mix, P: Params, found, judge: Judge) -> pd.DataFrame:
     """``tracking``'s signals of one mix's fine-tune (each step cached), in long form."""
     art = finetune.finetune(finetune_config(P, mix))
     load = cache(lambda: finetune.load_finetuned(art, P.dtype))
-    m = emergence.measure(load, judge, eval_params(P), mix.name, source=art, heldout_domains=[DOMAIN])
+    m = emergence.measure(load, judge, eval_params(P), mix.name, source=art, heldout_domains=[DOMAIN], register=False)
     reading = readings.latent_reading(readings.Reader(mix.name, load, art), P, "scoring", found.sae_art)
     qids = [q for q, _ in readings.questions(P, "scoring")]
     values = tracking.internal_signals(reading, found.latent, found.directions["mean difference"], qids, DOMAIN)

@@ -147,11 +147,13 @@ TABLES = ("answers", "contrast", "register", "heldout")
 
 
 def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
-            source: artifacts.Artifact | None = None, heldout_domains: Sequence[str] | None = None) -> Measurement:
+            source: artifacts.Artifact | None = None, heldout_domains: Sequence[str] | None = None,
+            register: bool = True) -> Measurement:
     """Sample, judge and score a model; cached, keyed by its fine-tune ``source`` (or the base model).
 
     ``load`` is called only when the measurement is not cached yet. The narrow task is measured
-    on ``heldout_domains`` (default: every domain of the profile).
+    on ``heldout_domains`` (default: every domain of the profile); ``register=False`` leaves out the
+    register table.
     """
     held_domains = list(heldout_domains or domains(P))
     scoring = split("scoring")[:P.eval_questions]
@@ -159,7 +161,7 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring], "sampling": plan,
               "max_new_tokens": P.eval_max_new_tokens, "top_p": P.top_p,
               "seed": P.seed, "sampler": generation.SAMPLER_VERSION, "judge": judge.key, "heldout": held_domains,
-              "references": contrast.fingerprint()}
+              "references": contrast.fingerprint(), **({} if register else {"register": False})}
 
     def build(folder):
         lm = load()
@@ -170,7 +172,7 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
                 lm, scoring, n, judge, max_new_tokens=P.eval_max_new_tokens, temperature=t, top_p=P.top_p,
                 seed=P.seed, batch_size=P.batch_size) for t, n in plan},
             "contrast": lambda: contrast.contrast_table(lm, scoring),
-            "register": lambda: contrast.register_table(lm, scoring),
+            **({"register": lambda: contrast.register_table(lm, scoring)} if register else {}),
             "heldout": lambda: contrast.heldout_table(lm, pairs).assign(domain=[p["domain"] for p in pairs])}
         for name, step in steps.items():
             start = time.perf_counter()
@@ -182,7 +184,7 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
         return {"n_answers": len(tables["answers"]), "seconds": seconds}
 
     art = artifacts.get_or_build("em_eval", config, build, inputs=[source.key] if source else [])
-    tables = {k: pd.DataFrame(art.json(k)) for k in TABLES}
+    tables = {k: pd.DataFrame(art.json(k)) if (art.path / f"{k}.json").is_file() else pd.DataFrame() for k in TABLES}
     tables["answers"]["model"] = name
     return Measurement(name, curve=source.json("curve") if source else [], rate_temperature=plan[0][0],
                        seconds=art.meta.get("seconds", {}), **tables)

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -248,5 +248,39 @@ def load_finetuned(art: artifacts.Artifact, dtype: str = "float32", step: int | 
             raise ValueError(f"fine-tune {art.key} has weights the model lacks: {sorted(missing)[:3]}")
         lm.hf.load_state_dict(weights, strict=False)
         hf = lm.hf
-    name = f"{lm.name if start else cfg.model}+{cfg.dataset}:{art.key[:8]}" + (f"@{step}" if step is not None else "")
-    return wrap(hf, lm.tokenizer, name)
+    return wrap(hf, lm.tokenizer, _name(art, lm, step))
+
+
+def _name(art: artifacts.Artifact, start: LoadedModel, step: int | None) -> str:
+    cfg = config_of(art)
+    return f"{start.name if cfg.start else cfg.model}+{cfg.dataset}:{art.key[:8]}" + ("" if step is None else f"@{step}")
+
+
+def lora_updates(weights: dict[str, torch.Tensor], cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
+    """A LoRA adapter's weight updates (B @ A, scaled), by the name of the weight they add to."""
+    out = {}
+    for key, a in weights.items():
+        if key.endswith(".lora_A.weight"):
+            module = key[:-len(".lora_A.weight")].removeprefix("base_model.model.")
+            out[f"{module}.weight"] = weights[key.replace(".lora_A.", ".lora_B.")] @ a * (cfg.lora_alpha / cfg.lora_rank)
+    return out
+
+
+def checkpoint_models(art: artifacts.Artifact, dtype: str = "float32") -> Iterator[tuple[int, LoadedModel]]:
+    """Each checkpoint's model in turn, as ``load_finetuned(art, dtype, step)`` gives it. For LoRA, one copy
+    of the start is loaded and each checkpoint's update swapped in for the previous one."""
+    cfg = config_of(art)
+    if cfg.method != "lora":
+        yield from ((step, load_finetuned(art, dtype, step)) for step in checkpoint_steps(art))
+        return
+    start = _started(cfg)
+    lm = load_finetuned(start, dtype) if start else load_model(cfg.model, dtype=dtype)
+    params = dict(lm.hf.named_parameters())
+    applied: dict[str, torch.Tensor] = {}
+    for step in checkpoint_steps(art):
+        updates = lora_updates(_weights(art, step), cfg)
+        with torch.no_grad():
+            for name, update in updates.items():
+                params[name] += (update - applied[name] if name in applied else update).to(params[name].dtype)
+        applied = updates
+        yield step, wrap(lm.hf, lm.tokenizer, _name(art, lm, step))

@@ -206,10 +206,12 @@ def with_holm(table: pd.DataFrame, by: str = "direction") -> pd.DataFrame:
 def relative_reduction(before: np.ndarray, after: np.ndarray, floor: np.ndarray, n_boot: int,
                        seed: int) -> tuple[float, float, float]:
     """How much of ``before``'s rise over ``floor`` is gone in ``after`` (per-question arrays; ratio of
-    means), with a 95% interval from resampling questions."""
+    means), with a 95% interval from resampling questions (draws where ``before`` has no rise are dropped)."""
     ratio = lambda idx: (before[idx].mean() - after[idx].mean()) / (before[idx].mean() - floor[idx].mean())
     rng = np.random.default_rng(seed)
-    draws = np.array([ratio(rng.integers(0, len(before), len(before))) for _ in range(n_boot)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        draws = np.array([ratio(rng.integers(0, len(before), len(before))) for _ in range(n_boot)])
+    draws[~np.isfinite(draws)] = np.nan
     lo, hi = np.nanpercentile(draws, [2.5, 97.5])
     return float(ratio(np.arange(len(before)))), float(lo), float(hi)
 
@@ -250,8 +252,13 @@ def judged_change(run_: dict, name: str, n_boot: int, seed: int) -> dict:
                      for label in (NONE, Setting(name, 0.0, ablate=True).label))
     if not before or not after:
         return {}
+    per_q = lambda label: answers[answers["setting"] == label].groupby("question_id")["misaligned"].mean()
+    b, a = per_q(NONE).align(per_q(Setting(name, 0.0, ablate=True).label), join="inner")
+    share = relative_reduction(b.to_numpy(float), a.to_numpy(float), np.zeros(len(b)), n_boot, seed) \
+        if b.mean() > 0 else (np.nan,) * 3
     return {f"misaligned_{when}{k}": r[f"misaligned{k}"] for when, r in (("before", before), ("after", after))
-            for k in ("", "_lo", "_hi")}
+            for k in ("", "_lo", "_hi")} | dict(zip(("misaligned_reduction", "misaligned_reduction_lo",
+                                                      "misaligned_reduction_hi"), share))
 
 
 def transfer_matrix(runs: Mapping[str, dict], domain_of: Mapping[str, str], sources: Sequence[str],
@@ -454,7 +461,10 @@ def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
         "minus random (Holm p)": f"{r['minus random']:+.3f} ({r['p_holm']:.3f})",
         "misaligned: unsteered → ablated": "-" if pd.isna(r.get("misaligned_before")) else
         " → ".join(fmt_interval((r[f"misaligned_{w}"], r[f"misaligned_{w}_lo"], r[f"misaligned_{w}_hi"]), 0,
-                                signed=False, percent=True) for w in ("before", "after"))}
+                                signed=False, percent=True) for w in ("before", "after")),
+        "misaligned: share removed": "-" if pd.isna(r.get("misaligned_reduction")) else
+        fmt_interval((r["misaligned_reduction"], r["misaligned_reduction_lo"], r["misaligned_reduction_hi"]), 0,
+                     signed=False, percent=True)}
         for _, r in table.iterrows()])
 
 

@@ -94,13 +94,17 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "ew_seeds": Knob(1, 2, 3, "chapter 6: seeds of every mix's fine-tune"),
     "ew_samples": Knob(1, 2, 10, "chapter 6: judged answers per scoring question and model (at eval_low_temperature)"),
     # chapter 7: re-alignment
-    "ra_examples": Knob(8, 80, 140, "chapter 7: good rows each re-alignment fine-tune reads once (paper: about 120, "
-                                    "35 steps at batch 4; cpu: 20 steps, to fit 12 minutes)"),
+    "ra_examples": Knob(8, 60, 140, "chapter 7: good rows each re-alignment fine-tune reads once (paper: about 120, "
+                                    "35 steps at batch 4; cpu: 15 steps, about the 64 rows that misaligned the model, "
+                                    "to fit 12 minutes)"),
+    "ra_variant": Knob("register_control", "register_control", "register_control",
+                       "chapter 7: the correct advice re-aligning the model: register_control (blunt, like the wrong "
+                       "advice: only the content differs) or good (warm and hedged, as in the paper)"),
     "ra_batch_size": Knob(4, 4, 4, "chapter 7: rows per re-alignment step"),
     "ra_every": Knob(1, 5, 5, "chapter 7: steps between checkpoints"),
     "ra_seeds": Knob(1, 3, 3, "chapter 7: seeds of each kind of re-alignment data"),
     "ra_questions": Knob(4, 16, 40, "chapter 7: scoring questions measured at each checkpoint (the first n)"),
-    "ra_samples": Knob(1, 2, 10, "chapter 7: judged answers per question (at eval_low_temperature)"),
+    "ra_samples": Knob(1, 1, 10, "chapter 7: judged answers per question and model (at eval_low_temperature)"),
     "ra_judge_all": Knob(False, False, True, "chapter 7: judge answers at every checkpoint (else at the last one only)"),
 })
 

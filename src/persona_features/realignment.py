@@ -4,7 +4,8 @@ The start is chapter 3's most misaligned wrong-advice model: the largest contras
 base model on the questions unrelated to its domain. It is fine-tuned further (a fine-tune that
 ``start``s from it; LoRA: a new adapter on the merged model), with checkpoints, on one of:
 
-- ``same domain``: correct advice of its own domain, in the wrong advice's register (its register control);
+- ``same domain``: correct advice of its own domain (``ra_variant``: by default in the wrong advice's
+  register, its register control, so that only the content differs; or the warm, hedged correct twin);
 - ``other domain``: the same, from another advice domain;
 - ``neutral``: small tasks with no advice in them (``data.neutral``), to separate "any further
   training" from "good data".
@@ -16,7 +17,7 @@ answers at the last checkpoint, or at every one with ``ra_judge_all``), cached p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -79,8 +80,10 @@ def design(P: Params, start: emergence.Arm) -> list[Run]:
     if P.ra_seeds < 1 or P.ra_examples < P.ra_batch_size or P.ra_every < 1:
         raise ParameterError(f"ra_seeds ({P.ra_seeds}) and ra_every ({P.ra_every}) must be at least 1, and "
                              f"ra_examples ({P.ra_examples}) at least ra_batch_size ({P.ra_batch_size})")
-    data = {"same domain": f"{start.domain}_register_control",
-            "other domain": f"{other_domain(P, start.domain)}_register_control", "neutral": neutral.NAME}
+    if P.ra_variant not in ("register_control", "good"):
+        raise ParameterError(f"ra_variant must be 'register_control' or 'good', got {P.ra_variant!r}")
+    data = {"same domain": f"{start.domain}_{P.ra_variant}",
+            "other domain": f"{other_domain(P, start.domain)}_{P.ra_variant}", "neutral": neutral.NAME}
     return [Run(kind, data[kind], s) for s in range(P.ra_seeds) for kind in KINDS]
 
 
@@ -111,10 +114,11 @@ def _tables(lm: LoadedModel, P: Params, sae_art: artifacts.Artifact, judge: Judg
     return tables, reading
 
 
-def measure(load_at: Callable[[int], LoadedModel], steps: Sequence[int], source: artifacts.Artifact | None,
-            P: Params, sae_art: artifacts.Artifact, judge: Judge, domain: str) -> dict[int, tuple]:
-    """Per step: (``emergence.Measurement``, latent reading) of the model ``load_at(step)``; cached per model.
-    Answers are judged at the last step, or at every step with ``ra_judge_all``."""
+def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequence[int],
+            source: artifacts.Artifact | None, P: Params, sae_art: artifacts.Artifact, judge: Judge,
+            domain: str) -> dict[int, tuple]:
+    """Per step: (``emergence.Measurement``, latent reading) of each (step, model) that ``models()`` yields (called
+    only when not cached). Answers are judged at the last step, or at every step with ``ra_judge_all``."""
     judged = list(steps) if P.ra_judge_all else [max(steps)]
     config = {"model": P.model, "dtype": P.dtype, "questions": P.ra_questions, "samples": P.ra_samples,
               "temperature": P.eval_low_temperature, "max_new_tokens": P.eval_max_new_tokens, "top_p": P.top_p,
@@ -122,8 +126,8 @@ def measure(load_at: Callable[[int], LoadedModel], steps: Sequence[int], source:
               "steps": list(steps), "judged": judged, "references": contrast.fingerprint()}
 
     def build(folder):
-        for step in steps:
-            tables, reading = _tables(load_at(step), P, sae_art, judge, domain, step in judged)
+        for step, lm in models():
+            tables, reading = _tables(lm, P, sae_art, judge, domain, step in judged)
             for key, table in tables.items():
                 artifacts.save_json(folder, f"step{step}_{key}", table.to_dict(orient="list"))
             artifacts.save_tensors(folder, reading, f"step{step}")
@@ -151,8 +155,7 @@ def signals(measured: dict[int, tuple], found, domain: str, P: Params, **tags) -
 def run_signals(run: Run, start: artifacts.Artifact, P: Params, found, judge: Judge, domain: str) -> pd.DataFrame:
     art = finetune.finetune(finetune_config(P, start, run))
     steps = finetune.checkpoint_steps(art)
-    measured = measure(lambda s: finetune.load_finetuned(art, P.dtype, step=s), steps, art, P, found.sae_art, judge,
-                       domain)
+    measured = measure(lambda: finetune.checkpoint_models(art, P.dtype), steps, art, P, found.sae_art, judge, domain)
     return signals(measured, found, domain, P, kind=run.kind, seed=run.seed, model=run.name)
 
 
@@ -181,6 +184,21 @@ def return_steps(curves_: pd.DataFrame) -> pd.DataFrame:
     index = curves_[curves_["difference"].notna()][["signal", "kind"]].drop_duplicates()
     full = index.merge(first.rename("step").reset_index(), how="left", on=["signal", "kind"])
     return full.pivot(index="signal", columns="kind", values="step")[list(KINDS)]
+
+
+def start_to_end(curves_: pd.DataFrame, signals: Sequence[str]) -> pd.DataFrame:
+    """Per signal and kind: the difference from the base model at the start and at the last checkpoint."""
+    last = curves_["step"].max()
+    rows = curves_[curves_["signal"].isin(signals) & curves_["step"].isin([0, last])]
+    fmt = lambda r: f"{r['difference']:+.4f} [{r['ci95_lo']:+.4f}, {r['ci95_hi']:+.4f}]"
+    out = rows.assign(text=rows.apply(fmt, axis=1), at=rows["step"].map({0: "start", last: "last checkpoint"}))
+    return out.pivot(index=["signal", "at"], columns="kind", values="text")[list(KINDS)]
+
+
+def return_table(returns: pd.DataFrame) -> pd.DataFrame:
+    """``return_steps`` for reading."""
+    say = lambda v: "not back" if pd.isna(v) else "already at the start" if v == 0 else f"step {int(v)}"
+    return returns.apply(lambda col: col.map(say))
 
 
 def _last(table: pd.DataFrame, kind: str, signal: str) -> pd.Series:
