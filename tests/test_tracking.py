@@ -45,7 +45,9 @@ def test_early_warning_verdict_follows_its_rule(first, status):
     tests = tracking.against(_mix_table({"persona latent": 1.0}, percents=(0, 5, 25, 50, 100)), "percent", 0, 200, 0)
     v = ew.verdict(first, tests)
     assert v["status"] == status
-    assert v["evidence"]["label"] == f"persona latent, {first['persona latent'] or 5}% wrong minus 0%"
+    at = first["persona latent"] or 5
+    assert v["evidence"]["label"].startswith(f"persona latent at {at}% wrong minus 0%")
+    assert v["evidence"]["mean"] == pytest.approx(at / 100, abs=0.02)  # a share of the 100% model's difference
 
 
 def test_bad_mix_settings_are_rejected():
@@ -73,10 +75,12 @@ def test_realignment_return_steps_and_verdicts():
     table, start, base = _realign_tables({"same domain": 0.5, "other domain": 0.25, "neutral": 0.0})
     curves = ra.curves(table, start, base, 200, 0)
     returns = ra.return_steps(curves)
-    assert returns.loc["contrast", "same domain"] == 10
+    assert returns.loc["contrast", "same domain"] == "step 10"
     assert pd.isna(returns.loc["contrast", "other domain"]) and pd.isna(returns.loc["contrast", "neutral"])
     v = ra.verdicts(table, start, base, 200, 0)
     assert v["realignment"]["status"] == "replicated" and v["realignment_cross"]["status"] == "partial"
+    flat = _realign_tables({"same domain": 0.0, "other domain": 0.0, "neutral": 0.0}, start=0.0)
+    assert (ra.return_steps(ra.curves(*flat, 200, 0)) == ra.NOT_APART).all().all()
 
 
 def test_realignment_needs_a_misaligned_start_and_a_gap_to_the_neutral_control():
@@ -96,3 +100,15 @@ def test_the_seed_floor_is_the_largest_gap_between_seeds_and_mixes_must_exceed_i
     tests = tracking.against(table, "percent", 0, 200, 0)
     assert tracking.first_beyond(tests, floor, "percent", 100)["s"] == 100  # 25%: +0.25 < 0.3
     assert tracking.seed_floor(table[table["seed"] == 0], "percent").isna().all()
+
+
+def test_a_wide_interval_around_a_larger_gap_is_not_back():
+    table, start, base = _realign_tables({"same domain": 0.0, "other domain": 0.0, "neutral": 0.0})
+    last = table["step"] == table["step"].max()
+    rng = np.random.default_rng(2)
+    table.loc[last & (table["kind"] == "same domain"), "value"] = 0.6 + 3 * rng.standard_normal(int(
+        (last & (table["kind"] == "same domain")).sum()))  # mean far off, interval wide enough to hold zero
+    curves = ra.curves(table, start, base, 200, 0)
+    row = curves[(curves["kind"] == "same domain") & (curves["step"] == 10)].iloc[0]
+    assert row["ci95_lo"] < 0 < row["ci95_hi"]
+    assert pd.isna(ra.return_steps(curves).loc["contrast", "same domain"])

@@ -103,7 +103,7 @@ def level_table(table: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
 
 def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
     """The early-warning verdict by ``VERDICT_RULE``; its evidence: the persona latent at its first separating
-    mix (else at the smallest mix), minus the 0% model."""
+    mix (else at the smallest mix) minus the 0% model, as a share of the 100% model's difference."""
     latent = first.get("persona latent")
     seen = [first[k] for k in BEHAVIOUR if first.get(k) is not None]
     behaviour = min(seen) if seen else None
@@ -116,10 +116,12 @@ def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
         status = "not replicated"
     else:
         status = "replicated" if latent <= EARLY else "partial"
-    rows = tests[tests["signal"] == "persona latent"].set_index("percent")
+    scaled = tracking.normalised(tests, "percent", 100)
+    rows = scaled[scaled["signal"] == "persona latent"].set_index("percent")
     key = rows.loc[latent if latent is not None else rows.index.min()]
     return {"status": status, "summary": summary, "first_separation": dict(first),
-            "evidence": {"label": f"persona latent, {key.name:g}% wrong minus 0%", "mean": float(key["difference"]),
+            "evidence": {"label": f"persona latent at {key.name:g}% wrong minus 0%, as a share of the 100% model's",
+                         "mean": float(key["difference"]),
                          "ci95_lo": float(key["ci95_lo"]), "ci95_hi": float(key["ci95_hi"]),
                          "p_holm": float(key["p_holm"]), "n": int(key["n_units"])}}
 
