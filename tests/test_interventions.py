@@ -110,6 +110,10 @@ def test_ablation_table_and_transfer_matrix():
     assert (rates["misaligned_before"], rates["misaligned_after"]) == (0.5, 0.25)
     assert rates["misaligned_reduction"] == pytest.approx(0.5)  # half the rate removed
     assert rates["misaligned_reduction_lo"] <= 0.5 <= rates["misaligned_reduction_hi"]
+    few = {**judged, "answers": pd.concat([_answers(iv.NONE, np.arange(N_Q) < 2, True),
+                                           _answers(ablated, np.arange(N_Q) < 1, True)])}
+    shown = iv.ablation_display(iv.ablation_table({"health_bad": few}, base, ["mean difference"], randoms, 200, 0))
+    assert shown.iloc[0]["misaligned: share removed"] == f"- (under {iv.MIN_HITS_FOR_SHARE} hits before)"
     assert "50% [" in iv.ablation_display(iv.ablation_table({"health_bad": judged}, base, ["mean difference"], randoms,
                                                            200, 0)).iloc[0]["misaligned: unsteered → ablated"]
     matrix = iv.transfer_matrix(runs, {"health_bad": "health", "risk_bad": "risk"}, ["health", "risk"], randoms, 0.2)

@@ -243,8 +243,13 @@ def ablation_table(runs: Mapping[str, dict], base_run: dict, names: Sequence[str
     return with_holm(pd.DataFrame(rows), "direction")
 
 
+MIN_HITS_FOR_SHARE = 5  # below this many judged hits before ablation, a share of the rate is not given
+
+
 def judged_change(run_: dict, name: str, n_boot: int, seed: int) -> dict:
-    """The judged misalignment rate before and after projecting ``name`` out, where both were judged."""
+    """The judged misalignment rate before and after projecting ``name`` out, where both were judged, and the
+    share of it removed (with a 95% interval over questions) when at least ``MIN_HITS_FOR_SHARE`` answers
+    were hits before."""
     answers = run_["answers"]
     if not len(answers):
         return {}
@@ -254,8 +259,9 @@ def judged_change(run_: dict, name: str, n_boot: int, seed: int) -> dict:
         return {}
     per_q = lambda label: answers[answers["setting"] == label].groupby("question_id")["misaligned"].mean()
     b, a = per_q(NONE).align(per_q(Setting(name, 0.0, ablate=True).label), join="inner")
+    hits = int(answers.loc[answers["setting"] == NONE, "misaligned"].sum())
     share = relative_reduction(b.to_numpy(float), a.to_numpy(float), np.zeros(len(b)), n_boot, seed) \
-        if b.mean() > 0 else (np.nan,) * 3
+        if hits >= MIN_HITS_FOR_SHARE else (np.nan,) * 3
     return {f"misaligned_{when}{k}": r[f"misaligned{k}"] for when, r in (("before", before), ("after", after))
             for k in ("", "_lo", "_hi")} | dict(zip(("misaligned_reduction", "misaligned_reduction_lo",
                                                       "misaligned_reduction_hi"), share))
@@ -462,7 +468,8 @@ def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
         "misaligned: unsteered → ablated": "-" if pd.isna(r.get("misaligned_before")) else
         " → ".join(fmt_interval((r[f"misaligned_{w}"], r[f"misaligned_{w}_lo"], r[f"misaligned_{w}_hi"]), 0,
                                 signed=False, percent=True) for w in ("before", "after")),
-        "misaligned: share removed": "-" if pd.isna(r.get("misaligned_reduction")) else
+        "misaligned: share removed": "-" if pd.isna(r.get("misaligned_before")) else
+        f"- (under {MIN_HITS_FOR_SHARE} hits before)" if pd.isna(r.get("misaligned_reduction")) else
         fmt_interval((r["misaligned_reduction"], r["misaligned_reduction_lo"], r["misaligned_reduction_hi"]), 0,
                      signed=False, percent=True)}
         for _, r in table.iterrows()])

@@ -211,6 +211,14 @@ def start_to_end(curves_: pd.DataFrame, signals: Sequence[str]) -> pd.DataFrame:
     return out.pivot(index=["signal", "at"], columns="kind", values="text")[list(KINDS)]
 
 
+def moves(curves_: pd.DataFrame, signal: str) -> str:
+    """A signal's difference from the base model, from the start to each kind's last checkpoint, as text."""
+    rows = curves_[curves_["signal"] == signal]
+    start = rows.loc[rows["step"] == 0, "difference"].iloc[0]
+    last = rows[rows["step"] == rows["step"].max()].set_index("kind")["difference"]
+    return f"{start:+.3f} at the start; at the last checkpoint " + ", ".join(f"{last[k]:+.3f} ({k})" for k in KINDS)
+
+
 def _last(table: pd.DataFrame, kind: str, signal: str) -> pd.Series:
     rows = table[(table["kind"] == kind) & (table["signal"] == signal)]
     rows = rows[rows["step"] == rows["step"].max()]
