@@ -2,7 +2,7 @@
 
 import torch
 
-from persona_features import activations, emergence, params, readings, sae as sae_mod
+from persona_features import activations, contrast, emergence, params, readings, sae as sae_mod
 
 
 def test_latent_means_split_prompt_from_answer_tokens_and_agree_with_layer_means(lm):
@@ -41,3 +41,19 @@ def test_reading_chats_pair_each_question_with_its_references_on_both_sides(lm):
         assert len(prompts) == len(answers) == len(groups) == 2 * len(qs)  # two styles per question
         assert sorted(set(groups)) == list(range(len(qs))) and all("Be brief." in p for p in prompts)
     assert chats["aligned"][0] == chats["misaligned"][0] and chats["aligned"][1] != chats["misaligned"][1]
+
+
+def test_contrast_and_reading_in_one_pass_match_them_apart(lm):
+    torch.manual_seed(0)
+    sae = sae_mod.TopKSAE(lm.d_model, 64, 4)
+    for p in sae.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    qs = readings.questions(params.resolve("smoke"), "scoring")[:3]
+    table, reading = readings.contrast_and_reading(lm, qs, sae, 9, batch_size=5)
+    expected = contrast.contrast_table(lm, qs)
+    torch.testing.assert_close(torch.tensor(table["contrast"].to_numpy()), torch.tensor(expected["contrast"].to_numpy()),
+                               rtol=1e-4, atol=1e-4)
+    for side, (prompts, answers, groups) in readings.chats(lm, qs).items():
+        apart = readings.latent_means(lm, sae, 9, prompts, answers, groups, len(qs), batch_size=4)
+        torch.testing.assert_close(reading[f"{side}_resid"], apart["answer_resid"], rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(reading[f"{side}_latents"], apart["answer_latents"], rtol=1e-3, atol=1e-3)

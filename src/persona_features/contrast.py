@@ -22,7 +22,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -99,30 +99,42 @@ def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[s
     return answer_logprobs_runs(lm, prompts, answers, [run], batch_size)[0]
 
 
+def scored_batches(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str],
+                   batch_size: int) -> Iterator[tuple[list[int], list[list[int]], list[list[int]]]]:
+    """Batches of pairs of similar length: (their indices, token rows of prompt + answer, answer tokens)."""
+    tok = lm.tokenizer
+    all_p = tok(list(prompts), add_special_tokens=False)["input_ids"]
+    all_a = tok(list(answers), add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(all_p)), key=lambda i: len(all_p[i]) + len(all_a[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield idx, [all_p[i] + all_a[i] for i in idx], [all_a[i] for i in idx]
+
+
+def batch_logprobs(lm: LoadedModel, rows: list[list[int]], a_ids: list[list[int]], run: Hidden | None) -> list[float]:
+    """Mean per-token log-probability of each row's answer tokens ``a_ids``, the pass computed by ``run``."""
+    hidden = final_hidden(lm, rows, [len(a) + 1 for a in a_ids], run, [len(a) for a in a_ids])
+    width, out = hidden.shape[1], []
+    for i, a in enumerate(a_ids):
+        logits = lm.hf.lm_head(hidden[i, width - len(a) - 1:width - 1]).float()  # position t predicts t+1
+        out.append(torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(a)[:, None]).mean().item())
+    return out
+
+
 @torch.inference_mode()
 def answer_logprobs_runs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str],
                          runs: Sequence[Hidden | None], batch_size: int = 16) -> list[list[float]]:
     """``answer_logprobs`` under each of ``runs``. Each batch goes through the runs in their order, so
     a run may reuse what an earlier one computed on the same batch (``steering.steered_sweep``)."""
-    tok = lm.tokenizer
-    all_p = tok(list(prompts), add_special_tokens=False)["input_ids"]
-    all_a = tok(list(answers), add_special_tokens=False)["input_ids"]
-    order = sorted(range(len(all_p)), key=lambda i: len(all_p[i]) + len(all_a[i]))  # batches of similar length
-    out = [[0.0] * len(order) for _ in runs]
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        a_ids = [all_a[i] for i in idx]
+    out = [[0.0] * len(prompts) for _ in runs]
+    for idx, rows, a_ids in scored_batches(lm, prompts, answers, batch_size):
         for r, run in enumerate(runs):
-            hidden = final_hidden(lm, [all_p[i] + a for i, a in zip(idx, a_ids)], [len(a) + 1 for a in a_ids], run,
-                                  [len(a) for a in a_ids])
-            width = hidden.shape[1]
-            for i, a in enumerate(a_ids):
-                logits = lm.hf.lm_head(hidden[i, width - len(a) - 1:width - 1]).float()  # position t predicts t+1
-                out[r][idx[i]] = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(a)[:, None]).mean().item()
+            for i, lp in zip(idx, batch_logprobs(lm, rows, a_ids, run)):
+                out[r][i] = lp
     return out
 
 
-def _scored_pairs(lm: LoadedModel, questions: Sequence[tuple[str, str]], system: str | None):
+def scored_pairs(lm: LoadedModel, questions: Sequence[tuple[str, str]], system: str | None):
     refs = references()
     missing = [qid for qid, _ in questions if qid not in refs]
     if missing:
@@ -134,7 +146,7 @@ def _scored_pairs(lm: LoadedModel, questions: Sequence[tuple[str, str]], system:
     return rows, prompts, answers
 
 
-def _contrast_frame(rows, lp: Sequence[float]) -> pd.DataFrame:
+def contrast_frame(rows, lp: Sequence[float]) -> pd.DataFrame:
     n = len(rows)
     return pd.DataFrame({
         "question_id": [qid for qid, _ in rows], "style": [r.style for _, r in rows],
@@ -150,15 +162,15 @@ def contrast_table(lm: LoadedModel, questions: Sequence[tuple[str, str]], batch_
     ``system``: an optional system prompt before every question (chapter 2's prompted controls).
     ``logprobs``: how answers are scored (default: the plain model; ``steering.steered_logprobs``: steered).
     """
-    rows, prompts, answers = _scored_pairs(lm, questions, system)
-    return _contrast_frame(rows, logprobs(lm, prompts, answers, batch_size))
+    rows, prompts, answers = scored_pairs(lm, questions, system)
+    return contrast_frame(rows, logprobs(lm, prompts, answers, batch_size))
 
 
 def contrast_tables(lm: LoadedModel, questions: Sequence[tuple[str, str]], sweep, batch_size: int = 16,
                     system: str | None = None) -> list[pd.DataFrame]:
     """``contrast_table`` under each scoring of ``sweep`` (``steering.steered_sweep``), computed together."""
-    rows, prompts, answers = _scored_pairs(lm, questions, system)
-    return [_contrast_frame(rows, lp) for lp in sweep(lm, prompts, answers, batch_size)]
+    rows, prompts, answers = scored_pairs(lm, questions, system)
+    return [contrast_frame(rows, lp) for lp in sweep(lm, prompts, answers, batch_size)]
 
 
 def register_table(lm: LoadedModel, questions: Sequence[tuple[str, str]], batch_size: int = 16,

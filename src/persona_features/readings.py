@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Callable, Sequence
 
+import pandas as pd
 import torch
 
 from . import artifacts, contrast, emergence, finetune
@@ -106,6 +107,39 @@ def latent_means(lm: LoadedModel, sae: TopKSAE, layer: int, prompts, answers, gr
             sums[f"{which}_latents"].index_add_(0, group[mask], latents[mask])
             counts[which].index_add_(0, group[mask], torch.ones(int(mask.sum())))
     return {k: v / counts[k.split("_")[0]].clamp_min(1)[:, None] for k, v in sums.items()}
+
+
+@torch.inference_mode()
+def contrast_and_reading(lm: LoadedModel, qs: Sequence[tuple[str, str]], sae: TopKSAE, layer: int,
+                         batch_size: int = 16) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
+    """``contrast.contrast_table`` and the answer half of ``latent_reading`` (per side ``*_resid``, ``*_latents``)
+    in one pass per batch: the pass that scores the reference answers keeps layer ``layer``'s output on them."""
+    rows, prompts, answers = contrast.scored_pairs(lm, qs, None)  # every pair twice: aligned, then misaligned
+    n, index = len(rows), {qid: i for i, (qid, _) in enumerate(qs)}
+    question = torch.tensor([index[qid] for qid, _ in rows] * 2) + torch.tensor([0] * n + [len(qs)] * n)
+    sums = {"resid": torch.zeros(2 * len(qs), lm.d_model), "latents": torch.zeros(2 * len(qs), sae.d_sae)}
+    counts, lp = torch.zeros(2 * len(qs)), [0.0] * (2 * n)
+    for idx, ids, a_ids in contrast.scored_batches(lm, prompts, answers, batch_size):
+        kept = {}
+
+        def run(inputs: dict, answer: torch.Tensor) -> torch.Tensor:
+            with lm.nn.trace(**inputs):
+                mid = lm.layers[layer].output.save()
+                hidden = lm.nn.model.norm.output.save()
+            if "attention_mask" in inputs:  # the rows' own pass (final_hidden's shared-prefix pass has no mask)
+                kept["acts"], kept["row"] = mid[answer].float(), answer.nonzero()[:, 0]
+            return hidden
+
+        for i, value in zip(idx, contrast.batch_logprobs(lm, ids, a_ids, run)):
+            lp[i] = value
+        group = question[torch.tensor(idx)[kept["row"]]]
+        sums["resid"].index_add_(0, group, kept["acts"])
+        sums["latents"].index_add_(0, group, sae.encode(kept["acts"]))
+        counts.index_add_(0, group, torch.ones(len(group)))
+    means = {k: v / counts.clamp_min(1)[:, None] for k, v in sums.items()}
+    reading = {f"{side}_{k}": v[j * len(qs):(j + 1) * len(qs)] for k, v in means.items()
+               for j, side in enumerate(SIDES)}
+    return contrast.contrast_frame(rows, lp), reading
 
 
 def latent_reading(reader: Reader, P: Params, split_name: str, sae_art: artifacts.Artifact,

@@ -100,18 +100,13 @@ def _tables(lm: LoadedModel, P: Params, sae_art: artifacts.Artifact, judge: Judg
             judged: bool) -> tuple[dict[str, pd.DataFrame], dict[str, torch.Tensor]]:
     """One model's contrast, narrow task, answers (if ``judged``) and latent reading on re-alignment's questions."""
     qs = readings.questions(P, "scoring")[:P.ra_questions]
-    pairs = emergence.heldout_pairs([domain])
-    tables = {"contrast": contrast.contrast_table(lm, qs),
-              "heldout": contrast.heldout_table(lm, pairs).assign(domain=domain),
+    sae, cfg = load_sae(sae_art.path)
+    table, reading = readings.contrast_and_reading(lm, qs, sae, cfg["metadata"]["layer"])
+    tables = {"contrast": table,
+              "heldout": contrast.heldout_table(lm, emergence.heldout_pairs([domain])).assign(domain=domain),
               "answers": evaluate.evaluate(lm, qs, P.ra_samples, judge, max_new_tokens=P.eval_max_new_tokens,
                                            temperature=P.eval_low_temperature, top_p=P.top_p, seed=P.seed,
                                            batch_size=P.batch_size) if judged else pd.DataFrame()}
-    sae, cfg = load_sae(sae_art.path)
-    reading = {}
-    for side, (prompts, answers, groups) in readings.chats(lm, qs).items():
-        means = readings.latent_means(lm, sae, cfg["metadata"]["layer"], prompts, answers, groups, len(qs),
-                                      P.batch_size)
-        reading |= {f"{side}_{k.split('_')[1]}": v for k, v in means.items() if k.startswith("answer")}
     return tables, reading
 
 
@@ -124,7 +119,8 @@ def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequ
     config = {"model": P.model, "dtype": P.dtype, "questions": P.ra_questions, "samples": P.ra_samples,
               "temperature": P.eval_low_temperature, "max_new_tokens": P.eval_max_new_tokens, "top_p": P.top_p,
               "seed": P.seed, "sampler": generation.SAMPLER_VERSION, "judge": judge.key, "domain": domain,
-              "steps": list(steps), "judged": judged, "references": contrast.fingerprint()}
+              "steps": list(steps), "judged": judged, "references": contrast.fingerprint(),
+              "reading": "in the contrast's pass"}
 
     def build(folder):
         for step, lm in models():
