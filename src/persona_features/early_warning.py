@@ -94,11 +94,7 @@ def mix_table(P: Params) -> pd.DataFrame:
 
 def level_table(table: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
     """Each signal's mean at each mix (over seeds, then units) with a 95% interval over units."""
-    rows = []
-    for (signal, percent), g in tracking.seed_means(table, "percent").groupby(["signal", "percent"], sort=False):
-        mean, lo, hi = tracking.interval(g["value"], n_boot, seed)
-        rows.append({"signal": signal, "percent": percent, "mean": mean, "ci95_lo": lo, "ci95_hi": hi})
-    return pd.DataFrame(rows)
+    return tracking.level_summary(table, "percent", n_boot, seed)
 
 
 def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:

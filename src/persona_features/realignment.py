@@ -27,7 +27,7 @@ from .data import advice, neutral
 from .judge import Judge
 from .models import LoadedModel
 from .params import ParameterError, Params
-from .sae import load as load_sae
+from .sae import TopKSAE, load as load_sae
 from .stats import paired_test
 
 KINDS = ("same domain", "other domain", "neutral")
@@ -96,12 +96,11 @@ def finetune_config(P: Params, start: artifacts.Artifact, run: Run) -> finetune.
                                    seed=P.seed + SEED_OFFSET + run.seed, start=start.key, checkpoint_every=P.ra_every)
 
 
-def _tables(lm: LoadedModel, P: Params, sae_art: artifacts.Artifact, judge: Judge, domain: str,
+def _tables(lm: LoadedModel, P: Params, sae: TopKSAE, layer: int, judge: Judge, domain: str,
             judged: bool) -> tuple[dict[str, pd.DataFrame], dict[str, torch.Tensor]]:
     """One model's contrast, narrow task, answers (if ``judged``) and latent reading on re-alignment's questions."""
     qs = readings.questions(P, "scoring")[:P.ra_questions]
-    sae, cfg = load_sae(sae_art.path)
-    table, reading = readings.contrast_and_reading(lm, qs, sae, cfg["metadata"]["layer"])
+    table, reading = readings.contrast_and_reading(lm, qs, sae, layer)
     tables = {"contrast": table,
               "heldout": contrast.heldout_table(lm, emergence.heldout_pairs([domain])).assign(domain=domain),
               "answers": evaluate.evaluate(lm, qs, P.ra_samples, judge, max_new_tokens=P.eval_max_new_tokens,
@@ -123,8 +122,9 @@ def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequ
               "reading": "in the contrast's pass"}
 
     def build(folder):
+        sae, cfg = load_sae(sae_art.path)
         for step, lm in models():
-            tables, reading = _tables(lm, P, sae_art, judge, domain, step in judged)
+            tables, reading = _tables(lm, P, sae, cfg["metadata"]["layer"], judge, domain, step in judged)
             for key, table in tables.items():
                 artifacts.save_json(folder, f"step{step}_{key}", table.to_dict(orient="list"))
             artifacts.save_tensors(folder, reading, f"step{step}")
@@ -160,17 +160,10 @@ def curves(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boot:
     """Per kind, signal and step (the start at step 0): the mean over seeds minus the base model's, paired over
     units, with a 95% interval (``difference``), and the mean itself (``mean``)."""
     reference = base.groupby(["signal", "unit"])["value"].mean()
-    rows = []
-    for kind in KINDS:
-        frame = pd.concat([start.assign(kind=kind), table[table["kind"] == kind]], ignore_index=True)
-        per_unit = frame.groupby(["signal", "step", "unit"])["value"].mean()
-        for (signal, step), values in per_unit.groupby(level=["signal", "step"]):
-            values = values.droplevel(["signal", "step"])
-            ref = reference[signal].reindex(values.index) if signal in reference.index.get_level_values(0) else None
-            diff = tracking.interval(values - ref, n_boot, seed) if ref is not None else (float("nan"),) * 3
-            rows.append({"kind": kind, "signal": signal, "step": int(step), "mean": float(values.mean()),
-                         **dict(zip(("difference", "ci95_lo", "ci95_hi"), diff))})
-    return pd.DataFrame(rows)
+    frames = [tracking.level_summary(pd.concat([start, table[table["kind"] == kind]], ignore_index=True), "step",
+                                     n_boot, seed, reference).assign(kind=kind) for kind in KINDS]
+    out = pd.concat(frames, ignore_index=True).astype({"step": int})
+    return out[["kind", "signal", "step", "mean", "difference", "ci95_lo", "ci95_hi"]]
 
 
 NOT_APART = "start not apart from the base model"

@@ -23,8 +23,7 @@ import torch
 from . import diffing, emergence
 from .stats import bootstrap_mean, holm, paired_test
 
-SIGNALS = {"persona latent": "internal", "mean-difference projection": "internal", "contrast": "behaviour",
-           "misaligned": "behaviour", "narrow-task margin": "narrow task"}
+SIGNALS = ("persona latent", "mean-difference projection", "contrast", "misaligned", "narrow-task margin")
 
 
 def internal_signals(reading: Mapping[str, torch.Tensor], latent: int, direction: torch.Tensor,
@@ -56,6 +55,25 @@ def long_table(signals: Mapping[str, pd.Series], **tags) -> pd.DataFrame:
 def seed_means(table: pd.DataFrame, level: str) -> pd.DataFrame:
     """Per signal, ``level`` (mix, step) and unit: the value averaged over seeds."""
     return table.groupby(["signal", level, "unit"], as_index=False)["value"].mean()
+
+
+def level_summary(table: pd.DataFrame, level: str, n_boot: int, seed: int,
+                  reference: pd.Series | None = None) -> pd.DataFrame:
+    """Per signal and ``level``: the mean over seeds, then units (``mean``), with a 95% interval over units;
+    with a ``reference`` (indexed by signal and unit), the interval is of the ``difference`` from it, paired
+    over units (NaN for a signal the reference lacks)."""
+    rows = []
+    for (signal, value), g in seed_means(table, level).groupby(["signal", level], sort=False):
+        values = g.set_index("unit")["value"]
+        row = {"signal": signal, level: value, "mean": float(values.mean())}
+        if reference is None:
+            row |= dict(zip(("mean", "ci95_lo", "ci95_hi"), interval(values, n_boot, seed)))
+        else:
+            ref = reference[signal].reindex(values.index) if signal in reference.index.get_level_values(0) else None
+            diff = interval(values - ref, n_boot, seed) if ref is not None else (float("nan"),) * 3
+            row |= dict(zip(("difference", "ci95_lo", "ci95_hi"), diff))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def against(table: pd.DataFrame, level: str, reference, n_boot: int, seed: int) -> pd.DataFrame:
