@@ -92,11 +92,6 @@ def mix_table(P: Params) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def level_table(table: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
-    """Each signal's mean at each mix (over seeds, then units) with a 95% interval over units."""
-    return tracking.level_summary(table, "percent", n_boot, seed)
-
-
 def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
     """The early-warning verdict by ``VERDICT_RULE``; its evidence: the persona latent at its first separating
     mix (else at the smallest mix) minus the 0% model, as a share of the 100% model's difference."""

@@ -169,9 +169,9 @@ def curves(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boot:
 NOT_APART = "start not apart from the base model"
 
 
-def _back(row: pd.Series, margin: float) -> bool:
-    """Equivalent to the base model: the difference's 95% interval lies within +-``margin``."""
-    return bool(-margin <= row["ci95_lo"] and row["ci95_hi"] <= margin)
+def _back(lo: float, hi: float, margin: float) -> bool:
+    """Equivalent to the base model: the difference's 95% interval [lo, hi] lies within +-``margin``."""
+    return bool(-margin <= lo and hi <= margin)
 
 
 def return_steps(curves_: pd.DataFrame) -> pd.DataFrame:
@@ -185,7 +185,8 @@ def return_steps(curves_: pd.DataFrame) -> pd.DataFrame:
         if start["ci95_lo"] <= 0 <= start["ci95_hi"]:
             value = NOT_APART
         else:
-            back = [int(r["step"]) for _, r in g.iloc[1:].iterrows() if _back(r, abs(start["difference"]) / 2)]
+            margin = abs(start["difference"]) / 2
+            back = [int(r["step"]) for _, r in g.iloc[1:].iterrows() if _back(r["ci95_lo"], r["ci95_hi"], margin)]
             value = f"step {back[0]}" if back else None
         rows.append({"signal": signal, "kind": kind, "back": value})
     return pd.DataFrame(rows).pivot(index="signal", columns="kind", values="back")[list(KINDS)]
@@ -226,7 +227,7 @@ def verdicts(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boo
         vs = paired_test(last.to_numpy(), ref.to_numpy(), n_boot, seed=seed)
         gap = paired_test(*(x.to_numpy() for x in last.align(b, join="inner")), n_boot, seed=seed).difference
         margin = abs(rise.difference.mean) / 2
-        back = bool(-margin <= gap.lo and gap.hi <= margin)
+        back = _back(gap.lo, gap.hi, margin)
         beyond = bool(vs.difference.mean < 0 and vs.p_value < 0.05)
         if not (rise.difference.mean > 0 and rise.p_value < 0.05):
             status = "inconclusive"
