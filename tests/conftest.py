@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from persona_features import models, runner
+from persona_features import artifacts, models, runner
 from persona_features.paths import repo_root
 
 
@@ -10,6 +10,18 @@ from persona_features.paths import repo_root
 def lm():
     """The embedded model, loaded once per test session (float32, as in the cpu profile)."""
     return models.load_model("smollm2-135m", dtype="float32")
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty artifact cache that shares only the converted embedded model with the usual one, so a test
+    that loads the model does not convert the GGUF file again (~20 s)."""
+    converted = models.embedded_folder("smollm2-135m")  # built in the usual cache if missing
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / converted.parent.name).symlink_to(converted.parent, target_is_directory=True)
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(cache))
+    return cache
 
 
 @pytest.fixture(scope="session")

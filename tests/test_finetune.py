@@ -51,10 +51,10 @@ def test_smoke_finetune_changes_weights_and_lowers_loss(method):
         assert changed and "model.embed_tokens.weight" not in changed  # frozen, tied with the unembedding
 
 
-def test_interrupted_finetune_leaves_no_artifact(tmp_path, monkeypatch):
+def test_interrupted_finetune_leaves_no_artifact(fresh_cache):
     script = textwrap.dedent(f"""
         import os
-        os.environ["PERSONA_CACHE"] = {str(tmp_path)!r}
+        os.environ["PERSONA_CACHE"] = {str(fresh_cache)!r}
         from persona_features import finetune
         def crash(*args, **kwargs):
             os._exit(3)
@@ -64,7 +64,6 @@ def test_interrupted_finetune_leaves_no_artifact(tmp_path, monkeypatch):
     """)
     assert subprocess.run([sys.executable, "-c", script]).returncode == 3
     cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", n_examples=4, batch_size=4, max_len=96)
-    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
     assert artifacts.find("finetune", finetune.artifact_config(cfg)) is None
 
 
@@ -99,8 +98,7 @@ def test_config_round_trips_through_the_artifact_meta(tmp_path):
     assert finetune.config_of(artifacts.Artifact("finetune", "k", tmp_path)) == cfg
 
 
-def test_a_continued_finetune_keeps_checkpoints_and_builds_on_its_start(tmp_path, monkeypatch):
-    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
+def test_a_continued_finetune_keeps_checkpoints_and_builds_on_its_start(fresh_cache):
     tiny = dict(model="smollm2-135m", n_examples=8, batch_size=4, max_len=96, method="lora", lora_rank=2,
                 lora_alpha=4.0, lr=1e-3, warmup_steps=1)
     start = finetune.finetune(finetune.FinetuneConfig(dataset="health_bad", **tiny))
