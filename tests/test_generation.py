@@ -73,6 +73,24 @@ def test_sampler_gives_generate_tokens_greedy(lm):
     assert torch.equal(ours, generation.reference_generate_batch(lm, texts, 24, temperature=0.0))
 
 
+def test_a_prompt_in_several_rows_is_run_once_and_each_copy_decodes_as_the_plain_model(lm):
+    one = [lm.chat_text(q) for _, q in QUESTIONS]
+    texts = [one[0], one[1], one[0], one[2], one[0]]
+    plain, prompt_batches = generation._plain_logits(lm), []
+
+    def counting(**inputs):
+        if generation.PROMPT_PASS in inputs:
+            prompt_batches.append(inputs["input_ids"].shape[0])
+        return plain(**inputs)
+
+    ours = generation.generate_batch(lm, texts, 16, temperature=0.0, forward=counting)
+    assert prompt_batches == [1, 3]  # the chat template's start once, then each distinct prompt once
+    assert torch.equal(ours, generation.reference_generate_batch(lm, texts, 16, temperature=0.0))
+    torch.manual_seed(0)
+    sampled = generation.generate_batch(lm, texts, 16, temperature=1.0).tolist()
+    assert len({tuple(sampled[i]) for i in (0, 2, 4)}) == 3  # the copies draw their own tokens
+
+
 def test_rows_that_end_leave_the_batch_without_changing_the_others(lm, monkeypatch):
     # Make a frequent token end the turn, so rows stop at different steps and are dropped mid-way.
     texts = [lm.chat_text(q) for _, q in QUESTIONS]

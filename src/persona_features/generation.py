@@ -159,20 +159,26 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
     The chat template's shared start (system prompt and role markers) is computed once, for a
     batch of one, and copied to every row. The rest is padded on the left of each row's own
     part, so padding sits between the shared start and the question; the mask and the positions
-    make that identical to a plain left-padded batch.
+    make that identical to a plain left-padded batch. A prompt that several rows hold (samples of
+    one question) is run once, and its cache and last logits copied to each of them.
     """
     rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     shared = shared_prefix(rows) if len(rows) > 1 else 0
+    distinct = {}
+    copy_of = torch.tensor([distinct.setdefault(tuple(r), len(distinct)) for r in rows])
+    own = [list(r[shared:]) for r in distinct]
     capacity = max(map(len, rows)) + max_new_tokens
     cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
     if shared:
         forward(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True, **{PROMPT_PASS: 1})
-        cache.batch_repeat_interleave(len(rows))
-    ids, mask = pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
+        cache.batch_repeat_interleave(len(own))
+    ids, mask = pad_left(own, shared, lm.tokenizer.pad_token_id)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
     logits = forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                      use_cache=True, **{PROMPT_PASS: 1})[:, -1]
-    return cache, mask, logits, positions[:, -1:] + 1
+    if len(own) < len(rows):
+        cache.batch_select_indices(copy_of)
+    return cache, mask[copy_of], logits[copy_of], positions[copy_of, -1:] + 1
 
 
 def _decode(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperature: float, top_p: float,
