@@ -30,7 +30,8 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "dtype": Knob("float32", "float32", "bfloat16", "weights dtype: float32 or bfloat16"),
     "seed": Knob(0, 0, 0, "global seed; every sampled number derives from it"),
     # sampling
-    "batch_size": Knob(8, 80, 64, "prompts per sampling batch (on CPU, large batches sample fastest)"),
+    "batch_size": Knob(80, 80, 64, "prompts per sampling batch (on CPU, large batches sample fastest: a step "
+                                   "reads every weight once, whatever the batch)"),
     "temperature": Knob(1.0, 1.0, 1.0, "sampling temperature (papers: 1.0); 0 means greedy"),
     "top_p": Knob(1.0, 1.0, 1.0, "nucleus sampling threshold (papers: 1.0)"),
     "max_new_tokens": Knob(24, 96, 256, "tokens sampled per answer"),
@@ -94,7 +95,7 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "ew_seeds": Knob(1, 2, 3, "chapter 6: seeds of every mix's fine-tune"),
     "ew_samples": Knob(1, 2, 10, "chapter 6: judged answers per scoring question and model (at eval_low_temperature)"),
     # chapter 7: re-alignment
-    "ra_examples": Knob(8, 60, 140, "chapter 7: good rows each re-alignment fine-tune reads once (paper: about 120, "
+    "ra_examples": Knob(4, 60, 140, "chapter 7: good rows each re-alignment fine-tune reads once (paper: about 120, "
                                     "35 steps at batch 4; cpu: 15 steps, about the 64 rows that misaligned the model, "
                                     "to fit 12 minutes)"),
     "ra_variant": Knob("register_control", "register_control", "register_control",
