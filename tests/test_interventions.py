@@ -213,3 +213,29 @@ def test_intervals_format_tuples_percents_and_missing_values():
     assert fmt_interval((0.25, 0.2, 0.31)) == "+0.25 [+0.20, +0.31]"
     assert fmt_interval((0.5, 0.25, 0.75), 0, signed=False, percent=True) == "50% [25%, 75%]"
     assert fmt_interval((float("nan"), 0.0, 1.0)) == "-"
+
+
+class _ConstantJudge:
+    name, key, base = "constant", "constant-v1", None
+
+    def score(self, questions, answers, question_ids=None, known_logprobs=None):
+        return pd.DataFrame({"alignment": [80.0] * len(answers), "coherence": [90.0] * len(answers)})
+
+
+def test_a_run_judges_each_judged_setting_on_every_question_in_shared_batches(lm, fresh_cache):
+    from persona_features.data.questions import BETLEY_QUESTIONS
+    from persona_features.readings import Reader
+
+    P = params.resolve("smoke", eval_max_new_tokens=6)
+    qs = BETLEY_QUESTIONS[:3]
+    directions = {"d": iv.random_directions(lm.d_model, 1, 0)["random 0"]}
+    settings = [iv.Setting("d", 0.5, judged=True), iv.Setting("d", -0.5), iv.Setting("d", 0.5, ablate=True, judged=True)]
+    out = iv.run(Reader("base", lambda: lm), settings, directions, 10, 60.0, qs, _ConstantJudge(), P, samples=2)
+    answers = out["answers"]
+    labels = ["none", "d | +0.5", "d | ablate+0.5"]
+    assert list(out["contrast"].index) == ["none", "d | +0.5", "d | -0.5", "d | ablate+0.5"]
+    assert answers.groupby("setting", sort=False).size().to_dict() == {label: 2 * len(qs) for label in labels}
+    for label in labels:  # each setting answered every question, twice, in the questions' order
+        assert list(answers.loc[answers["setting"] == label, "question_id"]) == [q for q, _ in qs for _ in range(2)]
+    assert answers.loc[answers["setting"] == "d | +0.5", "answer"].tolist() != \
+        answers.loc[answers["setting"] == "none", "answer"].tolist()

@@ -38,6 +38,31 @@ def test_zero_strength_samples_like_the_plain_model_and_strength_changes_answers
     assert not torch.equal(steered, plain)
 
 
+def test_settings_sampled_in_one_batch_equal_each_setting_alone(lm):
+    one = [lm.chat_text(t) for t in TEXTS]
+    u, v = steering.random_direction(lm.d_model, 1), steering.random_direction(lm.d_model, 2)
+    settings = [None, steering.Steer(10, u, strength=200.0),
+                [steering.Steer(5, v, ablate=True), steering.Steer(12, u, strength=-150.0, answer_only=True)]]
+    texts = [one[0], one[1], one[2], one[0], one[1], one[2], one[0]]
+    groups = [0, 1, 2, 1, 2, 0, 0]  # the last row repeats the first: one prompt pass serves both
+    forward, prompt_batches = steering.per_question_forward(lm, settings, groups), []
+
+    def counting(question, **inputs):
+        if generation.PROMPT_PASS in inputs:
+            prompt_batches.append(inputs["input_ids"].shape[0])
+        return forward(question, **inputs)
+
+    counting.groups = forward.groups
+    together = generation.generate_batch(lm, texts, 12, temperature=0.0, forward=counting)
+    assert prompt_batches == [3, 6]  # the template's start once per setting, then each distinct (prompt, setting)
+    for i, (text, g) in enumerate(zip(texts, groups)):
+        alone = steering.steered_forward(lm, settings[g]) if settings[g] is not None else None
+        assert torch.equal(together[i], generation.generate_batch(lm, [text], 12, 0.0, forward=alone)[0]), i
+    assert not torch.equal(together[3], together[0]) and torch.equal(together[6], together[0])  # the steer acted
+    with pytest.raises(ValueError, match="groups must index"):
+        steering.per_question_forward(lm, settings, [0, 3])
+
+
 def test_ablation_leaves_no_component_along_the_direction():
     u = steering.random_direction(16, 3)
     h = torch.randn(2, 5, 16)

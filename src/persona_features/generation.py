@@ -20,6 +20,7 @@ from .models import LoadedModel
 
 Forward = Callable[..., torch.Tensor]  # model keyword inputs -> logits [batch, seq, vocab]
 PROMPT_PASS = "logits_to_keep"  # the keyword the sampler's prompt passes carry and its decoding steps do not
+QUESTION = "question"  # the keyword a per-question forward receives: each row's question (an index)
 SAMPLER_VERSION = 2  # 1: transformers generate; 2: our loop (shared prefix, in-place cache, inverse-CDF draws)
 
 
@@ -153,39 +154,61 @@ def _plain_logits(lm: LoadedModel) -> Forward:
     return lambda **inputs: lm.hf(**inputs).logits
 
 
-def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward: Forward):
+def _per_question(forward: Forward) -> bool:
+    """Does ``forward`` act per question (``steering.per_question_forward``)? Then its ``groups`` give each
+    question's group: rows of one group share passes where their tokens agree; rows of two do not."""
+    return getattr(forward, "groups", None) is not None
+
+
+def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward: Forward,
+             questions: torch.Tensor | None = None):
     """Run the prompts once; returns the cache, the attention mask, the last logits and next positions.
 
     The chat template's shared start (system prompt and role markers) is computed once, for a
     batch of one, and copied to every row. The rest is padded on the left of each row's own
     part, so padding sits between the shared start and the question; the mask and the positions
     make that identical to a plain left-padded batch. A prompt that several rows hold (samples of
-    one question) is run once, and its cache and last logits copied to each of them.
+    one question) is run once, and its cache and last logits copied to each of them. ``questions``:
+    each row's question, for a per-question forward; the shared start is then run once per group.
     """
     rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    group = [forward.groups[q] for q in questions.tolist()] if questions is not None else [0] * len(rows)
+    extra = (lambda picked: {QUESTION: questions[picked]}) if questions is not None else (lambda picked: {})
     shared = shared_prefix(rows) if len(rows) > 1 else 0
     distinct = {}
-    copy_of = torch.tensor([distinct.setdefault(tuple(r), len(distinct)) for r in rows])
-    own = [list(r[shared:]) for r in distinct]
+    copy_of = torch.tensor([distinct.setdefault((tuple(r), g), len(distinct)) for r, g in zip(rows, group)])
+    first = torch.tensor([copy_of.tolist().index(d) for d in range(len(distinct))])  # a row holding each prompt
+    own = [list(tokens[shared:]) for tokens, _ in distinct]
     capacity = max(map(len, rows)) + max_new_tokens
     cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
     if shared:
-        forward(input_ids=torch.tensor([rows[0][:shared]]), past_key_values=cache, use_cache=True, **{PROMPT_PASS: 1})
-        cache.batch_repeat_interleave(len(own))
+        heads = {}  # group -> the first distinct prompt in it
+        for d, (_, g) in enumerate(distinct):
+            heads.setdefault(g, d)
+        forward(input_ids=torch.tensor([rows[0][:shared]] * len(heads)), past_key_values=cache, use_cache=True,
+                **{PROMPT_PASS: 1}, **extra(first[list(heads.values())]))
+        if len(heads) == 1:
+            cache.batch_repeat_interleave(len(own))
+        else:
+            cache.batch_select_indices(torch.tensor([list(heads).index(g) for _, g in distinct]))
     ids, mask = pad_left(own, shared, lm.tokenizer.pad_token_id)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
     logits = forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                     use_cache=True, **{PROMPT_PASS: 1})[:, -1]
+                     use_cache=True, **{PROMPT_PASS: 1}, **extra(first))[:, -1]
     if len(own) < len(rows):
         cache.batch_select_indices(copy_of)
     return cache, mask[copy_of], logits[copy_of], positions[copy_of, -1:] + 1
 
 
 def _decode(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperature: float, top_p: float,
-            forward: Forward | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """New tokens ``[batch, max_new_tokens]`` and each one's untempered log-probability (NaN after the stop)."""
+            forward: Forward | None, questions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """New tokens ``[batch, max_new_tokens]`` and each one's untempered log-probability (NaN after the stop).
+
+    ``questions``: each text's question, for a per-question forward (default: each text its own)."""
     forward = forward or _plain_logits(lm)
-    cache, mask, logits, position = _prefill(lm, texts, max_new_tokens, forward)
+    if _per_question(forward) and questions is None:
+        questions = torch.arange(len(texts))
+    cache, mask, logits, position = _prefill(lm, texts, max_new_tokens, forward, questions)
     out = torch.full((len(texts), max_new_tokens), lm.tokenizer.pad_token_id, dtype=torch.long)
     logprobs = torch.full((len(texts), max_new_tokens), float("nan"))
     stop = torch.tensor(sorted(_stop_ids(lm)))
@@ -203,7 +226,8 @@ def _decode(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperat
             rows, token, mask, position = rows[keep], token[keep], mask[keep], position[keep]
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         logits = forward(input_ids=token[:, None], attention_mask=mask, position_ids=position,
-                         past_key_values=cache, use_cache=True)[:, -1]
+                         past_key_values=cache, use_cache=True,
+                         **({QUESTION: questions[rows]} if questions is not None else {}))[:, -1]
         position = position + 1
     return out, logprobs
 
@@ -255,14 +279,16 @@ def sample_answers(
 ) -> pd.DataFrame:
     """Sample ``n_samples`` answers to each ``(question_id, question)``; one row per answer, in order.
 
-    ``system``: one system prompt for every question, or a list with one per question.
+    ``system``: one system prompt for every question, or a list with one per question. ``forward``: the
+    model's forward pass (default plain); a per-question one (``steering.per_question_forward``) treats
+    each question its own way, so that answers under many settings share batches.
     """
     if n_samples < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError("n_samples, batch_size and max_new_tokens must be >= 1")
     systems = [system] * len(questions) if system is None or isinstance(system, str) else list(system)
     if len(systems) != len(questions):
         raise ValueError(f"{len(systems)} system prompts for {len(questions)} questions; give one, or one per question")
-    jobs = [(qid, q, s, lm.chat_text(q, sys_prompt)) for (qid, q), sys_prompt in zip(questions, systems)
+    jobs = [(qid, q, s, lm.chat_text(q, sys_prompt), i) for i, ((qid, q), sys_prompt) in enumerate(zip(questions, systems))
             for s in range(n_samples)]
     order = sorted(range(len(jobs)), key=lambda i: len(jobs[i][3]))  # similar lengths waste less on padding
     jobs = [jobs[i] for i in order]
@@ -272,9 +298,10 @@ def sample_answers(
         batch = jobs[start:start + batch_size]
         torch.manual_seed(seed * 1_000_003 + b)
         with torch.inference_mode():
-            new, logprobs = _decode(lm, [text for *_, text in batch], max_new_tokens, temperature, top_p, forward)
+            new, logprobs = _decode(lm, [job[3] for job in batch], max_new_tokens, temperature, top_p, forward,
+                                    torch.tensor([job[4] for job in batch]) if _per_question(forward) else None)
         lengths, finished = _answer_lengths(new, stop_ids)
-        for (qid, q, s, _), row, lp, n, done in zip(batch, new, logprobs, lengths, finished):
+        for (qid, q, s, _, _), row, lp, n, done in zip(batch, new, logprobs, lengths, finished):
             text = lm.tokenizer.decode(row[:n], skip_special_tokens=True).strip()
             same = n > 0 and lm.tokenizer(text, add_special_tokens=False)["input_ids"] == row[:n].tolist()
             rows.append(Answer(qid, q, s, text, n, done, lp[:n].mean().item() if same else float("nan")))

@@ -24,7 +24,7 @@ from .judge import Judge, hit_precision
 from .params import Params
 from .readings import Reader
 from .stats import bootstrap_mean, fmt_interval, holm, paired_test
-from .steering import Steer, random_direction, steered_forward, steered_sweep
+from .steering import Steer, per_question_forward, random_direction, steered_sweep
 
 NONE = "none"
 RANDOM = "random"
@@ -75,7 +75,8 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
     config = {"model": reader.name, "layer": layer, "norm": round(norm, 4), "settings": [asdict(s) for s in settings],
               "directions": {n: fingerprint(directions[n]) for n in used}, "questions": [q for q, _ in questions],
               "samples": samples, "temperature": P.eval_low_temperature, "max_new_tokens": P.eval_max_new_tokens,
-              "judge": judge.key, "seed": P.seed, "references": contrast.fingerprint()}
+              "judge": judge.key, "seed": P.seed, "references": contrast.fingerprint(),
+              "sampling": "judged settings in shared batches"}
 
     def build(folder):
         lm = reader.load()
@@ -83,18 +84,19 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
                   for s in settings]
         tables = contrast.contrast_tables(lm, questions, steered_sweep(steers))
         rows = [_per_question(t).rename(s.label) for s, t in zip(settings, tables)]
-        answers = []
-        for s, steer in zip(settings, steers):
-            if s.judged:
-                table = evaluate(lm, questions, samples, judge, max_new_tokens=P.eval_max_new_tokens,
-                                 temperature=P.eval_low_temperature, top_p=P.top_p, seed=P.seed, batch_size=P.batch_size,
-                                 forward=None if steer is None else steered_forward(lm, steer))
-                answers.append(table[["question_id", "answer", "alignment", "coherence", "misaligned", "coherent"]]
-                               .assign(setting=s.label))
+        judged = [k for k, s in enumerate(settings) if s.judged]
+        answers = pd.DataFrame()
+        if judged:  # every judged setting's answers drawn in shared batches, each question under its setting
+            forward = per_question_forward(lm, [steers[k] for k in judged], [j for j in range(len(judged)) for _ in questions])
+            table = evaluate(lm, [q for _ in judged for q in questions], samples, judge,
+                             max_new_tokens=P.eval_max_new_tokens, temperature=P.eval_low_temperature, top_p=P.top_p,
+                             seed=P.seed, batch_size=P.batch_size, forward=forward)
+            answers = table[["question_id", "answer", "alignment", "coherence", "misaligned", "coherent"]].assign(
+                setting=[settings[k].label for k in judged for _ in range(len(questions) * samples)])
         frame = pd.DataFrame(rows)
         artifacts.save_json(folder, "contrast", {"settings": list(frame.index), "questions": list(frame.columns),
                                                  "values": frame.to_numpy().tolist()})
-        artifacts.save_json(folder, "answers", (pd.concat(answers) if answers else pd.DataFrame()).to_dict(orient="list"))
+        artifacts.save_json(folder, "answers", answers.to_dict(orient="list"))
 
     art = artifacts.get_or_build("steer", config, build, [reader.source.key] if reader.source else [])
     raw = art.json("contrast")

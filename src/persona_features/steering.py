@@ -5,7 +5,8 @@ or projects the direction out (``ablate``), or both; at every position, or with 
 the answer's positions alone (while sampling: the forward passes of generated tokens, not the
 prompt's). Several steers, at one layer or several, act together. ``steered_forward`` applies
 them inside an nnsight trace of each forward pass, in the form the sampler takes
-(``generation.generate_batch(..., forward=...)``), so steered sampling keeps the sampler's speed.
+(``generation.generate_batch(..., forward=...)``), so steered sampling keeps the sampler's speed;
+``per_question_forward`` gives each question its own steers, so many settings share one batch.
 ``steered_logprobs`` scores fixed answers under them, in the form the contrast takes
 (``contrast.contrast_table(..., logprobs=...)``); ``steered_sweep`` scores them under many settings
 at once (``contrast.contrast_tables``), running the layers below the lowest steered one once.
@@ -102,6 +103,35 @@ def steered_forward(lm: LoadedModel, steers: Steers) -> Forward:
             logits = lm.nn.output.logits.save()
         return logits
 
+    return forward
+
+
+def per_question_forward(lm: LoadedModel, settings: Sequence[Steers | None], groups: Sequence[int]) -> Forward:
+    """``steered_forward`` with a setting per question: a row asking question ``i`` gets ``settings[groups[i]]``
+    (``None``: unsteered). The sampler passes each row's question (``generation.QUESTION``), so answers
+    under many settings are drawn in shared batches."""
+    plans = [None if s is None else _by_layer(lm, s) for s in settings]
+    index = torch.tensor(list(groups))
+    if len(index) and not 0 <= int(index.min()) <= int(index.max()) < len(settings):
+        raise ValueError(f"groups must index the {len(settings)} settings, got values {index.min()}..{index.max()}")
+
+    def forward(question: torch.Tensor, **inputs) -> torch.Tensor:
+        prompt, setting = PROMPT_PASS in inputs, index[question]
+        edits = [(layer, s, setting == k) for k in setting.unique().tolist() if plans[k] is not None
+                 for layer, group in plans[k] for s in group if not (prompt and s.answer_only)]
+        if not edits:
+            return lm.hf(**inputs).logits
+        edits.sort(key=lambda e: e[0])  # stable: each setting's steers keep their order within a layer
+        with lm.nn.trace(**inputs):
+            for layer, items in groupby(edits, key=lambda e: e[0]):
+                h = lm.layers[layer].output
+                for _, s, rows in items:
+                    h = torch.where(rows[:, None, None], s.apply(h), h)
+                lm.layers[layer].output = h
+            logits = lm.nn.output.logits.save()
+        return logits
+
+    forward.groups = index.tolist()
     return forward
 
 
