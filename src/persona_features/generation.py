@@ -21,7 +21,7 @@ from .models import LoadedModel
 Forward = Callable[..., torch.Tensor]  # model keyword inputs -> logits [batch, seq, vocab]
 PROMPT_PASS = "logits_to_keep"  # the keyword the sampler's prompt passes carry and its decoding steps do not
 QUESTION = "question"  # the keyword a per-question forward receives: each row's question (an index)
-SAMPLER_VERSION = 2  # 1: transformers generate; 2: our loop (shared prefix, in-place cache, inverse-CDF draws)
+SAMPLER_VERSION = 3  # 1: transformers generate; 2: our loop (shared prefix, in-place cache, inverse-CDF draws); 3: a prompt several rows hold runs once
 
 
 @dataclass(frozen=True)

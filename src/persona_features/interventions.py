@@ -20,6 +20,7 @@ import torch
 
 from . import artifacts, contrast
 from .evaluate import evaluate, per_question_bootstrap
+from .generation import SAMPLER_VERSION
 from .judge import Judge, hit_precision
 from .params import Params
 from .readings import Reader
@@ -76,7 +77,7 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
               "directions": {n: fingerprint(directions[n]) for n in used}, "questions": [q for q, _ in questions],
               "samples": samples, "temperature": P.eval_low_temperature, "max_new_tokens": P.eval_max_new_tokens,
               "judge": judge.key, "seed": P.seed, "references": contrast.fingerprint(),
-              "sampling": "judged settings in shared batches"}
+              "sampler": SAMPLER_VERSION, "sampling": "judged settings in shared batches"}
 
     def build(folder):
         lm = reader.load()

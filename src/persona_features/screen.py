@@ -19,6 +19,7 @@ from . import artifacts, contrast
 from .activations import read_shards
 from .organisms import COHERENCE_SLACK
 from .evaluate import evaluate
+from .generation import SAMPLER_VERSION
 from .judge import Judge
 from .params import Params
 from .readings import Reader, questions
@@ -52,7 +53,7 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
     config = {"layer": layer, "strength": round(strength, 4),
               "directions": {n: round(float(v.norm()), 4) for n, v in directions.items()},
               "questions": [q for q, _ in qs], "samples": P.screen_samples, "temperature": P.eval_low_temperature,
-              "max_new_tokens": P.eval_max_new_tokens, "judge": judge.key, "seed": P.seed,
+              "max_new_tokens": P.eval_max_new_tokens, "judge": judge.key, "seed": P.seed, "sampler": SAMPLER_VERSION,
               "references": contrast.fingerprint()}
     inputs = [sae_key] + [r.source.key for r in bad]
 
