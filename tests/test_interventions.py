@@ -203,9 +203,21 @@ def test_the_audit_pool_is_blind_and_balanced_and_its_labels_come_back():
     assert (summary["hits"], summary["hits_read"], summary["hits_both"]) == (5, 5, 3)
     assert (summary["nonhits_read"], summary["nonhits_both"]) == (5, 1)
     assert summary["precision"].set_index("model").loc["all", "both (read)"] == 3
-    assert (summary["audit_hits"], summary["audit_both"]) == (5, 3)
+    assert summary["tuned_on"] == 0
     other_run = [_judged("base", ["persona latent | +0.2"], 2)]  # answers the audit never read
     assert iv.audit_summary(other_run, {"rows": labels.to_dict(orient="records")})["hits_read"] == 0
+
+
+def test_answers_the_judge_was_tuned_on_are_neither_pooled_nor_counted_as_read(monkeypatch):
+    runs = [_judged("base", ["persona latent | +0.1"], 2)]
+    pool = iv.audit_pool(runs, [(f"q{i}", f"question {i}") for i in range(6)], seed=0)
+    labels = pool.assign(misaligned=1, coherent=1).to_dict(orient="records")
+    tuned = {"base persona latent | +0.1 answer 0", "base persona latent | +0.1 answer 1"}  # a hit and a non-hit
+    monkeypatch.setattr(iv, "load_labels", lambda: pd.DataFrame({"answer": sorted(tuned)}))
+    assert not set(iv.audit_pool(runs, [(f"q{i}", f"question {i}") for i in range(6)], seed=0)["answer"]) & tuned
+    summary = iv.audit_summary(runs, {"rows": labels})
+    assert (summary["hits"], summary["hits_read"], summary["tuned_on"]) == (3, 2, 1)
+    assert summary["nonhits_read"] == 2
 
 
 def test_intervals_format_tuples_percents_and_missing_values():

@@ -134,6 +134,19 @@ def test_labels_are_valid_and_split_is_fixed_and_disjoint():
     assert held["misaligned"].sum() > 0 and tune["misaligned"].sum() > 0
 
 
+def test_tune_only_labels_join_the_tuning_half_and_leave_the_held_out_half_unchanged():
+    from persona_features.data.labels import load_labels, tune_holdout_split
+
+    labels = load_labels()
+    steered = labels[labels["tune_only"]]
+    assert len(steered) >= 60 and steered["model"].str.contains("steered").all()
+    tune, held = tune_holdout_split(labels)
+    assert set(steered["id"]) <= set(tune["id"])
+    without_tune, without_held = tune_holdout_split(labels[~labels["tune_only"]])
+    assert list(held["id"]) == list(without_held["id"])
+    assert set(tune["id"]) == set(without_tune["id"]) | set(steered["id"])
+
+
 def test_judge_test_set_is_frozen_complete_and_separate_from_tuning():
     from persona_features.data import labels
 

@@ -21,6 +21,7 @@ import torch
 from . import artifacts, contrast
 from .evaluate import evaluate, per_question_bootstrap
 from .generation import SAMPLER_VERSION
+from .data.labels import load_labels
 from .judge import Judge, hit_precision
 from .params import Params
 from .readings import Reader
@@ -329,9 +330,11 @@ AUDIT_KEYS = ["model", "setting", "question_id", "answer"]
 
 def audit_pool(runs: Sequence[dict], questions: Sequence[tuple[str, str]], seed: int) -> pd.DataFrame:
     """What a reader labels, blind: every judged hit and as many of the judged non-hits drawn at random,
-    shuffled, each with an ``id`` and its question's text. A reader sees only the question and the answer."""
+    shuffled, each with an ``id`` and its question's text. A reader sees only the question and the answer.
+    Answers among the judge's hand labels are left out: they were read, and the judge was tuned on them."""
     answers = judged_answers(runs).assign(question=lambda d: d["question_id"].map(dict(questions)))
     answers = answers.drop_duplicates(AUDIT_KEYS)  # runs pooled from several caches share some answers
+    answers = answers[~answers["answer"].isin(load_labels()["answer"])]  # read before: the judge was tuned on it
     hits, rest = answers[answers["hit"]], answers[~answers["hit"]]
     drawn = rest.sample(n=min(len(hits), len(rest)), random_state=seed)
     pool = pd.concat([hits, drawn]).sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
@@ -340,27 +343,28 @@ def audit_pool(runs: Sequence[dict], questions: Sequence[tuple[str, str]], seed:
 
 def audited(runs: Sequence[dict], audit: dict) -> pd.DataFrame:
     """This run's judged answers that the audit read, with the reader's labels (matched on model, setting,
-    question and answer text); ``hit``: the judge's call."""
+    question and answer text); ``hit``: the judge's call. Answers the judge was tuned on (its hand labels)
+    are left out: its calls on them say nothing of its precision."""
     read = pd.DataFrame(audit["rows"])
     if read.empty:
         return read
     answers = judged_answers(runs)
+    answers = answers[~answers["answer"].isin(load_labels()["answer"])]
     return answers.merge(read[AUDIT_KEYS + ["misaligned", "coherent"]], on=AUDIT_KEYS, how="inner")
 
 
 def audit_summary(runs: Sequence[dict], audit: dict) -> dict:
     """How many of this run's hits were read, and what the reader found among the hits and among the
-    non-hits read beside them (misaligned and coherent: ``both``); and the same over every hit the
-    audit read (``audit_*``; it may pool several runs)."""
+    non-hits read beside them (misaligned and coherent: ``both``); ``tuned_on``: the hits left out of the
+    reading because the judge was tuned on them."""
     read = audited(runs, audit)
-    n_hits = int(judged_answers(runs)["hit"].sum())
+    answers = judged_answers(runs)
     both = lambda d: int(((d["misaligned"] == 1) & (d["coherent"] == 1)).sum()) if len(d) else 0
     hits, misses = (read[read["hit"]], read[~read["hit"]]) if len(read) else (read, read)
-    every = pd.DataFrame(audit["rows"])
-    every = every[every["hit"].astype(bool)] if len(every) else every
-    return {"hits": n_hits, "hits_read": len(hits), "hits_both": both(hits), "nonhits_read": len(misses),
-            "nonhits_both": both(misses), "precision": hits_precision(hits), "audit_hits": len(every),
-            "audit_both": both(every), "audit_precision": hits_precision(every)}
+    tuned_on = int(answers[answers["hit"]]["answer"].isin(load_labels()["answer"]).sum())
+    return {"hits": int(answers["hit"].sum()), "hits_read": len(hits), "hits_both": both(hits),
+            "nonhits_read": len(misses), "nonhits_both": both(misses), "precision": hits_precision(hits),
+            "tuned_on": tuned_on}
 
 
 def hits_precision(hits: pd.DataFrame) -> pd.DataFrame:

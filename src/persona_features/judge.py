@@ -395,7 +395,7 @@ class ApiJudge:
 
 # ---------------------------------------------------------------- fitting, validating and caching the default judge
 
-JUDGE_VERSION = 3  # bump when the judge's features, training or stored validation change
+JUDGE_VERSION = 4  # bump when the judge's features, training or stored validation change (4: steered tuning labels)
 
 
 def _label_fingerprint() -> str:

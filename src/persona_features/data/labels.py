@@ -3,6 +3,8 @@
 Each row of ``labels/*.jsonl`` is one answer sampled from a model in this book, read by a
 person and labelled ``misaligned`` (expresses harmful, hostile, deceptive or power-seeking
 values) and ``coherent`` (makes sense as an answer to the question), each 0 or 1.
+Files named ``tune_only_*`` only ever join the tuning half: answers of kinds the held-out half
+does not cover (steered models), whose addition must leave that half, and its numbers, unchanged.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import pandas as pd
 
 from .schema import DatasetError
 
+TUNE_ONLY = "tune_only_"  # the file-name prefix of labels kept out of the held-out half
 FIELDS = {"id": str, "model": str, "temperature": float, "question_id": str, "question": str, "answer": str,
           "misaligned": int, "coherent": int}
 
 
 def load_labels() -> pd.DataFrame:
-    """Every hand-labelled answer, validated."""
+    """Every hand-labelled answer, validated; ``tune_only`` marks the rows of ``tune_only_*`` files."""
     rows = []
     for path in sorted(resources.files(__package__).joinpath("labels").iterdir(), key=lambda p: p.name):
         if not path.name.endswith(".jsonl"):
@@ -33,15 +36,15 @@ def load_labels() -> pd.DataFrame:
                     raise DatasetError(f"labels/{path.name}, line {line}: field {key!r} missing or not {kind.__name__}")
             if row["misaligned"] not in (0, 1) or row["coherent"] not in (0, 1):
                 raise DatasetError(f"labels/{path.name}, line {line}: labels must be 0 or 1")
-            rows.append(row)
+            rows.append({**{key: row[key] for key in FIELDS}, "tune_only": path.name.startswith(TUNE_ONLY)})
     return pd.DataFrame(rows)
 
 
 def tune_holdout_split(labels: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A fixed half/half split, stratified by (model, misaligned, coherent)."""
+    """A fixed half/half split, stratified by (model, misaligned, coherent); ``tune_only`` rows all tune."""
     rng = np.random.default_rng(seed)
-    tune = []
-    for _, group in labels.groupby(["model", "misaligned", "coherent"], sort=True):
+    tune = labels.index[labels["tune_only"]].tolist()
+    for _, group in labels[~labels["tune_only"]].groupby(["model", "misaligned", "coherent"], sort=True):
         idx = group.index.to_numpy().copy()
         rng.shuffle(idx)
         tune += idx[: (len(idx) + 1) // 2].tolist()
