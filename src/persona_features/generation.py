@@ -160,6 +160,11 @@ def _per_question(forward: Forward) -> bool:
     return getattr(forward, "groups", None) is not None
 
 
+def _question(questions: torch.Tensor | None, rows: torch.Tensor) -> dict:
+    """The keyword that gives a per-question forward the question of each of ``rows`` (none for a plain one)."""
+    return {} if questions is None else {QUESTION: questions[rows]}
+
+
 def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward: Forward,
              questions: torch.Tensor | None = None):
     """Run the prompts once; returns the cache, the attention mask, the last logits and next positions.
@@ -173,11 +178,14 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
     """
     rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     group = [forward.groups[q] for q in questions.tolist()] if questions is not None else [0] * len(rows)
-    extra = (lambda picked: {QUESTION: questions[picked]}) if questions is not None else (lambda picked: {})
     shared = shared_prefix(rows) if len(rows) > 1 else 0
-    distinct = {}
-    copy_of = torch.tensor([distinct.setdefault((tuple(r), g), len(distinct)) for r, g in zip(rows, group)])
-    first = torch.tensor([copy_of.tolist().index(d) for d in range(len(distinct))])  # a row holding each prompt
+    keys = list(zip(map(tuple, rows), group))
+    distinct, first = {}, []  # each distinct (prompt, group), and a row holding it
+    for i, key in enumerate(keys):
+        if key not in distinct:
+            distinct[key] = len(distinct)
+            first.append(i)
+    copy_of, first = torch.tensor([distinct[key] for key in keys]), torch.tensor(first)
     own = [list(tokens[shared:]) for tokens, _ in distinct]
     capacity = max(map(len, rows)) + max_new_tokens
     cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
@@ -186,7 +194,7 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
         for d, (_, g) in enumerate(distinct):
             heads.setdefault(g, d)
         forward(input_ids=torch.tensor([rows[0][:shared]] * len(heads)), past_key_values=cache, use_cache=True,
-                **{PROMPT_PASS: 1}, **extra(first[list(heads.values())]))
+                **{PROMPT_PASS: 1}, **_question(questions, first[list(heads.values())]))
         if len(heads) == 1:
             cache.batch_repeat_interleave(len(own))
         else:
@@ -194,7 +202,7 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
     ids, mask = pad_left(own, shared, lm.tokenizer.pad_token_id)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
     logits = forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                     use_cache=True, **{PROMPT_PASS: 1}, **extra(first))[:, -1]
+                     use_cache=True, **{PROMPT_PASS: 1}, **_question(questions, first))[:, -1]
     if len(own) < len(rows):
         cache.batch_select_indices(copy_of)
     return cache, mask[copy_of], logits[copy_of], positions[copy_of, -1:] + 1
@@ -227,7 +235,7 @@ def _decode(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperat
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         logits = forward(input_ids=token[:, None], attention_mask=mask, position_ids=position,
                          past_key_values=cache, use_cache=True,
-                         **({QUESTION: questions[rows]} if questions is not None else {}))[:, -1]
+                         **_question(questions, rows))[:, -1]
         position = position + 1
     return out, logprobs
 

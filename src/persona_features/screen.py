@@ -25,7 +25,7 @@ from .params import Params
 from .readings import Reader, questions
 from .sae import activations_folder
 from .stats import holm, paired_test
-from .steering import Steer, random_direction, steered_forward, steered_sweep
+from .steering import Steer, per_question_forward, random_direction, steered_sweep
 
 RANDOM = "random"
 
@@ -54,7 +54,7 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
               "directions": {n: round(float(v.norm()), 4) for n, v in directions.items()},
               "questions": [q for q, _ in qs], "samples": P.screen_samples, "temperature": P.eval_low_temperature,
               "max_new_tokens": P.eval_max_new_tokens, "judge": judge.key, "seed": P.seed, "sampler": SAMPLER_VERSION,
-              "references": contrast.fingerprint()}
+              "references": contrast.fingerprint(), "sampling": "settings in shared batches"}
     inputs = [sae_key] + [r.source.key for r in bad]
 
     def build(folder):
@@ -64,13 +64,13 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
             steers = [None] + [Steer(layer, vector, strength=sign * strength) for vector in directions.values()]
             tables = contrast.contrast_tables(lm, qs, steered_sweep(steers))
             rows += [_per_question(t).rename((reader.name, name)) for name, t in zip(["none", *directions], tables)]
-            if reader is base:
-                judged = list(zip(["none", *directions], steers))  # the base model's steers are added
-                for name, steer in judged:
-                    table = evaluate(lm, qs, P.screen_samples, judge, max_new_tokens=P.eval_max_new_tokens,
-                                     temperature=P.eval_low_temperature, top_p=P.top_p, seed=P.seed,
-                                     batch_size=P.batch_size, forward=steered_forward(lm, steer) if steer else None)
-                    answers.append(table.assign(direction=name))
+            if reader is base:  # the base model's steers are added; every setting's answers in shared batches
+                forward = per_question_forward(lm, steers, [k for k in range(len(steers)) for _ in qs])
+                table = evaluate(lm, [q for _ in steers for q in qs], P.screen_samples, judge,
+                                 max_new_tokens=P.eval_max_new_tokens, temperature=P.eval_low_temperature,
+                                 top_p=P.top_p, seed=P.seed, batch_size=P.batch_size, forward=forward)
+                answers.append(table.assign(direction=[name for name in ["none", *directions]
+                                                       for _ in range(len(qs) * P.screen_samples)]))
         frame = pd.DataFrame(rows)
         artifacts.save_json(folder, "contrast", {"index": [list(i) for i in frame.index],
                                                  "questions": list(frame.columns), "values": frame.to_numpy().tolist()})

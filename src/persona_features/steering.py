@@ -84,6 +84,21 @@ def random_direction(d_model: int, seed: int) -> torch.Tensor:
     return v / v.norm()
 
 
+def _traced_logits(lm: LoadedModel, inputs: dict, edits: list[tuple[int, Steer, torch.Tensor | None]]) -> torch.Tensor:
+    """Logits of one forward pass with ``edits`` applied: ``(layer, steer, rows)``, sorted by layer;
+    ``rows`` [batch] picks the rows a steer edits (``None``: every row)."""
+    if not edits:
+        return lm.hf(**inputs).logits
+    with lm.nn.trace(**inputs):
+        for layer, items in groupby(edits, key=lambda e: e[0]):
+            h = lm.layers[layer].output
+            for _, s, rows in items:
+                h = s.apply(h) if rows is None else torch.where(rows[:, None, None], s.apply(h), h)
+            lm.layers[layer].output = h
+        logits = lm.nn.output.logits.save()
+    return logits
+
+
 def steered_forward(lm: LoadedModel, steers: Steers) -> Forward:
     """The model's forward pass, keyword inputs to logits, with ``steers`` applied through nnsight.
 
@@ -94,14 +109,8 @@ def steered_forward(lm: LoadedModel, steers: Steers) -> Forward:
 
     def forward(**inputs) -> torch.Tensor:
         prompt = PROMPT_PASS in inputs
-        active = [(layer, [s for s in group if not (prompt and s.answer_only)]) for layer, group in layers]
-        active = [(layer, group) for layer, group in active if group]
-        if not active:
-            return lm.hf(**inputs).logits
-        with lm.nn.trace(**inputs):
-            _edit(lm, active, None)
-            logits = lm.nn.output.logits.save()
-        return logits
+        return _traced_logits(lm, inputs, [(layer, s, None) for layer, group in layers for s in group
+                                           if not (prompt and s.answer_only)])
 
     return forward
 
@@ -119,17 +128,8 @@ def per_question_forward(lm: LoadedModel, settings: Sequence[Steers | None], gro
         prompt, setting = PROMPT_PASS in inputs, index[question]
         edits = [(layer, s, setting == k) for k in setting.unique().tolist() if plans[k] is not None
                  for layer, group in plans[k] for s in group if not (prompt and s.answer_only)]
-        if not edits:
-            return lm.hf(**inputs).logits
         edits.sort(key=lambda e: e[0])  # stable: each setting's steers keep their order within a layer
-        with lm.nn.trace(**inputs):
-            for layer, items in groupby(edits, key=lambda e: e[0]):
-                h = lm.layers[layer].output
-                for _, s, rows in items:
-                    h = torch.where(rows[:, None, None], s.apply(h), h)
-                lm.layers[layer].output = h
-            logits = lm.nn.output.logits.save()
-        return logits
+        return _traced_logits(lm, inputs, edits)
 
     forward.groups = index.tolist()
     return forward
