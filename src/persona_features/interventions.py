@@ -19,14 +19,14 @@ import pandas as pd
 import torch
 
 from . import artifacts, contrast
-from .evaluate import evaluate, per_question_bootstrap
-from .generation import SAMPLER_VERSION
 from .data.labels import load_labels
+from .evaluate import per_question_bootstrap
+from .generation import SAMPLER_VERSION
 from .judge import Judge, hit_precision
 from .params import Params
 from .readings import Reader
 from .stats import bootstrap_mean, fmt_interval, holm, paired_test
-from .steering import Steer, per_question_forward, random_direction, steered_sweep
+from .steering import Steer, evaluate_settings, random_direction, steered_sweep
 
 NONE = "none"
 RANDOM = "random"
@@ -88,13 +88,11 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
         rows = [_per_question(t).rename(s.label) for s, t in zip(settings, tables)]
         judged = [k for k, s in enumerate(settings) if s.judged]
         answers = pd.DataFrame()
-        if judged:  # every judged setting's answers drawn in shared batches, each question under its setting
-            forward = per_question_forward(lm, [steers[k] for k in judged], [j for j in range(len(judged)) for _ in questions])
-            table = evaluate(lm, [q for _ in judged for q in questions], samples, judge,
-                             max_new_tokens=P.eval_max_new_tokens, temperature=P.eval_low_temperature, top_p=P.top_p,
-                             seed=P.seed, batch_size=P.batch_size, forward=forward)
-            answers = table[["question_id", "answer", "alignment", "coherence", "misaligned", "coherent"]].assign(
-                setting=[settings[k].label for k in judged for _ in range(len(questions) * samples)])
+        if judged:
+            table = evaluate_settings(lm, questions, {settings[k].label: steers[k] for k in judged}, samples, judge,
+                                      max_new_tokens=P.eval_max_new_tokens, temperature=P.eval_low_temperature,
+                                      top_p=P.top_p, seed=P.seed, batch_size=P.batch_size)
+            answers = table[["question_id", "answer", "alignment", "coherence", "misaligned", "coherent", "setting"]]
         frame = pd.DataFrame(rows)
         artifacts.save_json(folder, "contrast", {"settings": list(frame.index), "questions": list(frame.columns),
                                                  "values": frame.to_numpy().tolist()})
@@ -328,13 +326,18 @@ HIT_AUDIT = "05_hit_audit.json"  # in book/measured: the reading of chapter 5's 
 AUDIT_KEYS = ["model", "setting", "question_id", "answer"]
 
 
+def _tuned_on(answers: pd.DataFrame) -> pd.Series:
+    """Which answers are among the judge's hand labels (read before, and tuned on)."""
+    return answers["answer"].isin(load_labels()["answer"])
+
+
 def audit_pool(runs: Sequence[dict], questions: Sequence[tuple[str, str]], seed: int) -> pd.DataFrame:
     """What a reader labels, blind: every judged hit and as many of the judged non-hits drawn at random,
     shuffled, each with an ``id`` and its question's text. A reader sees only the question and the answer.
     Answers among the judge's hand labels are left out: they were read, and the judge was tuned on them."""
     answers = judged_answers(runs).assign(question=lambda d: d["question_id"].map(dict(questions)))
     answers = answers.drop_duplicates(AUDIT_KEYS)  # runs pooled from several caches share some answers
-    answers = answers[~answers["answer"].isin(load_labels()["answer"])]  # read before: the judge was tuned on it
+    answers = answers[~_tuned_on(answers)]  # read before: the judge was tuned on it
     hits, rest = answers[answers["hit"]], answers[~answers["hit"]]
     drawn = rest.sample(n=min(len(hits), len(rest)), random_state=seed)
     pool = pd.concat([hits, drawn]).sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
@@ -349,8 +352,7 @@ def audited(runs: Sequence[dict], audit: dict) -> pd.DataFrame:
     if read.empty:
         return read
     answers = judged_answers(runs)
-    answers = answers[~answers["answer"].isin(load_labels()["answer"])]
-    return answers.merge(read[AUDIT_KEYS + ["misaligned", "coherent"]], on=AUDIT_KEYS, how="inner")
+    return answers[~_tuned_on(answers)].merge(read[AUDIT_KEYS + ["misaligned", "coherent"]], on=AUDIT_KEYS, how="inner")
 
 
 def audit_summary(runs: Sequence[dict], audit: dict) -> dict:
@@ -361,7 +363,7 @@ def audit_summary(runs: Sequence[dict], audit: dict) -> dict:
     answers = judged_answers(runs)
     both = lambda d: int(((d["misaligned"] == 1) & (d["coherent"] == 1)).sum()) if len(d) else 0
     hits, misses = (read[read["hit"]], read[~read["hit"]]) if len(read) else (read, read)
-    tuned_on = int(answers[answers["hit"]]["answer"].isin(load_labels()["answer"]).sum())
+    tuned_on = int((answers["hit"] & _tuned_on(answers)).sum())
     return {"hits": int(answers["hit"].sum()), "hits_read": len(hits), "hits_both": both(hits),
             "nonhits_read": len(misses), "nonhits_both": both(misses), "precision": hits_precision(hits),
             "tuned_on": tuned_on}

@@ -18,14 +18,13 @@ import torch
 from . import artifacts, contrast
 from .activations import read_shards
 from .organisms import COHERENCE_SLACK
-from .evaluate import evaluate
 from .generation import SAMPLER_VERSION
 from .judge import Judge
 from .params import Params
 from .readings import Reader, questions
 from .sae import activations_folder
 from .stats import holm, paired_test
-from .steering import Steer, per_question_forward, random_direction, steered_sweep
+from .steering import Steer, evaluate_settings, random_direction, steered_sweep
 
 RANDOM = "random"
 
@@ -64,13 +63,11 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
             steers = [None] + [Steer(layer, vector, strength=sign * strength) for vector in directions.values()]
             tables = contrast.contrast_tables(lm, qs, steered_sweep(steers))
             rows += [_per_question(t).rename((reader.name, name)) for name, t in zip(["none", *directions], tables)]
-            if reader is base:  # the base model's steers are added; every setting's answers in shared batches
-                forward = per_question_forward(lm, steers, [k for k in range(len(steers)) for _ in qs])
-                table = evaluate(lm, [q for _ in steers for q in qs], P.screen_samples, judge,
-                                 max_new_tokens=P.eval_max_new_tokens, temperature=P.eval_low_temperature,
-                                 top_p=P.top_p, seed=P.seed, batch_size=P.batch_size, forward=forward)
-                answers.append(table.assign(direction=[name for name in ["none", *directions]
-                                                       for _ in range(len(qs) * P.screen_samples)]))
+            if reader is base:  # the base model's steers are added
+                table = evaluate_settings(lm, qs, dict(zip(["none", *directions], steers)), P.screen_samples, judge,
+                                          max_new_tokens=P.eval_max_new_tokens, temperature=P.eval_low_temperature,
+                                          top_p=P.top_p, seed=P.seed, batch_size=P.batch_size)
+                answers.append(table.rename(columns={"setting": "direction"}))
         frame = pd.DataFrame(rows)
         artifacts.save_json(folder, "contrast", {"index": [list(i) for i in frame.index],
                                                  "questions": list(frame.columns), "values": frame.to_numpy().tolist()})

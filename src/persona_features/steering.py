@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import pandas as pd
 import torch
 
 from .contrast import answer_logprobs_runs
+from .evaluate import evaluate
 from .generation import PROMPT_PASS, Forward
+from .judge import Judge
 from .models import LoadedModel
 
 
@@ -133,6 +136,16 @@ def per_question_forward(lm: LoadedModel, settings: Sequence[Steers | None], gro
 
     forward.groups = index.tolist()
     return forward
+
+
+def evaluate_settings(lm: LoadedModel, questions: Sequence[tuple[str, str]], settings: Mapping[str, Steers | None],
+                      n_samples: int, judge: Judge, **sampling) -> pd.DataFrame:
+    """``evaluate`` of every question under each named setting (``None``: unsteered), all drawn in shared
+    batches (``per_question_forward``); column ``setting``: the setting's name, rows in the settings' order."""
+    names = list(settings)
+    forward = per_question_forward(lm, list(settings.values()), [k for k in range(len(names)) for _ in questions])
+    table = evaluate(lm, [q for _ in names for q in questions], n_samples, judge, forward=forward, **sampling)
+    return table.assign(setting=[n for n in names for _ in range(len(questions) * n_samples)])
 
 
 def steered_logprobs(steers: Steers):
