@@ -8,7 +8,7 @@ the judge's call) goes to ``05_hit_audit_key.jsonl`` beside it.
 
 A reader adds ``misaligned`` and ``coherent`` (0/1) to each pool row, by the definitions of
 ``data/labels.py``, and saves the rows as JSON lines. Step 2 joins the labels with the key into
-``book/measured/05_hit_audit.json`` (``interventions.HIT_AUDIT``), which chapter 5 reads, and removes
+the audit file ``interventions.HIT_AUDIT`` in ``book/measured``, which chapter 5 reads, and removes
 the pool and the key.
 
 An earlier run's judged answers can join the pool (``--earlier CACHE``: the "steer" artifacts of

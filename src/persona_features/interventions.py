@@ -322,7 +322,9 @@ def judged_hits(runs: Sequence[dict]) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
-HIT_AUDIT = "05_hit_audit.json"  # in book/measured: the reading of chapter 5's judged hits
+# In book/measured: the reading of chapter 5's judged hits by judge v4. Judge v3's, 05_hit_audit.json,
+# became tuning labels of v4 (data/labels/tune_only_steered_v1).
+HIT_AUDIT = "05_hit_audit_v4.json"
 AUDIT_KEYS = ["model", "setting", "question_id", "answer"]
 
 
