@@ -11,6 +11,9 @@ A reader adds ``misaligned`` and ``coherent`` (0/1) to each pool row, by the def
 the audit file ``interventions.HIT_AUDIT`` in ``book/measured``, which chapter 5 reads, and removes
 the pool and the key.
 
+If the audit file already holds a reading of the same judge's hits, the new pool leaves out the answers it
+read, and step 2 adds the new rows to it (say how they were read in ``--reading``).
+
 An earlier run's judged answers can join the pool (``--earlier CACHE``: the "steer" artifacts of
 another cache, judged by the same judge on the same questions); answers already in the pool are
 left out.
@@ -45,6 +48,14 @@ def earlier_runs(cache: Path, judge_key: str, questions: list[str]) -> list[dict
     return runs
 
 
+def existing_audit(judge_key: str) -> dict | None:
+    """The audit file, if it holds a reading of this judge's hits: a new reading extends it."""
+    if not (measured_dir() / iv.HIT_AUDIT).is_file():
+        return None
+    audit = judge.load_hit_audit(iv.HIT_AUDIT)
+    return audit if audit["judge"] == judge_key else None
+
+
 def collect(profile: str, earlier: list[Path]) -> None:
     P = params.resolve(profile)
     base = models.load_model(P.model, dtype=P.dtype)
@@ -56,7 +67,8 @@ def collect(profile: str, earlier: list[Path]) -> None:
                    P.steer_samples) for m, settings in plan.settings.items()]
     for cache in earlier:
         runs += earlier_runs(cache, the_judge.key, [q for q, _ in qs])
-    pool = iv.audit_pool(runs, qs, P.seed)
+    extended = existing_audit(the_judge.key)
+    pool = iv.audit_pool(runs, qs, P.seed, read=extended["rows"] if extended else ())
     header = {"judge": the_judge.key, "profile": P.profile}
     lines = lambda rows: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     write_text_atomic(measured_dir() / POOL, lines(pool[["id", "question", "answer"]].to_dict(orient="records")))
@@ -80,9 +92,13 @@ def merge(labels_path: Path, reading: str) -> None:
         rows.append({**{f: k[f] for f in ("id", "model", "setting", "question_id", "alignment", "coherence",
                                           "answer", "hit", "n_rated")},
                      "question": questions[r["id"]], "misaligned": r["misaligned"], "coherent": r["coherent"]})
-    first = next(iter(key.values()))
+    first, today = next(iter(key.values())), datetime.date.today().isoformat()
+    earlier = existing_audit(first["judge"])
+    if earlier:  # the pool left out what this audit read; the new rows join it
+        rows += earlier["rows"]
+        reading = f"{earlier['reading']} Extended on {today} ({len(labels)} more answers): {reading}"
     write_json_atomic(measured_dir() / iv.HIT_AUDIT, {
-        "judge": first["judge"], "profile": first["profile"], "date": datetime.date.today().isoformat(),
+        "judge": first["judge"], "profile": first["profile"], "date": today,
         "reading": reading, "rows": sorted(rows, key=lambda r: r["id"])})
     (measured_dir() / POOL).unlink()
     (measured_dir() / KEY).unlink()

@@ -206,6 +206,11 @@ def test_the_audit_pool_is_blind_and_balanced_and_its_labels_come_back():
     assert summary["tuned_on"] == 0
     other_run = [_judged("base", ["persona latent | +0.2"], 2)]  # answers the audit never read
     assert iv.audit_summary(other_run, {"rows": labels.to_dict(orient="records")})["hits_read"] == 0
+    # extending the audit: only the unread answers are offered, with ids after the read ones
+    more = iv.audit_pool(runs + other_run, [(f"q{i}", f"question {i}") for i in range(6)], seed=0,
+                         read=labels.to_dict(orient="records"))
+    assert set(more[more["hit"]]["setting"]) == {"persona latent | +0.2"} and more["hit"].sum() == 3
+    assert min(more["id"]) == "s010" and not set(more["id"]) & set(labels["id"])
 
 
 def test_answers_the_judge_was_tuned_on_are_neither_pooled_nor_counted_as_read(monkeypatch):

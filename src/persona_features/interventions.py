@@ -333,17 +333,23 @@ def _tuned_on(answers: pd.DataFrame) -> pd.Series:
     return answers["answer"].isin(load_labels()["answer"])
 
 
-def audit_pool(runs: Sequence[dict], questions: Sequence[tuple[str, str]], seed: int) -> pd.DataFrame:
+def audit_pool(runs: Sequence[dict], questions: Sequence[tuple[str, str]], seed: int,
+               read: Sequence[dict] = ()) -> pd.DataFrame:
     """What a reader labels, blind: every judged hit and as many of the judged non-hits drawn at random,
     shuffled, each with an ``id`` and its question's text. A reader sees only the question and the answer.
-    Answers among the judge's hand labels are left out: they were read, and the judge was tuned on them."""
+    Answers among the judge's hand labels are left out: they were read, and the judge was tuned on them.
+    So are the rows of an audit being extended (``read``), whose ids the new ones follow."""
     answers = judged_answers(runs).assign(question=lambda d: d["question_id"].map(dict(questions)))
     answers = answers.drop_duplicates(AUDIT_KEYS)  # runs pooled from several caches share some answers
     answers = answers[~_tuned_on(answers)]  # read before: the judge was tuned on it
+    if len(read):
+        seen = pd.DataFrame(list(read))[AUDIT_KEYS].assign(_seen=True)
+        answers = answers.merge(seen, on=AUDIT_KEYS, how="left").query("_seen != True").drop(columns="_seen")
     hits, rest = answers[answers["hit"]], answers[~answers["hit"]]
     drawn = rest.sample(n=min(len(hits), len(rest)), random_state=seed)
     pool = pd.concat([hits, drawn]).sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
-    return pool.assign(id=[f"s{i:03d}" for i in range(len(pool))])
+    first = 1 + max((int(r["id"][1:]) for r in read), default=-1)
+    return pool.assign(id=[f"s{first + i:03d}" for i in range(len(pool))])
 
 
 def audited(runs: Sequence[dict], audit: dict) -> pd.DataFrame:
