@@ -90,3 +90,57 @@ def test_verdict_follows_its_rule():
     assert diffing.verdict(row.replace(4, 2), 4, weak, screened=False)["status"] == "not replicated"
     assert diffing.verdict(row.replace(4, 2), 4, weak, screened=True)["status"] == "inconclusive"
     assert diffing.verdict(row, 4, strong, screened=False)["evidence"]["mean"] == 1.0
+
+
+def test_rank_stability_agrees_with_the_ranking_and_shows_a_near_tie():
+    g = torch.Generator().manual_seed(0)
+    n_q, d = 40, 30
+    per_q = {name: torch.rand(n_q, d, generator=g) * 0.01 for name in ("a_bad", "a_rc", "b_bad", "b_rc")}
+    per_q["a_bad"][:, 4] += 3.0  # a clear winner in both pairs
+    per_q["b_bad"][:, 4] += 3.0
+    per_q["a_bad"][:, 9] += 1.0 + torch.randn(n_q, generator=g)  # a noisy runner-up
+    pairs = [("a_bad", "a_rc"), ("b_bad", "b_rc")]
+    clear = diffing.rank_stability(per_q, pairs, n_boot=300, seed=0)
+    shifts = diffing.shift_table({n: v.mean(0) for n, v in per_q.items()} | {"base": torch.zeros(d)}, "base")
+    ranked = diffing.rank_latents(shifts, ["a_bad", "b_bad"], {"register_control": ["a_rc", "b_rc"]}, "register_control")
+    assert clear.latent.tolist()[:2] == ranked.latent.tolist()[:2] == [4, 9] and len(clear) == 5  # no other first
+    assert clear.score[0] == pytest.approx(ranked.score[0])
+    assert clear.loc[0, ["share_first_questions", "share_first_models", "share_first_both"]].tolist() == [1.0, 1.0, 1.0]
+
+    # Two latents tied in the mean: latent 1 leads on half the questions, latent 2 on the other half.
+    tied = {name: torch.zeros(n_q, d) for name in ("a_bad", "a_rc")}
+    tied["a_bad"][: n_q // 2, 1], tied["a_bad"][n_q // 2:, 2] = 1.0, 1.0
+    shares = diffing.rank_stability(tied, [("a_bad", "a_rc")], n_boot=2000, seed=1).set_index("latent")
+    assert 0.4 < shares.loc[1, "share_first_questions"] < 0.6 and 0.4 < shares.loc[2, "share_first_questions"] < 0.6
+    # Resampling the one pair cannot move anything.
+    assert shares.share_first_models.max() == 1.0
+
+    # Two pairs that disagree: resampling models splits the lead, resampling questions does not.
+    split = {"a_bad": torch.zeros(n_q, d), "b_bad": torch.zeros(n_q, d), "rc": torch.zeros(n_q, d)}
+    split["a_bad"][:, 1], split["b_bad"][:, 2] = 1.0, 0.9
+    shares = diffing.rank_stability(split, [("a_bad", "rc"), ("b_bad", "rc")], n_boot=2000, seed=2).set_index("latent")
+    assert shares.loc[1, "share_first_questions"] == 1.0
+    assert 0.15 < shares.loc[2, "share_first_models"] < 0.35  # b alone, drawn twice: 1/4 of resamples
+
+    with pytest.raises(KeyError, match="no per-question means for c_rc"):
+        diffing.rank_stability(per_q, [("a_bad", "c_rc")], n_boot=10, seed=0)
+
+
+def _seeds(cosine: float) -> dict:
+    top = lambda k: [{"latent": k, "rank": 1, "score": 0.1, "share_first_both": 0.5, "dark_share": 0.25, "start_cosine": 0.3}]
+    return {"date": "2026-01-01", "profile": "cpu", "persona_latent": 7, "random_best_cosine": 0.16,
+            "seeds": [{"seed": s, "sae": f"k{s}", "quality": {"fvu": 0.2}, "start_cosine_median": 0.3, "top": top(7 + s)}
+                      for s in (0, 1, 2)],
+            "matches": [{"seed": 0, "latent": 7, "other_seed": o, "match": 40 + o, "cosine": -cosine, "match_rank": 3}
+                        for o in (1, 2)],
+            "shared": [{"seed": 0, "other_seed": 1, "threshold": 0.7, "share_matched": 0.1, "median_best_cosine": 0.4}]}
+
+
+def test_seed_comparison_says_whether_other_seeds_find_the_persona_latent_again():
+    table = diffing.seed_table(_seeds(0.9))
+    assert table["closest to latent 7"].tolist() == ["itself", "41: |cosine| 0.90, rank 3", "42: |cosine| 0.90, rank 3"]
+    assert diffing.seed_facts(_seeds(0.9))["seeds_reading"].startswith("The persona latent is found again in 2 of the 2")
+    assert diffing.seed_facts(_seeds(0.2))["seeds_reading"].startswith("No other seed finds the persona latent again")
+    stale = _seeds(0.9) | {"persona_latent": 8}
+    with pytest.raises(ValueError, match="latent 8 is not among seed 0's top latents"):
+        diffing.seed_table(stale)

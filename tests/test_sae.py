@@ -28,6 +28,17 @@ def test_sae_learns_a_known_sparse_dictionary_and_its_l0_is_at_most_k():
     assert curve and curve[-1]["fvu"] < curve[0]["fvu"]
 
 
+def test_training_starts_from_the_initial_decoder_and_moves_away_from_it():
+    shards = [{"acts": _sparse_data(8000, 32, 64, 3)}]
+    cfg = sae_mod.SAEConfig(d_in=32, d_sae=128, k=4, lr=0.0, batch_tokens=512, epochs=1, seed=3)
+    frozen, _ = sae_mod.train(lambda: iter(shards), cfg, desc="test SAE")
+    init = sae_mod.initial_decoder(cfg)
+    cos = lambda w: torch.nn.functional.cosine_similarity(w.detach(), init, dim=-1)
+    assert torch.allclose(cos(frozen.W_dec), torch.ones(128), atol=1e-5)
+    moved, _ = sae_mod.train(lambda: iter(shards), sae_mod.SAEConfig(**{**cfg.__dict__, "lr": 3e-3, "epochs": 6}), desc="t")
+    assert cos(moved.W_dec).median() < 0.9
+
+
 def test_round_trip_in_sae_lens_layout(tmp_path):
     sae = sae_mod.TopKSAE(16, 64, 4)
     for p in sae.parameters():

@@ -12,11 +12,14 @@ intervals over questions), detection (AUROC with an exact permutation p-value) a
 
 from __future__ import annotations
 
+import json
 from itertools import combinations
 from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
+
+from .paths import measured_dir
 
 
 def shift_table(means: Mapping[str, torch.Tensor], base: str) -> pd.DataFrame:
@@ -51,6 +54,42 @@ def rank_latents(shifts: pd.DataFrame, treated: Sequence[str], controls: Mapping
     own = shifts[list(treated)].to_numpy() - shifts[list(controls[primary])].to_numpy()
     out["consistent"] = (sign * own > 0).sum(1)
     return out.sort_values("score", ascending=not rising, kind="stable").reset_index(drop=True)
+
+
+def rank_stability(per_question: Mapping[str, torch.Tensor], pairs: Sequence[tuple[str, str]], n_boot: int,
+                   seed: int, top: int = 5, min_share: float = 0.01) -> pd.DataFrame:
+    """How often each latent ranks first when the data behind ``rank_latents`` is resampled.
+
+    ``per_question[name]`` is a model's ``[n_q, d_sae]`` mean activations; a latent's score is, as in
+    ``rank_latents``, the mean over ``pairs`` (treated, its own control) of the treated minus the control
+    model's mean. Resampled: the questions, the pairs (models), or both at once. One row per latent
+    among the ``top`` of the full sample or first in at least ``min_share`` of the resamples of any kind,
+    with its ``share_first`` under each.
+    """
+    missing = [m for pair in pairs for m in pair if m not in per_question]
+    if missing:
+        raise KeyError(f"no per-question means for {', '.join(dict.fromkeys(missing))}")
+    if not pairs:
+        raise ValueError("rank_stability needs at least one (treated, control) pair")
+    diff = torch.stack([per_question[t].double() - per_question[c].double() for t, c in pairs])  # [p, q, d]
+    n_pairs, n_q, _ = diff.shape
+    score = diff.mean((0, 1))
+    flat_q = torch.full((n_boot, n_q), 1.0 / n_q, dtype=torch.float64)
+    flat_p = torch.full((n_boot, n_pairs), 1.0 / n_pairs, dtype=torch.float64)
+    w_q = bootstrap_weights(n_q, n_boot, seed).double()
+    w_p = bootstrap_weights(n_pairs, n_boot, seed + 1).double()
+    firsts = {resampled: torch.einsum("bp,bq,pqd->bd", wp, wq, diff).argmax(1)
+              for resampled, (wq, wp) in {"questions": (w_q, flat_p), "models": (flat_q, w_p),
+                                          "both": (w_q, w_p)}.items()}
+    order = score.argsort(descending=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(1, len(order) + 1)
+    shares = {r: torch.bincount(f, minlength=len(score)).double() / n_boot for r, f in firsts.items()}
+    often = torch.stack(list(shares.values())).max(0).values >= min_share
+    shown = dict.fromkeys([*order[:top].tolist(), *often.nonzero().flatten().tolist()])
+    rows = [{"latent": k, "rank": int(rank[k]), "score": float(score[k]),
+             **{f"share_first_{r}": float(v[k]) for r, v in shares.items()}} for k in shown]
+    return pd.DataFrame(rows).sort_values("rank", kind="stable").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- directions in the residual stream
@@ -189,7 +228,7 @@ def verdict(candidate: pd.Series, n_treated: int, detected: dict, screened: bool
 
 
 def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tuple[str, str], pd.DataFrame],
-                    screened: pd.DataFrame, latent: int, cosines: pd.DataFrame, detected: Mapping[str, dict],
+                    stability: pd.DataFrame, screened: pd.DataFrame, latent: int, cosines: pd.DataFrame, detected: Mapping[str, dict],
                     shares: dict, ver: dict) -> dict:
     """Everything chapter 4 writes to ``results/04_model_diffing.json``."""
     meta = sae_art.meta
@@ -199,6 +238,7 @@ def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tu
         "sae": {"config": meta["config"], "quality": meta["quality"], "ce": meta["ce"], "n_tokens": meta["n_tokens"],
                 "seconds": meta["seconds"]},
         "rankings": {f"{tokens}_{side}": r.head(20).to_dict(orient="records") for (tokens, side), r in ranked.items()},
+        "rank_stability": stability.to_dict(orient="records"),
         "screen": screened.to_dict(orient="records"),
         "latent": {"latent": latent, "dark_persona_share": {str(key): v for key, v in shares.items()}},
         "cosines": cosines.to_dict(orient="records"),
@@ -216,3 +256,52 @@ def latent_table(ranked: pd.DataFrame, n: int, n_treated: int, texts: Mapping[in
         "correct twin": rows["shift_good"].round(3),
         "consistent": [f"{int(c)}/{n_treated}" for c in rows["consistent"]],
         "strongest text": [texts[int(k)] for k in rows["latent"]]})
+
+
+# ---------------------------------------------------------------- the SAE again with other seeds
+
+SAE_SEEDS = "04_sae_seeds.json"  # in book/measured, written by scripts/sae_seed_stability.py
+
+
+def load_sae_seeds() -> dict:
+    """The committed comparison of the profile's SAE trained with several seeds."""
+    path = measured_dir() / SAE_SEEDS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; write it with scripts/sae_seed_stability.py")
+    return json.loads(path.read_text())
+
+
+def seed_table(seeds: dict) -> pd.DataFrame:
+    """Per SAE seed: its top latent, and the latent there closest to the first seed's persona latent."""
+    persona, first = seeds["persona_latent"], seeds["seeds"][0]
+    match = {m["other_seed"]: m for m in seeds["matches"] if m["seed"] == first["seed"] and m["latent"] == persona}
+    if len(match) != len(seeds["seeds"]) - 1:
+        raise ValueError(f"{SAE_SEEDS}: latent {persona} is not among seed {first['seed']}'s top latents; re-run the script")
+    rows = []
+    for s in seeds["seeds"]:
+        top, m = s["top"][0], match.get(s["seed"])
+        rows.append({"SAE seed": s["seed"], "FVU": round(s["quality"]["fvu"], 3), "top latent": top["latent"],
+                     "first in resamples": f"{top['share_first_both']:.0%}",
+                     "dark-persona share": f"{top['dark_share']:.0%}",
+                     "cosine with its start": round(top["start_cosine"], 2),
+                     f"closest to latent {persona}": "itself" if m is None else
+                     f"{m['match']}: |cosine| {abs(m['cosine']):.2f}, rank {m['match_rank']}"})
+    return pd.DataFrame(rows)
+
+
+def seed_facts(seeds: dict) -> dict[str, str]:
+    """The numbers chapter 4's text quotes from the seed comparison."""
+    persona, first = seeds["persona_latent"], seeds["seeds"][0]["seed"]
+    own = [abs(m["cosine"]) for m in seeds["matches"] if m["seed"] == first and m["latent"] == persona]
+    shared = [r["share_matched"] for r in seeds["shared"]]
+    threshold = seeds["shared"][0]["threshold"]
+    found = sum(c >= threshold for c in own)
+    reading = (f"The persona latent is found again in {found} of the {len(own)} other SAEs." if found else
+               "No other seed finds the persona latent again: it is a property of one SAE, not of the model.")
+    return {"seeds_reading": reading,"seeds_n": str(len(seeds["seeds"])), "seeds_date": seeds["date"], "seeds_profile": seeds["profile"],
+            "seeds_persona_match": f"{min(own):.2f} to {max(own):.2f}",
+            "seeds_random": f"{seeds['random_best_cosine']:.2f}",
+            "seeds_matched": f"{min(shared):.1%} to {max(shared):.1%}",
+            "seeds_median_best": f"{pd.Series([r['median_best_cosine'] for r in seeds['shared']]).median():.2f}",
+            "seeds_threshold": f"{threshold:g}",
+            "seeds_start": f"{pd.Series([s['start_cosine_median'] for s in seeds['seeds']]).median():.2f}"}

@@ -32,7 +32,8 @@ class Persona:
     controls: dict[str, list[str]]  # control kind -> the matched control of each treated model
     readers: dict[str, readings.Reader]
     arms: list  # chapter 3's design (emergence.Arm), for each model's domain and seed
-    screened: bool  # whether the persona latent survived the screen
+    choice: str  # how chapter 4's screen chose the persona latent
+    first_share: float  # share of chapter 4's resamples (questions and models) in which it ranked first
 
 
 def register_pairs(treated: Sequence[str], controls: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
@@ -86,7 +87,9 @@ def persona(base: LoadedModel, P: Params) -> Persona:
                         {f"latent {c}": the_sae.W_dec[c].detach() for c in candidates}, layer,
                         P.screen_strength * norm, judge.default_judge(base), P, sae_art.key)
     effects = screen.effects(result, "base", seed0_bad, P.bootstrap, P.seed)
-    latent, _ = screen.choose(effects, int(up.latent.iloc[0]))
+    latent, choice = screen.choose(effects, int(up.latent.iloc[0]))
+    stability = diffing.rank_stability({n: diffing.answer_means(r, "_latents") for n, r in latents["selection"].items()},
+                                       pairs, P.bootstrap, P.seed, top=P.screen_latents).set_index("latent")
     prompted = {side: readings.latent_reading(reads["base"], P, "selection", sae_art, system=text)
                 for side, text in readings.PERSONAS.items()}
     per_question = directions(latents["selection"], prompted, treated, pairs)
@@ -98,5 +101,6 @@ def persona(base: LoadedModel, P: Params) -> Persona:
                                       for d, names in by_domain.items()}, norm=norm,
                    treated=list(treated), controls={k: list(v) for k, v in controls.items()}, readers=reads,
                    arms=list(emergence.design(P)),
-                   screened=bool(screen.survivors(effects)))
+                   choice=choice,
+                   first_share=float(stability.share_first_both[latent]))
 
