@@ -41,7 +41,7 @@ def one_seed(base, P, found, corpus, chats, seed: int) -> dict:
     cfg = sae.SAEConfig(**{k: v for k, v in art.meta["config"].items() if k in sae.SAEConfig.__dataclass_fields__})
     from_start = torch.nn.functional.cosine_similarity(the_sae.W_dec.detach(), sae.initial_decoder(cfg), dim=-1)
     return {"seed": seed, "sae": art.key, "quality": art.meta["quality"], "ce": art.meta["ce"],
-            "corpus_dark_share": shares["corpus"], "start_cosine_median": float(from_start.median()),
+            "corpus_dark_share": shares["corpus"],
             "top": [{"latent": k, "rank": i + 1, "score": float(ranked.score[i]),
                      "share_first_both": float(firm.share_first_both.get(k, 0.0)), "dark_share": shares[k],
                      "start_cosine": float(from_start[k])}
@@ -49,36 +49,25 @@ def one_seed(base, P, found, corpus, chats, seed: int) -> dict:
             "_decoder": the_sae.W_dec.detach(), "_rank": {int(k): i + 1 for i, k in enumerate(ranked.latent)}}
 
 
-def matches(runs: list[dict]) -> list[dict]:
-    """For each seed's top latents: the best |cosine| decoder match in every other seed's SAE, and its rank there."""
-    rows = []
+def compare(runs: list[dict], threshold: float = 0.7) -> tuple[list[dict], list[dict]]:
+    """For each ordered pair of seeds, from one matrix of decoder |cosines|: each top latent's best match in the
+    other SAE with its rank there, and the share of all latents whose best match reaches ``threshold`` (the
+    same feature found again), with the median best |cosine|."""
+    matches, shared = [], []
     for a in runs:
-        unit_a = torch.nn.functional.normalize(a["_decoder"], dim=-1)
         for b in runs:
             if a is b:
                 continue
-            unit_b = torch.nn.functional.normalize(b["_decoder"], dim=-1)
+            cos = torch.nn.functional.normalize(a["_decoder"], dim=-1) @ torch.nn.functional.normalize(b["_decoder"], dim=-1).T
+            best = cos.abs().max(1)
             for t in a["top"]:
-                cos = unit_b @ unit_a[t["latent"]]
-                best = int(cos.abs().argmax())
-                rows.append({"seed": a["seed"], "latent": t["latent"], "other_seed": b["seed"], "match": best,
-                             "cosine": float(cos[best]), "match_rank": b["_rank"][best]})
-    return rows
-
-
-def shared_latents(runs: list[dict], threshold: float = 0.7) -> list[dict]:
-    """For each pair of seeds: the share of all of one SAE's latents whose best |cosine| in the other reaches
-    ``threshold`` (the same feature found again), and the median best |cosine|."""
-    rows = []
-    for a in runs:
-        for b in runs:
-            if a is not b:
-                best = (torch.nn.functional.normalize(a["_decoder"], dim=-1)
-                        @ torch.nn.functional.normalize(b["_decoder"], dim=-1).T).abs().max(1).values
-                rows.append({"seed": a["seed"], "other_seed": b["seed"], "threshold": threshold,
-                             "share_matched": float((best >= threshold).double().mean()),
-                             "median_best_cosine": float(best.median())})
-    return rows
+                k, m = t["latent"], int(best.indices[t["latent"]])
+                matches.append({"seed": a["seed"], "latent": k, "other_seed": b["seed"], "match": m,
+                                "cosine": float(cos[k, m]), "match_rank": b["_rank"][m]})
+            shared.append({"seed": a["seed"], "other_seed": b["seed"], "threshold": threshold,
+                           "share_matched": float((best.values >= threshold).double().mean()),
+                           "median_best_cosine": float(best.values.median())})
+    return matches, shared
 
 
 def random_best_cosine(runs: list[dict], n: int = 200, seed: int = 0) -> float:
@@ -102,10 +91,11 @@ def main() -> None:
     corpus = sae_corpus.build(base, P)
     chats = corpus.json("chats")
     runs = [one_seed(base, P, found, corpus, chats, P.seed + i) for i in range(args.seeds)]
+    matched, shared = compare(runs)
     out = {"date": datetime.date.today().isoformat(), "profile": P.profile, "layer": found.layer,
            "persona_latent": found.latent, "bootstrap": P.bootstrap,
-           "seeds": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs], "matches": matches(runs),
-           "shared": shared_latents(runs), "random_best_cosine": random_best_cosine(runs, seed=P.seed)}
+           "seeds": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs], "matches": matched,
+           "shared": shared, "random_best_cosine": random_best_cosine(runs, seed=P.seed)}
     write_json_atomic(measured_dir() / OUT, out)
     for r in out["seeds"]:
         print(r["seed"], [(t["latent"], round(t["share_first_both"], 2), round(t["dark_share"], 2)) for t in r["top"]])

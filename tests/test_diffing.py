@@ -129,7 +129,7 @@ def test_rank_stability_agrees_with_the_ranking_and_shows_a_near_tie():
 def _seeds(cosine: float) -> dict:
     top = lambda k: [{"latent": k, "rank": 1, "score": 0.1, "share_first_both": 0.5, "dark_share": 0.25, "start_cosine": 0.3}]
     return {"date": "2026-01-01", "profile": "cpu", "persona_latent": 7, "random_best_cosine": 0.16,
-            "seeds": [{"seed": s, "sae": f"k{s}", "quality": {"fvu": 0.2}, "start_cosine_median": 0.3, "top": top(7 + s)}
+            "seeds": [{"seed": s, "sae": f"k{s}", "quality": {"fvu": 0.2, "start_cosine": 0.3}, "top": top(7 + s)}
                       for s in (0, 1, 2)],
             "matches": [{"seed": 0, "latent": 7, "other_seed": o, "match": 40 + o, "cosine": -cosine, "match_rank": 3}
                         for o in (1, 2)],

@@ -304,4 +304,4 @@ def seed_facts(seeds: dict) -> dict[str, str]:
             "seeds_matched": f"{min(shared):.1%} to {max(shared):.1%}",
             "seeds_median_best": f"{pd.Series([r['median_best_cosine'] for r in seeds['shared']]).median():.2f}",
             "seeds_threshold": f"{threshold:g}",
-            "seeds_start": f"{pd.Series([s['start_cosine_median'] for s in seeds['seeds']]).median():.2f}"}
+            "seeds_start": f"{pd.Series([s['quality']['start_cosine'] for s in seeds['seeds']]).median():.2f}"}
