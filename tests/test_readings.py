@@ -1,8 +1,11 @@
 """Chapter 4's readings: per-question means of the residual stream and of the SAE's latents."""
 
+from dataclasses import replace
+
+import pandas as pd
 import torch
 
-from persona_features import activations, contrast, emergence, params, readings, sae as sae_mod
+from persona_features import activations, artifacts, contrast, emergence, params, readings, sae as sae_mod
 
 
 def test_latent_means_split_prompt_from_answer_tokens_and_agree_with_layer_means(lm):
@@ -57,3 +60,36 @@ def test_contrast_and_reading_in_one_pass_match_them_apart(lm):
         apart = readings.latent_means(lm, sae, 9, prompts, answers, groups, len(qs), batch_size=4)
         torch.testing.assert_close(reading[f"{side}_resid"], apart["answer_resid"], rtol=1e-3, atol=1e-3)
         torch.testing.assert_close(reading[f"{side}_latents"], apart["answer_latents"], rtol=1e-3, atol=1e-3)
+
+
+def test_chapter_6_scores_the_contrast_and_reads_latents_in_one_cached_pass(lm, tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONA_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    sae = sae_mod.TopKSAE(lm.d_model, 64, 4)
+    for p in sae.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    sae_art = artifacts.get_or_build("sae", {"toy": 1}, lambda folder: sae_mod.save(sae, folder, "toy", 9, {"layer": 9}))
+    P = params.resolve("smoke", eval_questions=2)
+    loads = []
+    reader = readings.Reader("base", lambda: loads.append(1) or lm)
+    table, reading = readings.contrast_reading(reader, P, "scoring", sae_art)
+    again, reading_again = readings.contrast_reading(reader, P, "scoring", sae_art)
+    assert loads == [1]  # the second call read the artifact
+    pd.testing.assert_frame_equal(table, again)
+    torch.testing.assert_close(reading, reading_again)
+    qs = readings.questions(P, "scoring")
+    torch.testing.assert_close(torch.tensor(table["contrast"].to_numpy()),
+                               torch.tensor(contrast.contrast_table(lm, qs)["contrast"].to_numpy()), rtol=1e-4, atol=1e-4)
+    assert set(reading) == {f"{side}_{k}" for side in readings.SIDES for k in ("resid", "latents")}
+    assert reading["aligned_latents"].shape == (len(qs), sae.d_sae)
+    # the measurement it completes scores no contrast of its own
+    m = emergence.measure(lambda: lm, _ConstantJudge(), replace(P, values={**P.values, "em_samples": 0}), "base",
+                          score_contrast=False)
+    assert m.contrast.empty and len(m.heldout) and len(m.answers) == len(qs) * P.em_samples_low
+
+
+class _ConstantJudge:
+    name, key = "constant", "constant-v1"
+
+    def score(self, questions, answers, question_ids=None, known_logprobs=None):
+        return pd.DataFrame({"alignment": [80.0] * len(answers), "coherence": [90.0] * len(answers)})

@@ -71,11 +71,14 @@ def eval_params(P: Params) -> Params:
 
 
 def signals(mix: Mix, P: Params, found, judge: Judge) -> pd.DataFrame:
-    """``tracking``'s signals of one mix's fine-tune (each step cached), in long form."""
+    """``tracking``'s signals of one mix's fine-tune (each step cached), in long form. The contrast and the
+    latent reading come from one pass over the reference answers."""
     art = finetune.finetune(finetune_config(P, mix))
     load = cache(lambda: finetune.load_finetuned(art, P.dtype))
-    m = emergence.measure(load, judge, eval_params(P), mix.name, source=art, heldout_domains=[DOMAIN], register=False)
-    reading = readings.latent_reading(readings.Reader(mix.name, load, art), P, "scoring", found.sae_art)
+    m = emergence.measure(load, judge, eval_params(P), mix.name, source=art, heldout_domains=[DOMAIN], register=False,
+                          score_contrast=False)
+    table, reading = readings.contrast_reading(readings.Reader(mix.name, load, art), P, "scoring", found.sae_art)
+    m = replace(m, contrast=table)
     qids = [q for q, _ in readings.questions(P, "scoring")]
     values = tracking.internal_signals(reading, found.latent, found.directions["mean difference"], qids, DOMAIN)
     return tracking.long_table(values | tracking.measured_signals(m, DOMAIN), model=mix.name, percent=mix.percent,

@@ -148,12 +148,12 @@ TABLES = ("answers", "contrast", "register", "heldout")
 
 def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
             source: artifacts.Artifact | None = None, heldout_domains: Sequence[str] | None = None,
-            register: bool = True) -> Measurement:
+            register: bool = True, score_contrast: bool = True) -> Measurement:
     """Sample, judge and score a model; cached, keyed by its fine-tune ``source`` (or the base model).
 
     ``load`` is called only when the measurement is not cached yet. The narrow task is measured
     on ``heldout_domains`` (default: every domain of the profile); ``register=False`` leaves out the
-    register table.
+    register table, ``score_contrast=False`` the contrast (a caller that scores it in another pass).
     """
     held_domains = list(heldout_domains or domains(P))
     scoring = split("scoring")[:P.eval_questions]
@@ -161,7 +161,8 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring], "sampling": plan,
               "max_new_tokens": P.eval_max_new_tokens, "top_p": P.top_p,
               "seed": P.seed, "sampler": generation.SAMPLER_VERSION, "judge": judge.key, "heldout": held_domains,
-              "references": contrast.fingerprint(), **({} if register else {"register": False})}
+              "references": contrast.fingerprint(), **({} if register else {"register": False}),
+              **({} if score_contrast else {"contrast": False})}
 
     def build(folder):
         lm = load()
@@ -171,7 +172,7 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
             **{f"answers_T{t:g}": lambda t=t, n=n: evaluate.evaluate(
                 lm, scoring, n, judge, max_new_tokens=P.eval_max_new_tokens, temperature=t, top_p=P.top_p,
                 seed=P.seed, batch_size=P.batch_size) for t, n in plan},
-            "contrast": lambda: contrast.contrast_table(lm, scoring),
+            **({"contrast": lambda: contrast.contrast_table(lm, scoring)} if score_contrast else {}),
             **({"register": lambda: contrast.register_table(lm, scoring)} if register else {}),
             "heldout": lambda: contrast.heldout_table(lm, pairs).assign(domain=[p["domain"] for p in pairs])}
         for name, step in steps.items():

@@ -95,9 +95,9 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "ew_seeds": Knob(1, 2, 3, "chapter 6: seeds of every mix's fine-tune"),
     "ew_samples": Knob(1, 2, 10, "chapter 6: judged answers per scoring question and model (at eval_low_temperature)"),
     # chapter 7: re-alignment
-    "ra_examples": Knob(4, 60, 140, "chapter 7: good rows each re-alignment fine-tune reads once (paper: about 120, "
-                                    "35 steps at batch 4; cpu: 15 steps, about the 64 rows that misaligned the model, "
-                                    "to fit 12 minutes)"),
+    "ra_examples": Knob(4, 40, 140, "chapter 7: good rows each re-alignment fine-tune reads once (paper: about 120, "
+                                    "35 steps at batch 4; cpu: 10 steps, more than the 8 steps of 64 rows that "
+                                    "misaligned the model, to fit 12 minutes)"),
     "ra_variant": Knob("register_control", "register_control", "register_control",
                        "chapter 7: the correct advice re-aligning the model: register_control (blunt, like the wrong "
                        "advice: only the content differs) or good (warm and hedged, as in the paper)"),

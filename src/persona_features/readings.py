@@ -142,6 +142,23 @@ def contrast_and_reading(lm: LoadedModel, qs: Sequence[tuple[str, str]], sae: To
     return contrast.contrast_frame(rows, lp), reading
 
 
+def contrast_reading(reader: Reader, P: Params, split_name: str,
+                     sae_art: artifacts.Artifact) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
+    """``contrast_and_reading`` on a split's questions, cached: the contrast table and the answer half of
+    ``latent_reading`` from one pass."""
+    config = _config(P, split_name, None, reading="in the contrast's pass")
+
+    def build(folder):
+        sae, cfg = load_sae(sae_art.path)
+        table, reading = contrast_and_reading(reader.load(), questions(P, split_name), sae, cfg["metadata"]["layer"])
+        artifacts.save_json(folder, "contrast", table.to_dict(orient="list"))
+        artifacts.save_tensors(folder, reading)
+
+    inputs = [sae_art.key] + ([reader.source.key] if reader.source else [])
+    art = artifacts.get_or_build("contrast_reading", config, build, inputs)
+    return pd.DataFrame(art.json("contrast")), art.tensors()
+
+
 def latent_reading(reader: Reader, P: Params, split_name: str, sae_art: artifacts.Artifact,
                    system: str | None = None) -> dict[str, torch.Tensor]:
     """At the SAE's layer, per question: the mean residual (``*_resid`` [n_q, d_model]) and the mean latent
