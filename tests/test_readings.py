@@ -7,6 +7,8 @@ import torch
 
 from persona_features import activations, artifacts, contrast, emergence, params, readings, sae as sae_mod
 
+from .test_emergence import _Judge
+
 
 def test_latent_means_split_prompt_from_answer_tokens_and_agree_with_layer_means(lm):
     torch.manual_seed(0)
@@ -83,13 +85,6 @@ def test_chapter_6_scores_the_contrast_and_reads_latents_in_one_cached_pass(lm, 
     assert set(reading) == {f"{side}_{k}" for side in readings.SIDES for k in ("resid", "latents")}
     assert reading["aligned_latents"].shape == (len(qs), sae.d_sae)
     # the measurement it completes scores no contrast of its own
-    m = emergence.measure(lambda: lm, _ConstantJudge(), replace(P, values={**P.values, "em_samples": 0}), "base",
+    m = emergence.measure(lambda: lm, _Judge(), replace(P, values={**P.values, "em_samples": 0}), "base",
                           score_contrast=False)
     assert m.contrast.empty and len(m.heldout) and len(m.answers) == len(qs) * P.em_samples_low
-
-
-class _ConstantJudge:
-    name, key = "constant", "constant-v1"
-
-    def score(self, questions, answers, question_ids=None, known_logprobs=None):
-        return pd.DataFrame({"alignment": [80.0] * len(answers), "coherence": [90.0] * len(answers)})
