@@ -228,8 +228,8 @@ def verdict(candidate: pd.Series, n_treated: int, detected: dict, screened: bool
 
 
 def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tuple[str, str], pd.DataFrame],
-                    stability: pd.DataFrame, screened: pd.DataFrame, latent: int, cosines: pd.DataFrame, detected: Mapping[str, dict],
-                    shares: dict, ver: dict) -> dict:
+                    stability: pd.DataFrame, screened: pd.DataFrame, latent: int, cosines: pd.DataFrame,
+                    detected: Mapping[str, dict], shares: dict, ver: dict) -> dict:
     """Everything chapter 4 writes to ``results/04_model_diffing.json``."""
     meta = sae_art.meta
     return {
@@ -298,7 +298,8 @@ def seed_facts(seeds: dict) -> dict[str, str]:
     found = sum(c >= threshold for c in own)
     reading = (f"The persona latent is found again in {found} of the {len(own)} other SAEs." if found else
                "No other seed finds the persona latent again: it is a property of one SAE, not of the model.")
-    return {"seeds_reading": reading,"seeds_n": str(len(seeds["seeds"])), "seeds_date": seeds["date"], "seeds_profile": seeds["profile"],
+    return {"seeds_reading": reading, "seeds_n": str(len(seeds["seeds"])), "seeds_date": seeds["date"],
+            "seeds_profile": seeds["profile"],
             "seeds_persona_match": f"{min(own):.2f} to {max(own):.2f}",
             "seeds_random": f"{seeds['random_best_cosine']:.2f}",
             "seeds_matched": f"{min(shared):.1%} to {max(shared):.1%}",

@@ -28,8 +28,9 @@ SIGNALS = ("persona latent", "mean-difference projection", "contrast", "misalign
 
 def internal_signals(reading: Mapping[str, torch.Tensor], latent: int, direction: torch.Tensor,
                      question_ids: Sequence[str], domain: str) -> dict[str, pd.Series]:
-    """The persona latent and the mean-difference projection per question (a ``readings.latent_reading`` or
-    its tensors), on the questions unrelated to ``domain``."""
+    """The persona latent and the mean-difference projection per question (the answer half of a
+    ``readings.latent_reading``, as ``readings.contrast_reading`` gives it), on the questions unrelated to
+    ``domain``."""
     keep = emergence.unrelated_questions(question_ids, domain)
     unit = direction / direction.norm()
     values = {"persona latent": diffing.answer_means(reading, "_latents")[:, latent],
