@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -70,12 +71,13 @@ def test_crash_mid_write_is_never_read(tmp_cache):
     proc = subprocess.run([sys.executable, "-c", script], env={**__import__("os").environ})
     assert proc.returncode == 9
     leftovers = list((tmp_cache / "ft").iterdir())
-    assert len(leftovers) == 1 and leftovers[0].name.startswith(".")  # only the temporary folder
+    assert leftovers and all(p.name.startswith(".") for p in leftovers)  # the temporary folder and the lock
     assert artifacts.find("ft", {"lr": 1}) is None
 
-    built = artifacts.get_or_build("ft", {"lr": 1}, lambda f: artifacts.save_json(f, "ok", True))
+    with pytest.warns(RuntimeWarning, match="no longer running"):  # the dead builder's lock is taken over
+        built = artifacts.get_or_build("ft", {"lr": 1}, lambda f: artifacts.save_json(f, "ok", True))
     assert built.json("ok") is True
-    assert [p.name for p in (tmp_cache / "ft").iterdir()] == [built.key]  # the stale build was removed
+    assert [p.name for p in (tmp_cache / "ft").iterdir()] == [built.key]  # the stale build and lock were removed
 
 
 def test_write_json_atomic_replaces_whole_file(tmp_path):
@@ -88,3 +90,113 @@ def test_write_json_atomic_replaces_whole_file(tmp_path):
         artifacts.write_json_atomic(path, {"a": object()})
     assert json.loads(path.read_text()) == {"a": 2}
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+# ---------------------------------------------------------------- faults: races, kills, damage, full disks
+
+BUILDER = textwrap.dedent("""
+    import os, sys, time
+    from persona_features import artifacts
+    log = sys.argv[1]
+    def build(folder):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        artifacts.save_json(folder, "value", {"pid": os.getpid()})
+        time.sleep(float(sys.argv[2]))
+        artifacts.save_json(folder, "done", True)
+    art = artifacts.get_or_build("race", {"n": 1}, build)
+    print(art.path, art.json("value")["pid"])
+""")
+
+
+def _builder(log, sleep):
+    return subprocess.Popen([sys.executable, "-c", BUILDER, str(log), str(sleep)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_racing_for_one_artifact_build_it_once(tmp_cache, tmp_path):
+    log = tmp_path / "builds.log"
+    procs = [_builder(log, 1.5) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
+    assert len(log.read_text().split()) == 1  # one build; the other process waited and read it
+    assert len({o[0] for o in outs}) == 1  # both read the same folder, written by the same builder
+    assert any("waiting for the artifact race/" in o[1] for o in outs)  # the waiter said why it waited
+    folders = list((tmp_cache / "race").iterdir())
+    assert len(folders) == 1 and not folders[0].name.startswith(".")
+    art = artifacts.find("race", {"n": 1})
+    assert art.json("done") is True and artifacts.damage(art.path) is None
+
+
+def test_kill_9_mid_build_then_rerun_builds_and_never_reads_the_partial_folder(tmp_cache, tmp_path):
+    import signal
+    import time
+
+    proc = _builder(tmp_path / "builds.log", 60)
+    deadline = time.time() + 60
+    while not list((tmp_cache / "race").glob(".*.build-*/value.json")) and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert artifacts.find("race", {"n": 1}) is None  # the half-written folder is not an artifact
+    with pytest.warns(RuntimeWarning, match="no longer running"):
+        art = artifacts.get_or_build("race", {"n": 1}, lambda f: artifacts.save_json(f, "done", True))
+    assert art.json("done") is True
+    assert [p.name for p in (tmp_cache / "race").iterdir()] == [art.key]
+
+
+def _tensor_artifact(calls):
+    def build(folder):
+        calls.append(1)
+        artifacts.save_tensors(folder, {"w": torch.arange(1000.0)})
+    return artifacts.get_or_build("sae", {"k": 1}, build)
+
+
+def test_truncated_safetensors_is_rebuilt_with_a_warning():
+    calls = []
+    art = _tensor_artifact(calls)
+    file = art.path / "tensors.safetensors"
+    file.write_bytes(file.read_bytes()[:100])  # truncated, as by a full disk or an interrupted copy
+    assert artifacts.find("sae", {"k": 1}) is None
+    with pytest.warns(RuntimeWarning, match="damaged.*tensors.safetensors has 100 bytes"):
+        again = _tensor_artifact(calls)
+    assert len(calls) == 2 and torch.equal(again.tensors()["w"], torch.arange(1000.0))
+
+
+def test_damaged_file_of_the_right_size_is_a_clear_error_naming_the_artifact_and_the_fix():
+    art = _tensor_artifact([])
+    file = art.path / "tensors.safetensors"
+    file.write_bytes(b"\xff" * file.stat().st_size)
+    with pytest.raises(artifacts.ArtifactError) as e:
+        art.tensors()
+    msg = str(e.value)
+    assert f"sae/{art.key}" in msg and "tensors.safetensors" in msg and f"rm -r {art.path}" in msg
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(blocker / "cache"))
+    for call in (artifacts.check_writable, lambda: artifacts.get_or_build("x", {}, lambda f: None)):
+        with pytest.raises(artifacts.ArtifactError, match=f"{artifacts.CACHE_ENV} to a writable folder"):
+            call()
+
+
+def test_full_disk_during_a_build_is_a_clear_error_and_leaves_nothing(tmp_cache):
+    import errno
+
+    def build(folder):
+        (folder / "part").write_bytes(b"x")
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "tensors.safetensors"))
+
+    with pytest.raises(artifacts.ArtifactError, match="the disk is full.*free space"):
+        artifacts.get_or_build("ft", {"lr": 1}, build)
+    assert list((tmp_cache / "ft").iterdir()) == []
+
+
+def test_an_error_outside_the_cache_is_not_blamed_on_its_disk(tmp_cache):
+    def build(folder):
+        raise PermissionError(13, "Permission denied", "/etc/elsewhere")
+
+    with pytest.raises(PermissionError):
+        artifacts.get_or_build("ft", {"lr": 2}, build)

@@ -1,4 +1,9 @@
+import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -68,6 +73,8 @@ def test_failing_cell_fails_the_command_and_names_notebook_and_cell(tmp_path, ca
     assert code == 1
     assert "notebooks/01_tiny.ipynb" in out.err
     assert "code cell 4 " in out.err and "`1 / 0`" in out.err and "ZeroDivisionError" in out.err
+    last = out.err.strip().splitlines()[-1]  # the failures come last, with where to look
+    assert last.startswith("FAILED: notebooks/01_tiny.ipynb") and "01_tiny.stderr.log" in last
     assert not nbformat.read(tmp_path / "notebooks" / "01_tiny.ipynb", as_version=4).cells[1].outputs
 
 
@@ -90,3 +97,71 @@ def test_running_cell_reads_the_papermill_status(tmp_path):
     nbformat.write(nb, tmp_path / "x.ipynb")
     assert runner.running_cell(tmp_path / "x.ipynb") == 'code cell 2/2, section "Sampling"'
     assert runner.running_cell(tmp_path / "missing.ipynb") == "starting"
+
+
+# ---------------------------------------------------------------- two runs, bad values, failures
+
+def _run_in_background(root: Path, tmp_path: Path):
+    env = {**os.environ, "PERSONA_CACHE": str(tmp_path / "cache")}
+    return subprocess.Popen([sys.executable, "-m", "persona_features.runner", "execute", "--profile", "smoke",
+                             "--root", str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_a_second_run_on_a_busy_stage_is_refused_at_once_and_the_first_finishes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PERSONA_CACHE", str(tmp_path / "cache"))
+    _tiny_book(tmp_path, ["open('first_run_was_here', 'w').write('x')", "import time; time.sleep(6)"])
+    first = _run_in_background(tmp_path, tmp_path)
+    stage = tmp_path / "_build" / "stage" / "smoke"
+    marker = stage / "notebooks" / "first_run_was_here"
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), first.communicate()
+    start = time.perf_counter()
+    code = runner.main(["execute", "--profile", "smoke", "--root", str(tmp_path)])
+    seconds = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert code == 2 and seconds < 5
+    assert f"pid {first.pid}" in err and "runner execute --profile smoke" in err and "another --profile" in err
+    assert marker.exists()  # the first run's stage was left alone
+    out, first_err = first.communicate(timeout=180)
+    assert first.returncode == 0, first_err
+    assert "1 notebooks ok, 0 failed" in out
+    assert (stage / "notebooks" / "01_tiny.ipynb").is_file() and marker.exists()
+    assert not (tmp_path / "_build" / "stage" / "smoke.lock").exists()  # released
+
+
+def test_a_stale_stage_lock_is_taken_over_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONA_CACHE", str(tmp_path / "cache"))
+    _tiny_book(tmp_path, ["x = 1"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = tmp_path / "_build" / "stage" / "smoke.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": dead.pid, "command": "python -m persona_features.runner book",
+                                "started": "2026-12-01 09:00:00"}))
+    with pytest.warns(RuntimeWarning, match=f"pid {dead.pid}.*no longer running"):
+        assert runner.main(["execute", "--profile", "smoke", "--root", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("value", ["steer_alphas=abc", "ra_variant=nonsense", "em_domains=health,mars",
+                                   "ew_percents=5,50"])
+def test_a_bad_value_fails_in_seconds_before_any_notebook_starts(value):
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "persona_features.runner", "execute", "--only", "03", "--set",
+                           value], capture_output=True, text=True, timeout=60)
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 2 and seconds < 5, (seconds, proc.stderr)
+    name = value.split("=")[0]
+    assert f"parameter '{name}'" in proc.stderr and "valid" in proc.stderr
+    assert "[1/" not in proc.stdout  # no notebook started
+
+
+def test_an_unwritable_cache_is_refused_before_any_notebook(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("PERSONA_CACHE", str(blocker / "cache"))
+    _tiny_book(tmp_path, ["x = 1"])
+    assert runner.main(["execute", "--profile", "smoke", "--root", str(tmp_path)]) == 2
+    assert "PERSONA_CACHE to a writable folder" in capsys.readouterr().err
+    assert not (tmp_path / "_build" / "stage" / "smoke").exists()

@@ -8,6 +8,11 @@ Source notebooks are never modified: they are copied with the book's pages into 
 folder, executed there, and Jupyter Book (1.x, no execution) renders the staging folder.
 While a chapter runs, a line a minute says which cell and section it is in; the kernels'
 own stderr (transport warnings and the like) goes to ``<stage>/logs/`` instead of the terminal.
+
+Before any work, every ``--set`` value is parsed and checked (``params.resolve``), the artifact
+cache is checked to be writable, and the stage's lock is taken: a second run on the same stage
+(the same ``--root`` and profile) is refused at once, naming the run that holds it. Artifacts
+have locks of their own, so runs on other stages share the cache safely.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import matplotlib.pyplot as plt
 import yaml
 
 from . import appendix, environment, scorecard
-from .artifacts import write_json_atomic
+from .artifacts import ArtifactError, check_writable, write_json_atomic
+from .locks import StageBusy, hold_stage
 from .params import PROFILES, ParameterError, resolve, table_markdown
 from .paths import RESULTS_ENV, repo_root
 
@@ -277,20 +283,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(e))
     stage = root / "_build" / "stage" / profile
     html_out = root / "_build" / ("html" if args.command == "book" else f"html-{profile}")
-    start = time.perf_counter()
-    runs = execute_all(root, stage, profile, overrides, args.only)
-    ok = all(r.ok for r in runs)
-    if args.command != "execute":
-        ok = render(stage, html_out) and ok
-    total = time.perf_counter() - start
+    try:
+        check_writable()
+        lock = hold_stage(stage)
+    except (ArtifactError, StageBusy) as e:
+        print(f"refused: {e}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        start = time.perf_counter()
+        runs = execute_all(root, stage, profile, overrides, args.only)
+        rendered = render(stage, html_out) if args.command != "execute" else True
+        total = time.perf_counter() - start
+    finally:
+        lock.release()
     failed = [r for r in runs if not r.ok]
-    for r in failed:
-        print(f"FAILED: {r.notebook}: {r.error}", file=sys.stderr)
     print(time_table(runs, total), flush=True)
     print(f"{len(runs) - len(failed)} notebooks ok, {len(failed)} failed; total {total:.0f} s", flush=True)
-    if args.command != "execute" and ok:
+    for r in failed:  # last, where a reader of the terminal looks
+        print(f"FAILED: {r.notebook}: {r.error}; executed notebook: {stage / r.notebook}", file=sys.stderr,
+              flush=True)
+    if not rendered:
+        print(f"FAILED: the book's rendering (log: {stage / 'jupyter-book.log'})", file=sys.stderr, flush=True)
+    if args.command != "execute" and rendered and not failed:
         print(f"book: {html_out / 'index.html'}")
-    return 0 if ok else 1
+    return 0 if rendered and not failed else 1
 
 
 if __name__ == "__main__":
