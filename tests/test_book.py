@@ -89,7 +89,7 @@ def test_chapter3_results(smoke_build):
     assert m["verdicts"]["controls"]["margin"] > 0
     assert m["rate_temperature"] == p["eval_low_temperature"]  # rates and verdicts at T=0.7; T=1 reported beside
     assert {r["T"] for r in m["rates_by_temperature"]} == {p["eval_low_temperature"], p["temperature"]}
-    assert set(m["detectable_rate_rise"]) == set(p["em_domains"].split(","))
+    assert set(m["detectable_rate_rise"]) == set(p["em_domains"])
     assert all(0 < r <= 1 for r in m["detectable_rate_rise"].values())
     page = re.sub(r"<[^>]+>", "", (smoke_build["html"] / "notebooks" / "03_emergent_misalignment.html").read_text())
     assert "Domains in this run: health." in page  # smoke runs health only, and the page says so
@@ -131,7 +131,7 @@ def test_chapter6_and_7_results(smoke_build):
     results = smoke_build["stage"] / "results"
     six = json.loads((results / "06_early_warning.json").read_text())
     m, p = six["metrics"], six["params"]
-    mixes = [int(x) for x in p["ew_percents"].split(",")]
+    mixes = list(p["ew_percents"])
     assert m["percents"] == mixes and {t["percent"] for t in m["tests"]} == set(mixes) - {0}
     assert {"persona latent", "mean-difference projection", "contrast", "narrow-task margin"} <= set(m["first_separation"])
     assert all(t["ci95_lo"] <= t["difference"] <= t["ci95_hi"] and 0 <= t["p_value"] <= t["p_holm"] <= 1

@@ -28,10 +28,10 @@ def test_labels_and_strengths():
     assert iv.Setting("mean difference", 0.0, ablate=True).label == "mean difference | ablate+0"
     assert iv.Setting(iv.NONE).label == iv.NONE
     assert iv.strengths(params.resolve("cpu", steer_alphas="0.4, 0.1")) == [0.1, 0.4]
-    with pytest.raises(ValueError, match="comma-separated numbers"):
-        iv.strengths(params.resolve("cpu", steer_alphas="0.1;0.4"))
-    with pytest.raises(ValueError, match="positive"):
-        iv.strengths(params.resolve("cpu", steer_alphas="-0.1"))
+    with pytest.raises(params.ParameterError, match="steer_alphas.*list of float"):
+        params.resolve("cpu", steer_alphas="0.1;0.4")
+    with pytest.raises(params.ParameterError, match="steer_alphas.*> 0"):
+        params.resolve("cpu", steer_alphas="-0.1")
 
 
 def test_random_directions_are_unit_and_differ():

@@ -52,3 +52,85 @@ def test_table_lists_every_knob():
     table = table_markdown()
     for name in KNOBS:
         assert f"`{name}`" in table
+
+
+# ---------------------------------------------------------------- values parsed and checked in resolve
+
+from persona_features.params import VALID, Choice, ListOf, Number  # noqa: E402
+
+
+def _bad_values(name, rule):
+    """Values that break ``rule``, each of the knob's type where a type is required."""
+    if isinstance(rule, Choice):
+        return ["nonsense"]
+    if isinstance(rule, ListOf):
+        bad = ["abc", "", [], "1,1" if rule.item is not str else f"{rule.each.values[0]},{rule.each.values[0]}"]
+        if isinstance(rule.each, Choice):
+            bad.append(f"{rule.each.values[0]},nonsense")
+        else:
+            bad += [f"{rule.each.lo - 1}"] + ([f"{rule.each.hi + 1}"] if rule.each.hi is not None else [])
+        if rule.required:
+            bad.append(",".join(str(x) for x in rule.required[1:]))
+        return bad
+    reference = KNOBS[name].cpu
+    cast = type(reference)
+    bad = []
+    if rule.lo is not None:
+        bad.append(cast(rule.lo) if rule.lo_open else cast(rule.lo - 1))
+    if rule.hi is not None:
+        bad.append(cast(rule.hi + 1))
+    return bad
+
+
+CONSTRAINED = [(name, bad) for name, rule in VALID.items() if rule is not None for bad in _bad_values(name, rule)]
+
+
+def test_every_knob_has_a_rule_and_every_profile_passes_it():
+    assert set(VALID) == set(KNOBS)
+    for profile in PROFILES:
+        resolve(profile)  # does not raise
+
+
+@pytest.mark.parametrize("name,value", CONSTRAINED, ids=[f"{n}={v!r}" for n, v in CONSTRAINED])
+def test_a_bad_value_of_every_constrained_knob_is_refused_naming_knob_value_and_valid_ones(name, value):
+    with pytest.raises(ParameterError) as e:
+        resolve("cpu", **{name: value})
+    msg = str(e.value)
+    assert repr(name) in msg and "valid" in msg
+    assert repr(value) in msg or str(value) in msg
+
+
+def test_lists_are_parsed_into_tuples():
+    p = resolve("smoke", em_domains="risk, health", steer_alphas="0.4,0.1", ew_percents=[100, 0, 25])
+    assert p.em_domains == ("risk", "health")  # order kept: the first is the main domain
+    assert p.steer_alphas == (0.1, 0.4) and p.ew_percents == (0, 25, 100)  # strengths and percents ascend
+    assert resolve("smoke", steer_alphas=0.3).steer_alphas == (0.3,)
+    assert isinstance(resolve("cpu").em_domains, tuple)
+
+
+def test_enumerations_name_their_valid_values():
+    with pytest.raises(ParameterError, match="register_control, good"):
+        resolve("smoke", ra_variant="nonsense")
+    with pytest.raises(ParameterError, match="health, finance, cars, career, risk, code"):
+        resolve("smoke", em_domains="health,mars")
+
+
+@pytest.mark.parametrize("overrides,names", [
+    ({"ra_examples": 2, "ra_batch_size": 4}, "ra_batch_size"),
+    ({"em_samples_low": 0, "em_samples": 0}, "em_samples"),
+    ({"eval_low_temperature": 1.0}, "temperature"),
+    ({"steer_judged_random": 3, "steer_random": 2}, "steer_random"),
+])
+def test_knobs_that_depend_on_each_other_are_checked_together(overrides, names):
+    with pytest.raises(ParameterError, match=names):
+        resolve("cpu", **overrides)
+
+
+def test_advice_domains_match_the_data():
+    from persona_features import emergence
+    from persona_features.data import advice
+    from persona_features.params import ADVICE_DOMAINS
+
+    assert ADVICE_DOMAINS == advice.DOMAINS
+    assert set(VALID["em_domains"].each.values) == set(emergence.CONTROLS)
+    assert set(VALID["ra_variant"].values) <= {v for vs in emergence.CONTROLS.values() for v in vs}

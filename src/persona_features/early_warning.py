@@ -17,7 +17,7 @@ import pandas as pd
 from . import emergence, finetune, readings, tracking
 from .data import cards
 from .judge import Judge
-from .params import ParameterError, Params
+from .params import Params
 
 DOMAIN = emergence.MAIN_DOMAIN
 BEHAVIOUR = ("contrast", "misaligned")
@@ -43,19 +43,11 @@ class Mix:
 
 
 def percents(P: Params) -> list[int]:
-    try:
-        values = sorted({int(p) for p in P.ew_percents.split(",") if p.strip()})
-    except ValueError:
-        values = []
-    if not values or values[0] != 0 or values[-1] != 100:
-        raise ParameterError(f"ew_percents must be comma-separated whole percents from 0 to 100, with both 0 and 100, "
-                             f"got {P.ew_percents!r}")
-    return values
+    """The mixes' percents of wrong advice, ascending from 0 to 100 (``params.resolve`` checked them)."""
+    return list(P.ew_percents)
 
 
 def design(P: Params) -> list[Mix]:
-    if P.ew_seeds < 1:
-        raise ParameterError(f"ew_seeds must be at least 1, got {P.ew_seeds}")
     return [Mix(p, s) for s in range(P.ew_seeds) for p in percents(P)]
 
 

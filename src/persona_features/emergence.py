@@ -33,7 +33,7 @@ from .data import advice, code
 from .data.questions import near_training_domain, split
 from .judge import Judge
 from .models import LoadedModel
-from .params import ParameterError, Params
+from .params import Params
 from .stats import (ALPHA, Estimate, PairedTest, bootstrap_mean, detectable_rate_rise, fmt_interval, holm,
                     paired_test, rate_difference_interval)
 
@@ -65,11 +65,8 @@ class Arm:
 
 
 def domains(P: Params) -> list[str]:
-    names = [d.strip() for d in P.em_domains.split(",") if d.strip()]
-    unknown = [d for d in names if d not in CONTROLS]
-    if unknown or not names:
-        raise ParameterError(f"em_domains must list some of {', '.join(CONTROLS)}, got {P.em_domains!r}")
-    return names
+    """The profile's training domains (``params.resolve`` checked them against ``CONTROLS``)."""
+    return list(P.em_domains)
 
 
 def design(P: Params) -> list[Arm]:
@@ -95,8 +92,6 @@ def matched_controls(arms: Sequence[Arm]) -> tuple[list[str], dict[str, list[str
 
 
 def finetune_config(P: Params, arm: Arm) -> finetune.FinetuneConfig:
-    if P.ft_method not in ("full", "lora"):
-        raise ParameterError(f"ft_method must be 'full' or 'lora', got {P.ft_method!r}")
     return finetune.FinetuneConfig(model=P.model, dataset=arm.dataset, n_examples=P.ft_examples, epochs=P.ft_epochs,
                                    lr=P.ft_lr, batch_size=P.ft_batch_size, method=P.ft_method,
                                    lora_rank=P.ft_lora_rank, lora_alpha=2.0 * P.ft_lora_rank, seed=P.seed + arm.seed)
@@ -135,12 +130,9 @@ class Measurement:
 
 def sampling(P: Params) -> list[tuple[float, int]]:
     """(temperature, samples per question) of chapter 3's answers: the verdict's temperature first."""
-    plan = [(P.eval_low_temperature, P.em_samples_low), (P.temperature, P.em_samples)]
-    plan = [(t, n) for t, n in plan if n > 0]
-    if not plan or len({t for t, _ in plan}) < len(plan):
-        raise ParameterError(f"chapter 3 samples at eval_low_temperature and temperature, which must differ, with "
-                             f"em_samples_low and em_samples answers per question (at least one above 0); got {plan}")
-    return plan
+    # params.resolve checked: not empty, temperatures differ. A temperature without samples is not read
+    return ([(P.eval_low_temperature, P.em_samples_low)] if P.em_samples_low else []) + (
+        [(P.temperature, P.em_samples)] if P.em_samples else [])
 
 
 TABLES = ("answers", "contrast", "register", "heldout")
@@ -157,10 +149,10 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     """
     held_domains = list(heldout_domains or domains(P))
     scoring = split("scoring")[:P.eval_questions]
-    plan = sampling(P)
-    config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring], "sampling": plan,
-              "max_new_tokens": P.eval_max_new_tokens, "top_p": P.top_p,
-              "seed": P.seed, "sampler": generation.SAMPLER_VERSION, "judge": judge.key, "heldout": held_domains,
+    plan = [(generation.Sampling.of(P, t), n) for t, n in sampling(P)]
+    config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring],
+              "texts": artifacts.digest(scoring), "heldout_pairs": artifacts.digest(heldout_pairs(held_domains)),
+              "sampling": [[s.key(), n] for s, n in plan], "judge": judge.key, "heldout": held_domains,
               "references": contrast.fingerprint(), **({} if register else {"register": False}),
               **({} if score_contrast else {"contrast": False})}
 
@@ -169,9 +161,8 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
         seconds, tables = {}, {}
         pairs = heldout_pairs(held_domains)
         steps = {
-            **{f"answers_T{t:g}": lambda t=t, n=n: evaluate.evaluate(
-                lm, scoring, n, judge, max_new_tokens=P.eval_max_new_tokens, temperature=t, top_p=P.top_p,
-                seed=P.seed, batch_size=P.batch_size) for t, n in plan},
+            **{f"answers_T{s.temperature:g}": lambda s=s, n=n: evaluate.evaluate(lm, scoring, n, judge, **s.kwargs())
+               for s, n in plan},
             **({"contrast": lambda: contrast.contrast_table(lm, scoring)} if score_contrast else {}),
             **({"register": lambda: contrast.register_table(lm, scoring)} if register else {}),
             "heldout": lambda: contrast.heldout_table(lm, pairs).assign(domain=[p["domain"] for p in pairs])}
@@ -179,7 +170,7 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
             start = time.perf_counter()
             tables[name] = step()
             seconds[name] = round(time.perf_counter() - start, 1)
-        tables["answers"] = pd.concat([tables.pop(f"answers_T{t:g}") for t, _ in plan], ignore_index=True)
+        tables["answers"] = pd.concat([tables.pop(f"answers_T{s.temperature:g}") for s, _ in plan], ignore_index=True)
         for key, table in tables.items():
             artifacts.save_json(folder, key, table.to_dict(orient="list"))
         return {"n_answers": len(tables["answers"]), "seconds": seconds}
@@ -187,7 +178,7 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     art = artifacts.get_or_build("em_eval", config, build, inputs=[source.key] if source else [])
     tables = {k: pd.DataFrame(art.json(k)) if (art.path / f"{k}.json").is_file() else pd.DataFrame() for k in TABLES}
     tables["answers"]["model"] = name
-    return Measurement(name, curve=source.json("curve") if source else [], rate_temperature=plan[0][0],
+    return Measurement(name, curve=source.json("curve") if source else [], rate_temperature=plan[0][0].temperature,
                        seconds=art.meta.get("seconds", {}), **tables)
 
 

@@ -198,20 +198,26 @@ def finetune(cfg: FinetuneConfig) -> artifacts.Artifact:
         artifacts.save_json(folder, "curve", curve)
         return {"steps": len(curve), "final_loss": curve[-1]["loss"], "checkpoints": sorted(checkpoints)}
 
-    return artifacts.get_or_build("finetune", artifact_config(cfg), build, inputs=[start.key] if start else [])
+    return artifacts.get_or_build("finetune", artifact_config(cfg, rows), build, inputs=[start.key] if start else [])
 
 
 OPTIONAL = {"start": None, "checkpoint_every": 0}  # left out of the key at these values (older keys stay valid)
+KEY_ONLY = ("trainer_version", "rows")  # in the key, not fields of FinetuneConfig
 
 
-def artifact_config(cfg: FinetuneConfig) -> dict:
+def artifact_config(cfg: FinetuneConfig, rows: Sequence[dict] | None = None) -> dict:
+    """The fine-tune's key config: its settings, the trainer's version and the training rows' digest (the
+    rows ``cfg`` names, read from the data files, so an edit to them re-keys the fine-tune)."""
+    if rows is None:
+        from .data.cards import training_rows
+        rows = training_rows(cfg.dataset, cfg.n_examples, cfg.seed)
     config = {k: v for k, v in asdict(cfg).items() if not (k in OPTIONAL and v == OPTIONAL[k])}
-    return {**config, "trainer_version": TRAINER_VERSION}
+    return {**config, "trainer_version": TRAINER_VERSION, "rows": artifacts.digest(list(rows))}
 
 
 def config_of(art: artifacts.Artifact) -> FinetuneConfig:
     """The config a cached fine-tune was trained with (JSON lists back to tuples)."""
-    raw = {k: v for k, v in art.meta["config"].items() if k != "trainer_version"}
+    raw = {k: v for k, v in art.meta["config"].items() if k not in KEY_ONLY}
     tuples = {k: tuple(v) for k in ("lora_targets", "lora_layers") if isinstance(v := raw.get(k), list)}
     return FinetuneConfig(**{**raw, **tuples})
 

@@ -17,11 +17,41 @@ from transformers import Cache, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from .models import LoadedModel
+from .params import Params
 
 Forward = Callable[..., torch.Tensor]  # model keyword inputs -> logits [batch, seq, vocab]
 PROMPT_PASS = "logits_to_keep"  # the keyword the sampler's prompt passes carry and its decoding steps do not
 QUESTION = "question"  # the keyword a per-question forward receives: each row's question (an index)
 SAMPLER_VERSION = 3  # 1: transformers generate; 2: our loop (shared prefix, in-place cache, inverse-CDF draws); 3: a prompt several rows hold runs once
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Everything that decides which answers the sampler draws. A cached step that holds sampled answers
+    keys on all of it (``key``) and samples with it (``kwargs``), so no setting can change the answers
+    without changing the key."""
+    temperature: float
+    max_new_tokens: int
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 16  # each batch is seeded from the seed and its index: the batch size changes the draws
+    sampler: int = SAMPLER_VERSION
+
+    @classmethod
+    def of(cls, P: Params, temperature: float | None = None, max_new_tokens: int | None = None,
+           seed: int | None = None) -> "Sampling":
+        """The profile's sampling (``top_p``, ``seed``, ``batch_size``) at ``temperature`` (default the
+        profile's) and ``max_new_tokens`` (default ``eval_max_new_tokens``)."""
+        return cls(temperature=float(P.temperature if temperature is None else temperature),
+                   max_new_tokens=P.eval_max_new_tokens if max_new_tokens is None else max_new_tokens,
+                   top_p=P.top_p, seed=P.seed if seed is None else seed, batch_size=P.batch_size)
+
+    def key(self) -> dict:
+        return asdict(self)
+
+    def kwargs(self) -> dict:
+        """The sampler's keyword arguments (``sample_answers``, ``evaluate.evaluate``)."""
+        return {k: v for k, v in asdict(self).items() if k != "sampler"}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 from . import artifacts, contrast
 from .data.labels import load_labels
 from .evaluate import per_question_bootstrap
-from .generation import SAMPLER_VERSION
+from .generation import Sampling
 from .judge import Judge, hit_precision
 from .params import Params
 from .readings import Reader
@@ -74,11 +74,12 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
     if missing:
         raise KeyError(f"no direction named {missing}; known: {', '.join(directions)}")
     used = sorted({s.direction for s in settings} - {NONE})
+    sampling = Sampling.of(P, P.eval_low_temperature)
     config = {"model": reader.name, "layer": layer, "norm": round(norm, 4), "settings": [asdict(s) for s in settings],
               "directions": {n: fingerprint(directions[n]) for n in used}, "questions": [q for q, _ in questions],
-              "samples": samples, "temperature": P.eval_low_temperature, "max_new_tokens": P.eval_max_new_tokens,
-              "judge": judge.key, "seed": P.seed, "references": contrast.fingerprint(),
-              "sampler": SAMPLER_VERSION, "sampling": "judged settings in shared batches"}
+              "texts": artifacts.digest(list(questions)),
+              "samples": samples, "sampling": sampling.key(), "judge": judge.key, "references": contrast.fingerprint(),
+              "batching": "judged settings in shared batches"}
 
     def build(folder):
         lm = reader.load()
@@ -90,8 +91,7 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
         answers = pd.DataFrame()
         if judged:
             table = evaluate_settings(lm, questions, {settings[k].label: steers[k] for k in judged}, samples, judge,
-                                      max_new_tokens=P.eval_max_new_tokens, temperature=P.eval_low_temperature,
-                                      top_p=P.top_p, seed=P.seed, batch_size=P.batch_size)
+                                      **sampling.kwargs())
             answers = table[["question_id", "answer", "alignment", "coherence", "misaligned", "coherent", "setting"]]
         frame = pd.DataFrame(rows)
         artifacts.save_json(folder, "contrast", {"settings": list(frame.index), "questions": list(frame.columns),
@@ -285,14 +285,9 @@ def transfer_matrix(runs: Mapping[str, dict], domain_of: Mapping[str, str], sour
 
 
 def strengths(P: Params) -> list[float]:
-    """The profile's steering strengths (``steer_alphas``), positive and increasing."""
-    try:
-        values = [float(a) for a in P.steer_alphas.split(",") if a.strip()]
-    except ValueError:
-        raise ValueError(f"steer_alphas must be comma-separated numbers, got {P.steer_alphas!r}") from None
-    if not values or any(a <= 0 for a in values):
-        raise ValueError(f"steer_alphas must be positive numbers, got {P.steer_alphas!r}")
-    return sorted(values)
+    """The profile's steering strengths (``steer_alphas``), positive and increasing (``params.resolve``
+    checked them)."""
+    return list(P.steer_alphas)
 
 
 def cosine_table(directions: Mapping[str, torch.Tensor]) -> pd.DataFrame:

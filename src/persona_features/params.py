@@ -56,8 +56,8 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     # chapter 3: the emergent-misalignment experiment
     # cpu: the two domains the fine-tuning sweep was run on (chosen before chapter 3 ran in risk), so that
     # chapters 2+3 fit in 40 minutes on 2 cores; each further domain costs about 10 minutes there
-    "em_domains": Knob("health", "health,risk", "health,finance,cars,career,risk,code",
-                       "comma-separated training domains (health is the main one, with extra seeds)"),
+    "em_domains": Knob(("health",), ("health", "risk"), ("health", "finance", "cars", "career", "risk", "code"),
+                       "training domains, comma-separated (health is the main one, with extra seeds)"),
     "em_seeds": Knob(1, 3, 3, "seeds of the main domain's wrong-advice fine-tune"),
     "em_samples_low": Knob(1, 6, 50, "answers per scoring question and model at eval_low_temperature "
                                      "(the temperature of chapter 3's rates and verdicts)"),
@@ -80,7 +80,7 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "screen_strength": Knob(0.4, 0.4, 0.4, "chapter 4: steering strength of the screen, in units of the median "
                                            "residual norm at the SAE's layer (OpenAI: 0.4)"),
     # chapter 5: steering
-    "steer_alphas": Knob("0.2", "0.05,0.1,0.2", "0.05,0.1,0.2,0.4,0.8",
+    "steer_alphas": Knob((0.2,), (0.05, 0.1, 0.2), (0.05, 0.1, 0.2, 0.4, 0.8),
                          "chapter 5: steering strengths, comma-separated, in units of the median residual norm (cpu: "
                          "below 0.4, where chapter 4's screen found coherence gone)"),
     "steer_random": Knob(2, 5, 10, "chapter 5: random directions steered at every strength (the control)"),
@@ -90,7 +90,7 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "steer_bad_seeds": Knob(1, 1, 3, "chapter 5: seeds of each domain's wrong-advice model steered (the first n)"),
     "steer_judge_bad": Knob(True, True, True, "chapter 5: also judge answers of the steered wrong-advice models"),
     # chapter 6: early warning
-    "ew_percents": Knob("0,50,100", "0,5,10,25,50,100", "0,5,10,25,50,100",
+    "ew_percents": Knob((0, 50, 100), (0, 5, 10, 25, 50, 100), (0, 5, 10, 25, 50, 100),
                         "chapter 6: % of wrong advice in each mix, comma-separated (0 and 100 are chapter 3's models)"),
     "ew_seeds": Knob(1, 2, 3, "chapter 6: seeds of every mix's fine-tune"),
     "ew_samples": Knob(1, 2, 10, "chapter 6: judged answers per scoring question and model (at eval_low_temperature)"),
@@ -114,6 +114,146 @@ class ParameterError(ValueError):
     """A profile or parameter name or value is not valid."""
 
 
+# ---------------------------------------------------------------- valid values
+
+@dataclass(frozen=True)
+class Number:
+    """A number within bounds: ``lo <= x`` (``lo < x`` if ``lo_open``) and ``x <= hi``."""
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+
+    def ok(self, x: Any) -> bool:
+        return ((self.lo is None or (x > self.lo if self.lo_open else x >= self.lo))
+                and (self.hi is None or x <= self.hi))
+
+    def __str__(self) -> str:
+        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        hi = "" if self.hi is None else f"<= {self.hi:g}"
+        return " and ".join(s for s in (lo, hi) if s) or "any number"
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple[str, ...]
+
+    def ok(self, x: Any) -> bool:
+        return x in self.values
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(self.values)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A non-empty list without repeats, given as a list or a comma-separated string; stored as a tuple
+    (``ordered``: sorted ascending). ``required``: items it must hold."""
+    item: type
+    each: Number | Choice
+    ordered: bool = False
+    required: tuple = ()
+
+    def __str__(self) -> str:
+        need = f", including {', '.join(map(str, self.required))}" if self.required else ""
+        return f"a comma-separated list of {self.item.__name__} values, each {self.each}, without repeats{need}"
+
+
+ADVICE_DOMAINS = ("health", "finance", "cars", "career", "risk")  # data.advice.DOMAINS (a test checks)
+POSITIVE, COUNT, AT_LEAST_ONE = Number(0, lo_open=True), Number(0), Number(1)
+
+VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
+    "model": None, "dtype": Choice(("float32", "bfloat16")), "seed": COUNT,
+    "batch_size": AT_LEAST_ONE, "temperature": COUNT, "top_p": Number(0, 1, lo_open=True),
+    "max_new_tokens": AT_LEAST_ONE, "chat_samples": AT_LEAST_ONE, "trace_prompts": AT_LEAST_ONE,
+    "bootstrap": Number(10), "eval_questions": AT_LEAST_ONE, "eval_max_new_tokens": AT_LEAST_ONE,
+    "judge_heldout_rows": COUNT, "judge_test_rows": COUNT, "eval_low_temperature": COUNT,
+    "ft_method": Choice(("full", "lora")), "ft_lr": POSITIVE, "ft_examples": AT_LEAST_ONE, "ft_epochs": POSITIVE,
+    "ft_batch_size": AT_LEAST_ONE, "ft_lora_rank": AT_LEAST_ONE,
+    "em_domains": ListOf(str, Choice(ADVICE_DOMAINS + ("code",))), "em_seeds": AT_LEAST_ONE,
+    "em_samples_low": COUNT, "em_samples": COUNT,
+    "sae_dtype": Choice(("auto", "float32", "bfloat16")), "sae_corpus_samples": AT_LEAST_ONE,
+    "sae_corpus_max_new_tokens": AT_LEAST_ONE, "sae_rows_per_set": COUNT, "sae_chats": COUNT,
+    "sae_layer": Number(-1), "sae_expansion": AT_LEAST_ONE, "sae_k": AT_LEAST_ONE, "sae_epochs": AT_LEAST_ONE,
+    "sae_eval_chats": AT_LEAST_ONE, "screen_latents": AT_LEAST_ONE, "screen_samples": AT_LEAST_ONE,
+    "screen_strength": POSITIVE,
+    "steer_alphas": ListOf(float, POSITIVE, ordered=True), "steer_random": AT_LEAST_ONE,
+    "steer_judged_random": COUNT, "steer_questions": AT_LEAST_ONE, "steer_samples": AT_LEAST_ONE,
+    "steer_bad_seeds": AT_LEAST_ONE, "steer_judge_bad": None,
+    "ew_percents": ListOf(int, Number(0, 100), ordered=True, required=(0, 100)), "ew_seeds": AT_LEAST_ONE,
+    "ew_samples": AT_LEAST_ONE,
+    "ra_examples": AT_LEAST_ONE, "ra_variant": Choice(("register_control", "good")), "ra_batch_size": AT_LEAST_ONE,
+    "ra_every": AT_LEAST_ONE, "ra_seeds": AT_LEAST_ONE, "ra_questions": AT_LEAST_ONE, "ra_samples": AT_LEAST_ONE,
+    "ra_judge_all": None,
+})
+
+
+def _bad(name: str, value: Any, valid: Any) -> ParameterError:
+    return ParameterError(f"parameter {name!r} got {value!r}; valid: {valid}. Help: {KNOBS[name].help}")
+
+
+def _type_ok(value: Any, reference: Any) -> bool:
+    if isinstance(reference, bool):
+        return isinstance(value, bool)
+    if isinstance(reference, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(reference, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(reference))
+
+
+def _parse_list(name: str, value: Any, rule: ListOf) -> tuple:
+    items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    parsed = []
+    for item in items:
+        try:
+            if rule.item is int and (isinstance(item, bool) or (isinstance(item, float) and not item.is_integer())):
+                raise ValueError
+            parsed.append(rule.item(item))
+        except (TypeError, ValueError):
+            raise _bad(name, value, rule) from None
+    if (not parsed or len(set(parsed)) < len(parsed) or not all(rule.each.ok(x) for x in parsed)
+            or not set(rule.required) <= set(parsed)):
+        raise _bad(name, value, rule)
+    return tuple(sorted(parsed) if rule.ordered else parsed)
+
+
+def parse_value(name: str, value: Any, reference: Any) -> Any:
+    """``value`` of knob ``name`` parsed and checked against its rule in ``VALID``; ``reference`` (a
+    profile's value) gives the type. A ``ParameterError`` names the knob, the value and what is valid."""
+    rule = VALID[name]
+    if isinstance(rule, ListOf):
+        return _parse_list(name, value, rule)
+    if not _type_ok(value, reference):
+        raise ParameterError(f"parameter {name!r} must be {type(reference).__name__}, got {value!r} "
+                             f"({type(value).__name__}). Help: {KNOBS[name].help}")
+    value = float(value) if isinstance(reference, float) else value
+    if isinstance(value, str) and not value.strip():
+        raise _bad(name, value, "a non-empty string")
+    if rule is not None and not rule.ok(value):
+        raise _bad(name, value, rule)
+    return value
+
+
+def _check_together(v: Mapping[str, Any]) -> None:
+    """Rules that tie knobs together."""
+    plan = [(t, n) for t, n in ((v["eval_low_temperature"], v["em_samples_low"]), (v["temperature"], v["em_samples"]))
+            if n > 0]
+    if not plan or len({t for t, _ in plan}) < len(plan):
+        raise ParameterError(
+            "chapter 3 samples em_samples_low answers at eval_low_temperature and em_samples at temperature: at "
+            "least one count must be above 0, and the two temperatures must differ when both are; got "
+            f"eval_low_temperature={v['eval_low_temperature']}, em_samples_low={v['em_samples_low']}, "
+            f"temperature={v['temperature']}, em_samples={v['em_samples']}")
+    if v["ra_examples"] < v["ra_batch_size"]:
+        raise ParameterError(f"ra_examples ({v['ra_examples']}) must be at least ra_batch_size "
+                             f"({v['ra_batch_size']}): a re-alignment run takes at least one step")
+    if v["steer_judged_random"] > v["steer_random"]:
+        raise ParameterError(f"steer_judged_random ({v['steer_judged_random']}) must be at most steer_random "
+                             f"({v['steer_random']}): the judged random directions are among the steered ones")
+
+
 @dataclass(frozen=True)
 class Params:
     profile: str
@@ -129,26 +269,9 @@ class Params:
         return {"profile": self.profile, **self.values}
 
 
-def _check_type(name: str, value: Any, reference: Any) -> Any:
-    if isinstance(reference, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(reference, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(reference, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(reference))
-    if not ok:
-        raise ParameterError(
-            f"parameter {name!r} must be {type(reference).__name__}, got {value!r} "
-            f"({type(value).__name__}). Help: {KNOBS[name].help}"
-        )
-    return value
-
-
 def resolve(profile: str = "cpu", **overrides: Any) -> Params:
-    """The parameters of ``profile`` with ``overrides`` applied, validated."""
+    """The parameters of ``profile`` with ``overrides`` applied: every value parsed (lists become tuples)
+    and checked, so that a bad value fails here, before any work, with a ``ParameterError``."""
     if profile not in PROFILES:
         raise ParameterError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     unknown = sorted(set(overrides) - set(KNOBS))
@@ -157,16 +280,15 @@ def resolve(profile: str = "cpu", **overrides: Any) -> Params:
             f"unknown parameter(s) {', '.join(map(repr, unknown))}; valid parameters: {', '.join(KNOBS)}"
         )
     values = {name: getattr(knob, profile) for name, knob in KNOBS.items()}
-    for name, value in overrides.items():
-        values[name] = _check_type(name, value, values[name])
-    if values["dtype"] not in ("float32", "bfloat16"):
-        raise ParameterError(f"parameter 'dtype' must be 'float32' or 'bfloat16', got {values['dtype']!r}")
+    values = {name: parse_value(name, overrides.get(name, value), value) for name, value in values.items()}
+    _check_together(values)
     return Params(profile, MappingProxyType(values))
 
 
 def table_markdown() -> str:
     """The knob table as Markdown, for the appendix and the README."""
     rows = ["| knob | smoke | cpu | gpu | meaning |", "|---|---|---|---|---|"]
+    show = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else v  # noqa: E731
     for name, k in KNOBS.items():
-        rows.append(f"| `{name}` | {k.smoke} | {k.cpu} | {k.gpu} | {k.help} |")
+        rows.append(f"| `{name}` | {show(k.smoke)} | {show(k.cpu)} | {show(k.gpu)} | {k.help} |")
     return "\n".join(rows)

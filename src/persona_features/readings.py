@@ -64,7 +64,8 @@ def chats(lm: LoadedModel, qs: Sequence[tuple[str, str]], system: str | None = N
 
 
 def _config(P: Params, split_name: str, system: str | None, **extra) -> dict:
-    return {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in questions(P, split_name)],
+    qs = questions(P, split_name)
+    return {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in qs], "texts": artifacts.digest(qs),
             "references": contrast.fingerprint(), "system": system, **extra}
 
 
@@ -72,14 +73,14 @@ def layer_reading(reader: Reader, P: Params, split_name: str, layers: Sequence[i
                   system: str | None = None) -> dict[str, torch.Tensor]:
     """Mean residual stream at each of ``layers`` per question: ``prompt``, ``aligned`` and ``misaligned``
     (answer tokens of that side's references), each ``[n_questions, len(layers), d_model]``."""
-    config = _config(P, split_name, system, layers=list(layers))
+    qs, batch_size = questions(P, split_name), P.batch_size
+    config = _config(P, split_name, system, layers=list(layers), batch_size=batch_size)
 
     def build(folder):
         lm = reader.load()
-        qs = questions(P, split_name)
         out = {}
         for side, (prompts, answers, groups) in chats(lm, qs, system).items():
-            means = layer_means(lm, layers, prompts, answers, groups, len(qs), batch_size=P.batch_size)
+            means = layer_means(lm, layers, prompts, answers, groups, len(qs), batch_size=batch_size)
             out[side] = means["answer"]
             out["prompt"] = means["prompt"]
         artifacts.save_tensors(folder, out)
@@ -146,11 +147,12 @@ def contrast_reading(reader: Reader, P: Params, split_name: str,
                      sae_art: artifacts.Artifact) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
     """``contrast_and_reading`` on a split's questions, cached: the contrast table and the answer half of
     ``latent_reading`` from one pass."""
+    qs = questions(P, split_name)
     config = _config(P, split_name, None, reading="in the contrast's pass")
 
     def build(folder):
         sae, cfg = load_sae(sae_art.path)
-        table, reading = contrast_and_reading(reader.load(), questions(P, split_name), sae, cfg["metadata"]["layer"])
+        table, reading = contrast_and_reading(reader.load(), qs, sae, cfg["metadata"]["layer"])
         artifacts.save_json(folder, "contrast", table.to_dict(orient="list"))
         artifacts.save_tensors(folder, reading)
 
@@ -163,16 +165,16 @@ def latent_reading(reader: Reader, P: Params, split_name: str, sae_art: artifact
                    system: str | None = None) -> dict[str, torch.Tensor]:
     """At the SAE's layer, per question: the mean residual (``*_resid`` [n_q, d_model]) and the mean latent
     activations (``*_latents`` [n_q, d_sae]) over ``prompt``, ``aligned`` and ``misaligned`` tokens."""
-    config = _config(P, split_name, system)
+    qs, batch_size = questions(P, split_name), P.batch_size
+    config = _config(P, split_name, system, batch_size=batch_size)
 
     def build(folder):
         lm = reader.load()
         sae, cfg = load_sae(sae_art.path)
         layer = cfg["metadata"]["layer"]
-        qs = questions(P, split_name)
         out = {}
         for side, (prompts, answers, groups) in chats(lm, qs, system).items():
-            means = latent_means(lm, sae, layer, prompts, answers, groups, len(qs), P.batch_size)
+            means = latent_means(lm, sae, layer, prompts, answers, groups, len(qs), batch_size)
             out |= {f"{side}_{k.split('_')[1]}": v for k, v in means.items() if k.startswith("answer")}
             out |= {k: v for k, v in means.items() if k.startswith("prompt")}
         artifacts.save_tensors(folder, out)

@@ -78,11 +78,6 @@ def other_domain(P: Params, domain: str) -> str:
 def design(P: Params, start: emergence.Arm) -> list[Run]:
     if start.domain not in advice.DOMAINS:
         raise ParameterError(f"re-alignment starts from a wrong-advice model; {start.name} is not one")
-    if P.ra_seeds < 1 or P.ra_examples < P.ra_batch_size or P.ra_every < 1:
-        raise ParameterError(f"ra_seeds ({P.ra_seeds}) and ra_every ({P.ra_every}) must be at least 1, and "
-                             f"ra_examples ({P.ra_examples}) at least ra_batch_size ({P.ra_batch_size})")
-    if P.ra_variant not in ("register_control", "good"):
-        raise ParameterError(f"ra_variant must be 'register_control' or 'good', got {P.ra_variant!r}")
     data = {"same domain": f"{start.domain}_{P.ra_variant}",
             "other domain": f"{other_domain(P, start.domain)}_{P.ra_variant}", "neutral": neutral.NAME}
     return [Run(kind, data[kind], s) for s in range(P.ra_seeds) for kind in KINDS]
@@ -96,16 +91,14 @@ def finetune_config(P: Params, start: artifacts.Artifact, run: Run) -> finetune.
                                    seed=P.seed + SEED_OFFSET + run.seed, start=start.key, checkpoint_every=P.ra_every)
 
 
-def _tables(lm: LoadedModel, P: Params, sae: TopKSAE, layer: int, judge: Judge, domain: str,
+def _tables(lm: LoadedModel, qs: Sequence[tuple[str, str]], samples: int, sampling: generation.Sampling,
+            sae: TopKSAE, layer: int, judge: Judge, domain: str,
             judged: bool) -> tuple[dict[str, pd.DataFrame], dict[str, torch.Tensor]]:
     """One model's contrast, narrow task, answers (if ``judged``) and latent reading on re-alignment's questions."""
-    qs = readings.questions(P, "scoring")[:P.ra_questions]
     table, reading = readings.contrast_and_reading(lm, qs, sae, layer)
     tables = {"contrast": table,
               "heldout": contrast.heldout_table(lm, emergence.heldout_pairs([domain])).assign(domain=domain),
-              "answers": evaluate.evaluate(lm, qs, P.ra_samples, judge, max_new_tokens=P.eval_max_new_tokens,
-                                           temperature=P.eval_low_temperature, top_p=P.top_p, seed=P.seed,
-                                           batch_size=P.batch_size) if judged else pd.DataFrame()}
+              "answers": evaluate.evaluate(lm, qs, samples, judge, **sampling.kwargs()) if judged else pd.DataFrame()}
     return tables, reading
 
 
@@ -115,16 +108,19 @@ def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequ
     """Per step: (``emergence.Measurement``, latent reading) of each (step, model) that ``models()`` yields (called
     only when not cached). Answers are judged at the last step, or at every step with ``ra_judge_all``."""
     judged = list(steps) if P.ra_judge_all else [max(steps)]
-    config = {"model": P.model, "dtype": P.dtype, "questions": P.ra_questions, "samples": P.ra_samples,
-              "temperature": P.eval_low_temperature, "max_new_tokens": P.eval_max_new_tokens, "top_p": P.top_p,
-              "seed": P.seed, "sampler": generation.SAMPLER_VERSION, "judge": judge.key, "domain": domain,
+    qs, samples = readings.questions(P, "scoring")[:P.ra_questions], P.ra_samples
+    sampling = generation.Sampling.of(P, P.eval_low_temperature)
+    config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in qs], "texts": artifacts.digest(qs),
+              "heldout_pairs": artifacts.digest(emergence.heldout_pairs([domain])), "samples": samples,
+              "sampling": sampling.key(), "judge": judge.key, "domain": domain,
               "steps": list(steps), "judged": judged, "references": contrast.fingerprint(),
               "reading": "in the contrast's pass"}
 
     def build(folder):
         sae, cfg = load_sae(sae_art.path)
         for step, lm in models():
-            tables, reading = _tables(lm, P, sae, cfg["metadata"]["layer"], judge, domain, step in judged)
+            tables, reading = _tables(lm, qs, samples, sampling, sae, cfg["metadata"]["layer"], judge, domain,
+                                      step in judged)
             for key, table in tables.items():
                 artifacts.save_json(folder, f"step{step}_{key}", table.to_dict(orient="list"))
             artifacts.save_tensors(folder, reading, f"step{step}")

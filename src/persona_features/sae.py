@@ -296,6 +296,7 @@ def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int, se
                                   [corpus.key])
     cfg = SAEConfig(d_in=lm.d_model, d_sae=P.sae_expansion * lm.d_model, k=P.sae_k, epochs=P.sae_epochs,
                     seed=P.seed if seed is None else seed)
+    n_ce, model_name = P.sae_eval_chats, P.model
 
     def make(folder):
         start = time.perf_counter()
@@ -305,7 +306,6 @@ def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int, se
         held = quality(sae, read_shards(acts.path / "heldout"))
         held["start_cosine"] = float(torch.nn.functional.cosine_similarity(
             sae.W_dec.detach(), initial_decoder(cfg), dim=-1).median())
-        n_ce = P.sae_eval_chats
         ce = ce_loss_recovered(lm, sae, layer, pairs["heldout"][0][:n_ce], pairs["heldout"][1][:n_ce], "all",
                                skip=repeated["heldout"][:n_ce])
         top = {}
@@ -318,12 +318,12 @@ def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int, se
         frequency = (top["train"]["frequency"] * n["train"] + top["heldout"]["frequency"] * n["heldout"]) / sum(n.values())
         artifacts.save_tensors(folder, {"values": both.values, **merged, "frequency": frequency}, "top_activations")
         seconds["evaluate"] = round(time.perf_counter() - start, 1)
-        save(sae, folder, P.model, layer, {"layer": layer, "training": asdict(cfg)})
+        save(sae, folder, model_name, layer, {"layer": layer, "training": asdict(cfg)})
         artifacts.save_json(folder, "curve", curve)
         return {"quality": held, "ce": ce, "seconds": {**seconds, "activations": acts.meta["seconds"]},
                 "n_tokens": n}
 
-    return artifacts.get_or_build("sae", {**asdict(cfg), "layer": layer, "eval_chats": P.sae_eval_chats}, make,
+    return artifacts.get_or_build("sae", {**asdict(cfg), "layer": layer, "eval_chats": n_ce}, make,
                                   [acts.key])
 
 

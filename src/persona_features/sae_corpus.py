@@ -30,7 +30,7 @@ from . import artifacts, contrast
 from .data import advice, cards
 from .data.questions import eval_questions
 from .activations import repeated_prefix_lengths
-from .generation import SAMPLER_VERSION, sample_answers
+from .generation import Sampling, sample_answers
 from .models import LoadedModel, in_dtype, resolve_dtype
 from .params import Params
 
@@ -83,19 +83,21 @@ def generated_chats(lm: LoadedModel, P: Params) -> artifacts.Artifact:
     """The base model's answers to the corpus prompts (sampled in ``sae_dtype``, all prompts in one
     length-sorted queue): cached, keyed by the model, the prompts and the sampling."""
     dtype = resolve_dtype(P.sae_dtype, P.dtype)
-    config = {"model": P.model, "dtype": dtype, "seed": P.seed, "samples": P.sae_corpus_samples,
-              "max_new_tokens": P.sae_corpus_max_new_tokens, "temperature": 1.0, "sampler": SAMPLER_VERSION,
+    samples = P.sae_corpus_samples
+    # the corpus samples at temperature 1 and top_p 1 whatever the profile's: the model's own distribution
+    sampling = Sampling(temperature=1.0, max_new_tokens=P.sae_corpus_max_new_tokens, top_p=1.0, seed=P.seed * 1000,
+                        batch_size=P.batch_size)
+    config = {"model": P.model, "dtype": dtype, "samples": samples, "sampling": sampling.key(),
               "prompts": hashlib.sha256(_prompt_file().encode()).hexdigest()[:16], "batching": "all prompts"}
 
     def make(folder):
         prompts = [(source, system, qid, text) for source, system, questions in generation_jobs()
                    for qid, text in questions]
-        answers = sample_answers(in_dtype(lm, dtype), [(qid, text) for _, _, qid, text in prompts], P.sae_corpus_samples,
-                                 max_new_tokens=P.sae_corpus_max_new_tokens, temperature=1.0, seed=P.seed * 1000,
-                                 batch_size=P.batch_size, system=[system for _, system, _, _ in prompts],
-                                 desc="corpus answers")
+        answers = sample_answers(in_dtype(lm, dtype), [(qid, text) for _, _, qid, text in prompts], samples,
+                                 system=[system for _, system, _, _ in prompts], desc="corpus answers",
+                                 **sampling.kwargs())
         chats = [{"source": source, "system": system, "user": r.question, "answer": r.answer}
-                 for (source, system, _, _), r in zip([p for p in prompts for _ in range(P.sae_corpus_samples)],
+                 for (source, system, _, _), r in zip([p for p in prompts for _ in range(samples)],
                                                       answers.itertuples()) if r.answer]
         artifacts.save_json(folder, "chats", chats)
         return {"n_chats": len(chats)}

@@ -18,7 +18,7 @@ import torch
 from . import artifacts, contrast
 from .activations import read_shards
 from .organisms import COHERENCE_SLACK
-from .generation import SAMPLER_VERSION
+from .generation import Sampling
 from .judge import Judge
 from .params import Params
 from .readings import Reader, questions
@@ -48,12 +48,12 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
     Cached, keyed by the SAE, the directions, the strength, the models and the sampling.
     """
     directions = {**directions, RANDOM: random_direction(next(iter(directions.values())).shape[0], P.seed)}
-    qs = questions(P, "selection")
+    qs, samples = questions(P, "selection"), P.screen_samples
+    sampling = Sampling.of(P, P.eval_low_temperature)
     config = {"layer": layer, "strength": round(strength, 4),
               "directions": {n: round(float(v.norm()), 4) for n, v in directions.items()},
-              "questions": [q for q, _ in qs], "samples": P.screen_samples, "temperature": P.eval_low_temperature,
-              "max_new_tokens": P.eval_max_new_tokens, "judge": judge.key, "seed": P.seed, "sampler": SAMPLER_VERSION,
-              "references": contrast.fingerprint(), "sampling": "settings in shared batches"}
+              "questions": [q for q, _ in qs], "texts": artifacts.digest(qs), "samples": samples, "sampling": sampling.key(), "judge": judge.key,
+              "references": contrast.fingerprint(), "batching": "settings in shared batches"}
     inputs = [sae_key] + [r.source.key for r in bad]
 
     def build(folder):
@@ -64,9 +64,8 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
             tables = contrast.contrast_tables(lm, qs, steered_sweep(steers))
             rows += [_per_question(t).rename((reader.name, name)) for name, t in zip(["none", *directions], tables)]
             if reader is base:  # the base model's steers are added
-                table = evaluate_settings(lm, qs, dict(zip(["none", *directions], steers)), P.screen_samples, judge,
-                                          max_new_tokens=P.eval_max_new_tokens, temperature=P.eval_low_temperature,
-                                          top_p=P.top_p, seed=P.seed, batch_size=P.batch_size)
+                table = evaluate_settings(lm, qs, dict(zip(["none", *directions], steers)), samples, judge,
+                                          **sampling.kwargs())
                 answers.append(table.rename(columns={"setting": "direction"}))
         frame = pd.DataFrame(rows)
         artifacts.save_json(folder, "contrast", {"index": [list(i) for i in frame.index],
