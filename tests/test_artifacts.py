@@ -98,6 +98,10 @@ BUILDER = textwrap.dedent("""
     import os, sys, time
     from persona_features import artifacts
     log = sys.argv[1]
+    go = log + ".go"
+    open(log + f".ready-{os.getpid()}", "w").close()
+    while not os.path.exists(go):  # start together, whatever each one's import took
+        time.sleep(0.05)
     def build(folder):
         with open(log, "a") as f:
             f.write(f"{os.getpid()}\\n")
@@ -114,9 +118,19 @@ def _builder(log, sleep):
                             stderr=subprocess.PIPE, text=True)
 
 
+def _go_when_ready(log, n):
+    import time
+
+    deadline = time.time() + 120
+    while len(list(log.parent.glob(log.name + ".ready-*"))) < n and time.time() < deadline:
+        time.sleep(0.05)
+    (log.parent / (log.name + ".go")).touch()
+
+
 def test_two_processes_racing_for_one_artifact_build_it_once(tmp_cache, tmp_path):
     log = tmp_path / "builds.log"
     procs = [_builder(log, 1.5) for _ in range(2)]
+    _go_when_ready(log, 2)
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
     assert len(log.read_text().split()) == 1  # one build; the other process waited and read it
@@ -133,6 +147,7 @@ def test_kill_9_mid_build_then_rerun_builds_and_never_reads_the_partial_folder(t
     import time
 
     proc = _builder(tmp_path / "builds.log", 60)
+    _go_when_ready(tmp_path / "builds.log", 1)
     deadline = time.time() + 60
     while not list((tmp_cache / "race").glob(".*.build-*/value.json")) and time.time() < deadline:
         time.sleep(0.1)
@@ -182,16 +197,48 @@ def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
             call()
 
 
-def test_full_disk_during_a_build_is_a_clear_error_and_leaves_nothing(tmp_cache):
+@pytest.mark.parametrize("error", ["oserror", "safetensors"])
+def test_full_disk_during_a_build_is_a_clear_error_and_leaves_nothing(tmp_cache, error):
     import errno
+
+    from safetensors import SafetensorError
 
     def build(folder):
         (folder / "part").write_bytes(b"x")
-        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "tensors.safetensors"))
+        if error == "oserror":  # Python's own writers
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / "tensors.safetensors"))
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                              "\"No space left on device\" })")  # what safetensors' writer raises
 
     with pytest.raises(artifacts.ArtifactError, match="the disk is full.*free space"):
         artifacts.get_or_build("ft", {"lr": 1}, build)
     assert list((tmp_cache / "ft").iterdir()) == []
+
+
+def test_a_cache_on_a_nearly_full_disk_is_refused_before_any_work(tmp_cache, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 << 30, (10 << 30) - (200 << 20), 200 << 20))
+    with pytest.raises(artifacts.ArtifactError, match="200 MB free.*at least 1 GB"):
+        artifacts.check_writable()
+
+
+def test_a_lock_is_never_kept_when_taking_it_fails(tmp_path, monkeypatch):
+    from persona_features import locks
+
+    lock = locks.FileLock(tmp_path / "x.lock", "a test lock")
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(locks.os, "pwrite", full)
+    with pytest.raises(OSError):
+        lock.acquire()
+    monkeypatch.undo()
+    assert lock.acquire(wait=False)  # free again: the failed attempt let go
+    lock.release()
 
 
 def test_an_error_outside_the_cache_is_not_blamed_on_its_disk(tmp_cache):

@@ -116,10 +116,10 @@ def test_enumerations_name_their_valid_values():
 
 
 @pytest.mark.parametrize("overrides,names", [
-    ({"ra_examples": 2, "ra_batch_size": 4}, "ra_batch_size"),
-    ({"em_samples_low": 0, "em_samples": 0}, "em_samples"),
-    ({"eval_low_temperature": 1.0}, "temperature"),
-    ({"steer_judged_random": 3, "steer_random": 2}, "steer_random"),
+    ({"ra_examples": 2, "ra_batch_size": 4}, "ra_examples \\(2\\) must be at least ra_batch_size \\(4\\)"),
+    ({"em_samples_low": 0, "em_samples": 0}, "at least one count must be above 0"),
+    ({"eval_low_temperature": 1.0}, "the two temperatures must differ"),
+    ({"steer_judged_random": 3, "steer_random": 2}, "steer_judged_random \\(3\\) must be at most steer_random"),
 ])
 def test_knobs_that_depend_on_each_other_are_checked_together(overrides, names):
     with pytest.raises(ParameterError, match=names):

@@ -111,20 +111,23 @@ def test_a_second_run_on_a_busy_stage_is_refused_at_once_and_the_first_finishes(
     monkeypatch.setenv("PERSONA_CACHE", str(tmp_path / "cache"))
     _tiny_book(tmp_path, ["open('first_run_was_here', 'w').write('x')", "import time; time.sleep(6)"])
     first = _run_in_background(tmp_path, tmp_path)
-    stage = tmp_path / "_build" / "stage" / "smoke"
-    marker = stage / "notebooks" / "first_run_was_here"
-    deadline = time.time() + 120
-    while not marker.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    assert marker.exists(), first.communicate()
-    start = time.perf_counter()
-    code = runner.main(["execute", "--profile", "smoke", "--root", str(tmp_path)])
-    seconds = time.perf_counter() - start
-    err = capsys.readouterr().err
-    assert code == 2 and seconds < 5
-    assert f"pid {first.pid}" in err and "runner execute --profile smoke" in err and "another --profile" in err
-    assert marker.exists()  # the first run's stage was left alone
-    out, first_err = first.communicate(timeout=180)
+    try:
+        stage = tmp_path / "_build" / "stage" / "smoke"
+        marker = stage / "notebooks" / "first_run_was_here"
+        deadline = time.time() + 120
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), first.communicate()
+        start = time.perf_counter()
+        code = runner.main(["execute", "--profile", "smoke", "--root", str(tmp_path)])
+        seconds = time.perf_counter() - start
+        err = capsys.readouterr().err
+        assert code == 2 and seconds < 5
+        assert f"pid {first.pid}" in err and "runner execute --profile smoke" in err and "another --profile" in err
+        assert marker.exists()  # the first run's stage was left alone
+        out, first_err = first.communicate(timeout=180)
+    finally:
+        first.kill()
     assert first.returncode == 0, first_err
     assert "1 notebooks ok, 0 failed" in out
     assert (stage / "notebooks" / "01_tiny.ipynb").is_file() and marker.exists()
@@ -146,15 +149,17 @@ def test_a_stale_stage_lock_is_taken_over_with_a_warning(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("value", ["steer_alphas=abc", "ra_variant=nonsense", "em_domains=health,mars",
                                    "ew_percents=5,50"])
-def test_a_bad_value_fails_in_seconds_before_any_notebook_starts(value):
+def test_a_bad_value_fails_in_seconds_before_any_notebook_starts(value, tmp_path):
+    _tiny_book(tmp_path, ["open('ran', 'w').write('x')"])
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "persona_features.runner", "execute", "--only", "03", "--set",
-                           value], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "persona_features.runner", "execute", "--only", "01", "--set", value,
+                           "--root", str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PERSONA_CACHE": str(tmp_path / "cache")})
     seconds = time.perf_counter() - start
     assert proc.returncode == 2 and seconds < 5, (seconds, proc.stderr)
     name = value.split("=")[0]
     assert f"parameter '{name}'" in proc.stderr and "valid" in proc.stderr
-    assert "[1/" not in proc.stdout  # no notebook started
+    assert "[1/" not in proc.stdout and not (tmp_path / "_build").exists()  # nothing staged, no notebook started
 
 
 def test_an_unwritable_cache_is_refused_before_any_notebook(tmp_path, capsys, monkeypatch):

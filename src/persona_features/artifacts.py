@@ -164,26 +164,45 @@ def _discard_damaged(path: Path, why: str) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _disk_error(e: OSError, what: str) -> ArtifactError | None:
-    reason = DISK_ERRORS.get(e.errno)
-    root = cache_root().resolve()
-    where = Path(e.filename).resolve() if isinstance(e.filename, (str, Path)) else None
-    if reason is None or (where is not None and root not in (where, *where.parents)):
-        return None  # not the cache's disk (say, a file the build reads elsewhere)
+MIN_FREE_BYTES = 1 << 30  # a run needs at least this much room in the cache (one fine-tune is 10-500 MB)
+
+
+def _cache_message(what: str, reason: str, e: BaseException) -> ArtifactError:
     return ArtifactError(f"cannot write {what}: {reason} ({e}). The artifact cache is {cache_root()}: free space "
                          f"there, or set {CACHE_ENV} to a writable folder with room, then run again.")
 
 
+def _disk_error(e: BaseException, what: str) -> ArtifactError | None:
+    """``e`` as a clear error if the cache's disk caused it (full, read-only, not writable), else None.
+
+    Writers other than Python's own (safetensors, torch) raise their own types with the system's message."""
+    if not isinstance(e, OSError):
+        full = "No space left on device" in str(e) or "Disk quota exceeded" in str(e)
+        return _cache_message(what, "the disk is full", e) if full else None
+    reason = DISK_ERRORS.get(e.errno)
+    root = cache_root().resolve()
+    where = Path(e.filename).resolve() if isinstance(e.filename, (str, Path)) else None
+    if reason is None or (where is not None and root not in (where, *where.parents) and where not in root.parents):
+        return None  # not the cache's disk (say, a file the build reads elsewhere)
+    return _cache_message(what, reason, e)
+
+
 def check_writable() -> None:
-    """Raise ``ArtifactError`` now if the cache cannot be written (the runner calls it before any work)."""
+    """Raise ``ArtifactError`` now if the cache cannot be written, or its disk has less than ``MIN_FREE_BYTES``
+    free (the runner calls it before any work)."""
     root = cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=root, prefix=".write-check-")
         os.close(fd)
         os.unlink(probe)
-    except OSError as e:
-        raise (_disk_error(e, f"the artifact cache {root}") or e) from e
+        free = shutil.disk_usage(root).free
+    except OSError as e:  # anything on the way to the cache root is the cache's problem here
+        raise _cache_message(f"the artifact cache {root}", DISK_ERRORS.get(e.errno, "it cannot be written"), e) from e
+    if free < MIN_FREE_BYTES:
+        raise ArtifactError(f"the disk holding the artifact cache {root} has {free / 2**20:.0f} MB free; a run needs "
+                            f"at least {MIN_FREE_BYTES / 2**30:.0f} GB. Free space there, or set {CACHE_ENV} to a "
+                            "folder on a disk with room.")
 
 
 def get_or_build(
@@ -227,7 +246,7 @@ def get_or_build(
             os.rename(tmp, final)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, OSError) and (err := _disk_error(e, f"the artifact {kind}/{key}")):
+            if isinstance(e, Exception) and (err := _disk_error(e, f"the artifact {kind}/{key}")):
                 raise err from e
             raise
     finally:

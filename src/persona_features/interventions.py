@@ -75,7 +75,7 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
         raise KeyError(f"no direction named {missing}; known: {', '.join(directions)}")
     used = sorted({s.direction for s in settings} - {NONE})
     sampling = Sampling.of(P, P.eval_low_temperature)
-    config = {"model": reader.name, "layer": layer, "norm": round(norm, 4), "settings": [asdict(s) for s in settings],
+    config = {"model": reader.name, "base_model": P.model, "dtype": P.dtype, "layer": layer, "norm": round(norm, 4), "settings": [asdict(s) for s in settings],
               "directions": {n: fingerprint(directions[n]) for n in used}, "questions": [q for q, _ in questions],
               "texts": artifacts.digest(list(questions)),
               "samples": samples, "sampling": sampling.key(), "judge": judge.key, "references": contrast.fingerprint(),

@@ -97,14 +97,19 @@ class FileLock:
                 break
             os.close(fd)
         self._fd = fd
-        left = self.holder()
-        if left is not None and left.pid != os.getpid():
-            alive = "still runs but no longer holds it" if pid_alive(left.pid) else "is no longer running"
-            warnings.warn(f"taking over {self.what} from {left.describe()}, which {alive}: that run ended without "
-                          "releasing it, so what it was writing may be incomplete", RuntimeWarning, stacklevel=2)
-        me = Holder(os.getpid(), command_line(), time.strftime("%Y-%m-%d %H:%M:%S"))
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(asdict(me)).encode(), 0)
+        try:
+            left = self.holder()
+            if left is not None and left.pid != os.getpid():
+                alive = "still runs but no longer holds it" if pid_alive(left.pid) else "is no longer running"
+                warnings.warn(f"taking over {self.what} from {left.describe()}, which {alive}: that run ended "
+                              "without releasing it, so what it was writing may be incomplete", RuntimeWarning,
+                              stacklevel=2)
+            me = Holder(os.getpid(), command_line(), time.strftime("%Y-%m-%d %H:%M:%S"))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(asdict(me)).encode(), 0)
+        except BaseException:  # a full disk, an interrupt, a warning turned error: never keep a lock by accident
+            self.release()
+            raise
         return True
 
     def release(self) -> None:

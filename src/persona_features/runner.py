@@ -282,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParameterError as e:
         parser.error(str(e))
     stage = root / "_build" / "stage" / profile
-    html_out = root / "_build" / ("html" if args.command == "book" else f"html-{profile}")
+    # one rendered book per profile (make book's cpu book at _build/html), so runs of two profiles never share one
+    html_out = root / "_build" / ("html" if args.command == "book" and profile == "cpu" else f"html-{profile}")
     try:
         check_writable()
         lock = hold_stage(stage)

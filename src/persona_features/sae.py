@@ -296,7 +296,7 @@ def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int, se
                                   [corpus.key])
     cfg = SAEConfig(d_in=lm.d_model, d_sae=P.sae_expansion * lm.d_model, k=P.sae_k, epochs=P.sae_epochs,
                     seed=P.seed if seed is None else seed)
-    n_ce, model_name = P.sae_eval_chats, P.model
+    n_ce, model_name, dtype_ce = P.sae_eval_chats, P.model, P.dtype  # CE recovered runs on lm, in the profile's dtype
 
     def make(folder):
         start = time.perf_counter()
@@ -323,7 +323,7 @@ def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int, se
         return {"quality": held, "ce": ce, "seconds": {**seconds, "activations": acts.meta["seconds"]},
                 "n_tokens": n}
 
-    return artifacts.get_or_build("sae", {**asdict(cfg), "layer": layer, "eval_chats": n_ce}, make,
+    return artifacts.get_or_build("sae", {**asdict(cfg), "layer": layer, "eval_chats": n_ce, "dtype": dtype_ce}, make,
                                   [acts.key])
 
 

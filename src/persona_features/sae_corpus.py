@@ -110,7 +110,7 @@ def build(lm: LoadedModel, P: Params) -> artifacts.Artifact:
     generated = generated_chats(lm, P)
     fixed = authored_chats() + training_chats(P.sae_rows_per_set, P.seed)
     config = {"rows_per_set": P.sae_rows_per_set, "seed": P.seed,
-              "fixed": hashlib.sha256(artifacts.canonical_json(fixed).encode()).hexdigest()[:16]}
+              "fixed": artifacts.digest(fixed)}
 
     def make(folder):
         chats = generated.json("chats") + fixed

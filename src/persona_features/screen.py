@@ -50,7 +50,7 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
     directions = {**directions, RANDOM: random_direction(next(iter(directions.values())).shape[0], P.seed)}
     qs, samples = questions(P, "selection"), P.screen_samples
     sampling = Sampling.of(P, P.eval_low_temperature)
-    config = {"layer": layer, "strength": round(strength, 4),
+    config = {"model": P.model, "dtype": P.dtype, "layer": layer, "strength": round(strength, 4),
               "directions": {n: round(float(v.norm()), 4) for n, v in directions.items()},
               "questions": [q for q, _ in qs], "texts": artifacts.digest(qs), "samples": samples, "sampling": sampling.key(), "judge": judge.key,
               "references": contrast.fingerprint(), "batching": "settings in shared batches"}
