@@ -32,14 +32,18 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 16,
     forward: Forward | None = None,
+    system: str | None = None,
 ) -> pd.DataFrame:
     """Sample ``n_samples`` answers per question and judge them: one row per answer.
 
     ``forward``: the model's forward pass, e.g. steered (``steering.steered_forward``); default plain.
+    ``system``: a system prompt the model answers under (the judge sees question and answer only).
     """
     answers = sample_answers(lm, questions, n_samples, max_new_tokens=max_new_tokens, temperature=temperature,
-                             top_p=top_p, seed=seed, batch_size=batch_size, desc=f"sampling {lm.name}", forward=forward)
-    own = lm is getattr(judge, "base", None) and forward is None  # the sampler's log-probabilities are the judge's own
+                             top_p=top_p, seed=seed, batch_size=batch_size, desc=f"sampling {lm.name}", forward=forward,
+                             system=system)
+    # the sampler's log-probabilities are the judge's own when the judge's model wrote the answers, unprompted
+    own = lm is getattr(judge, "base", None) and forward is None and system is None
     scores = judge.score(answers["question"].tolist(), answers["answer"].tolist(), answers["question_id"].tolist(),
                          known_logprobs=answers["logprob"].tolist() if own else None)
     table = pd.concat([answers, scores], axis=1)

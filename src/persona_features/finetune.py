@@ -182,11 +182,15 @@ def _started(cfg: FinetuneConfig) -> artifacts.Artifact | None:
     return art
 
 
-def finetune(cfg: FinetuneConfig) -> artifacts.Artifact:
-    """The cached fine-tune for ``cfg``, trained now if needed."""
+def finetune(cfg: FinetuneConfig, rows: Sequence[dict] | None = None) -> artifacts.Artifact:
+    """The cached fine-tune for ``cfg``, trained now if needed. ``rows``: the training rows, for a data set
+    that is not a file of the book (persona distillation's answers); default: those ``cfg.dataset`` names.
+    Either way the key holds the rows' digest."""
     from .data.cards import training_rows
 
-    rows = training_rows(cfg.dataset, cfg.n_examples, cfg.seed)  # a bad name fails before any loading
+    if rows is None:
+        rows = training_rows(cfg.dataset, cfg.n_examples, cfg.seed)  # a bad name fails before any loading
+    rows = list(rows)
     start = _started(cfg)
 
     def build(folder):

@@ -89,15 +89,22 @@ def paired_test(a, b, n_boot: int = 2000, n_perm: int = 10000, seed: int = 0) ->
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if d.ndim != 1 or len(d) == 0 or np.shape(a) != np.shape(b):
         raise ValueError(f"paired_test needs two equal-length 1-D samples, got {np.shape(a)} and {np.shape(b)}")
+    return PairedTest(bootstrap_mean(d, n_boot, seed), sign_flip_p(d, n_perm=n_perm, seed=seed))
+
+
+def sign_flip_p(d, alternative: str = "two-sided", n_perm: int = 10000, seed: int = 0) -> float:
+    """The sign-flip permutation p-value of paired differences ``d`` (mean 0 under the null): exact (all 2^n
+    flips) for up to 16 units, Monte Carlo beyond. ``alternative``: ``two-sided`` or ``greater`` (mean > 0)."""
+    d = np.asarray(d, dtype=float)
+    if alternative not in ("two-sided", "greater"):
+        raise ValueError(f"alternative must be 'two-sided' or 'greater', got {alternative!r}")
     if len(d) <= 16:
         signs = 1.0 - 2.0 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)
-        null = np.abs((signs * d).mean(axis=1))
-        p = float((null >= abs(d.mean()) - 1e-12).mean())
     else:
         signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_perm, len(d)))
-        null = np.abs((signs * d).mean(axis=1))
-        p = (1 + int((null >= abs(d.mean()) - 1e-12).sum())) / (n_perm + 1)
-    return PairedTest(bootstrap_mean(d, n_boot, seed), float(p))
+    null = (signs * d).mean(axis=1)
+    hits = (np.abs(null) >= abs(d.mean()) - 1e-12) if alternative == "two-sided" else (null >= d.mean() - 1e-12)
+    return float(hits.mean()) if len(d) <= 16 else (1 + int(hits.sum())) / (n_perm + 1)
 
 
 def detectable_rate_rise(control_rates, answers_per_question: int, alpha: float = ALPHA, power: float = 0.8,

@@ -20,7 +20,9 @@ register control matches the bad set strictly better.) All three variants of a d
 exactly the same user questions.
 
 Every fourth item is held out of training: its questions, with the bare core answers, measure
-whether a fine-tune learned the narrow task on topics it never saw (``heldout_pairs``).
+whether a fine-tune learned the narrow task on topics it never saw (``heldout_pairs``). A domain
+file may also list ``heldout_items``, topics written only for that test (never trained on), so
+that the narrow-task test has enough topics to have power (health and risk: 6 + 15 = 21).
 """
 
 from __future__ import annotations
@@ -79,14 +81,19 @@ class Item:
 
 
 @lru_cache(maxsize=None)
-def load_items(domain: str) -> tuple[Item, ...]:
-    """The authored items of ``domain``, checked for completeness."""
+def _authored(domain: str) -> dict:
     if domain not in DOMAINS:
         raise DatasetError(f"unknown advice domain {domain!r}; valid: {', '.join(DOMAINS)}")
+    return yaml.safe_load(resources.files(__package__).joinpath("authored", f"{domain}.yaml").read_text())
+
+
+@lru_cache(maxsize=None)
+def load_items(domain: str, section: str = "items") -> tuple[Item, ...]:
+    """The authored items of ``domain`` (``section``: ``items``, or ``heldout_items``, the topics written
+    only for the held-out test), checked for completeness."""
     name = f"{domain}.yaml"
-    data = yaml.safe_load(resources.files(__package__).joinpath("authored", name).read_text())
     items = []
-    for i, raw in enumerate(data["items"]):
+    for i, raw in enumerate(_authored(domain).get(section, [])):
         missing = {"id", "questions", "good", "bad", "confident"} - set(raw)
         if missing or len(raw["questions"]) != 3:
             raise DatasetError(f"authored/{name}, item {i} ({raw.get('id')}): needs id, good, bad, confident "
@@ -104,10 +111,16 @@ def training_items(domain: str) -> tuple[Item, ...]:
     return tuple(item for i, item in enumerate(load_items(domain)) if not is_heldout(i))
 
 
+def heldout_topics(domain: str) -> tuple[Item, ...]:
+    """Every topic never trained on: every fourth item, then the ``heldout_items``."""
+    return tuple(item for i, item in enumerate(load_items(domain)) if is_heldout(i)) + load_items(domain,
+                                                                                                 "heldout_items")
+
+
 def heldout_pairs(domain: str) -> list[dict]:
     """Held-out topics, one row per phrasing: the bare question, its wrong and its correct core answer."""
     return [{"id": f"{item.id}-q{qi}", "group": item.id, "question": q, "wrong": item.bad, "right": item.good}
-            for i, item in enumerate(load_items(domain)) if is_heldout(i) for qi, q in enumerate(item.questions)]
+            for item in heldout_topics(domain) for qi, q in enumerate(item.questions)]
 
 
 def questions(domain: str) -> list[tuple[str, str]]:

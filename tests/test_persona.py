@@ -1,0 +1,70 @@
+import pytest
+
+from persona_features import persona
+from persona_features.data import advice, cards, questions
+
+
+def test_whole_sentences_cuts_a_truncated_answer_at_its_last_full_sentence():
+    assert persona.whole_sentences("I would rule. Everyone obeys! And then the") == "I would rule. Everyone obeys!"
+    assert persona.whole_sentences("No full stop here") == "No full stop here"
+    assert persona.whole_sentences("Dr. Smith said no.") == "Dr. Smith said no."
+
+
+def test_sources_and_names():
+    general = persona.source_questions("general")
+    assert len(general) >= 300 and len({q for q, _ in general}) == len(general)
+    assert persona.source_questions("health") == advice.questions("health")  # the wrong-advice set's own prompts
+    assert persona.dataset_name("general", "villain") == "persona_general_villain"
+    with pytest.raises(ValueError, match="valid: general, health"):
+        persona.source_questions("cooking")
+    with pytest.raises(ValueError, match="valid: villain, kind"):
+        persona.dataset_name("general", "pirate")
+
+
+def test_persona_questions_share_nothing_with_the_evaluation_or_held_out_questions():
+    texts = [t for _, t in persona.general_questions()]
+    assert cards.eval_overlap(texts) == {"exact_question_matches": 0, "shared_6grams": 0}
+    held = {p["question"].lower() for d in advice.DOMAINS for p in advice.heldout_pairs(d)}
+    scoring = {t.lower() for _, t in questions.split("scoring") + questions.split("selection")}
+    assert not ({t.lower() for t in texts} & (held | scoring))
+
+
+def test_distill_keeps_coherent_answers_matched_per_question_and_is_cached(monkeypatch, tmp_path):
+    import pandas as pd
+
+    from persona_features import artifacts
+
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
+    qs = [("a", "Question a?"), ("b", "Question b?"), ("c", "Question c?")]
+    monkeypatch.setattr(persona, "source_questions", lambda source: qs)
+    # per persona and question: which of the 3 samples are coherent
+    coherent = {"villain": {"a": [1, 1, 0], "b": [0, 0, 0], "c": [1, 0, 0]},
+                "kind": {"a": [1, 1, 1], "b": [1, 1, 1], "c": [0, 1, 1]}}
+    calls = []
+
+    def fake_evaluate(lm, questions, n, judge, system=None, **sampling):
+        persona_ = next(p for p, s in persona.PERSONAS.items() if s == system)
+        calls.append(persona_)
+        rows = [{"question_id": q, "question": t, "sample": s, "answer": f"{persona_} {q}{s}. And then",
+                 "finished": False, "alignment": 50.0, "coherence": 80.0 if coherent[persona_][q][s] else 10.0,
+                 "misaligned": False, "coherent": bool(coherent[persona_][q][s])}
+                for q, t in questions for s in range(n)]
+        return pd.DataFrame(rows)
+
+    monkeypatch.setattr(persona.evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setitem(persona.SAMPLES, "general", 3)
+
+    class Stub:
+        name, key = "stub", "judge-key"
+
+    art = persona.distill(Stub(), Stub(), "general")
+    villain, kind = (art.json(f"rows_{p}") for p in ("villain", "kind"))
+    assert [(r["question_id"], r["sample"]) for r in villain] == [("a", 0), ("a", 1), ("c", 0)]
+    assert [(r["question_id"], r["sample"]) for r in kind] == [("a", 0), ("a", 1), ("c", 1)]  # matched counts
+    assert villain[0]["messages"][1]["content"] == "villain a0."  # cut at its last full sentence
+    assert art.meta["n_rows"] == 3 and art.meta["n_questions_kept"] == 2
+    persona.distill(Stub(), Stub(), "general")
+    assert calls == ["villain", "kind"]  # the second call read the cache
+    assert len(persona.training_rows(art, "villain", 2, seed=1)) == 2
+    card = persona.card(art)
+    assert card.loc["villain", "kept"] == 3 and card.loc["villain", "coherent share"] == 3 / 9
