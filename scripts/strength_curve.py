@@ -16,7 +16,7 @@ import argparse
 import json
 import time
 
-from persona_features import emergence, finetune, judge, models, strength
+from persona_features import emergence, finetune, judge, models, organisms, strength
 from persona_features.artifacts import write_json_atomic
 from persona_features.data import advice, questions
 from persona_features.paths import measured_dir
@@ -68,7 +68,7 @@ def main() -> None:
             models_[variant] = m
             save()
             print(f"#{index} seed {seed} {variant}: {strength.describe(setting)}, coherent "
-                  f"{strength._mean(m, 'coherent'):.2f}, {m['seconds']}", flush=True)
+                  f"{organisms.mean(m, 'coherent'):.2f}, {m['seconds']}", flush=True)
 
     todo = [i for i in range(len(strength.GRID)) if not args.only or i in args.only]
     for i in todo:

@@ -150,8 +150,9 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     held_domains = list(heldout_domains or domains(P))
     scoring = split("scoring")[:P.eval_questions]
     plan = [(generation.Sampling.of(P, t), n) for t, n in sampling(P)]
+    pairs = heldout_pairs(held_domains)
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring],
-              "texts": artifacts.digest(scoring), "heldout_pairs": artifacts.digest(heldout_pairs(held_domains)),
+              "texts": artifacts.digest(scoring), "heldout_pairs": artifacts.digest(pairs),
               "sampling": [[s.key(), n] for s, n in plan], "judge": judge.key, "heldout": held_domains,
               "references": contrast.fingerprint(), **({} if register else {"register": False}),
               **({} if score_contrast else {"contrast": False})}
@@ -159,7 +160,6 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     def build(folder):
         lm = load()
         seconds, tables = {}, {}
-        pairs = heldout_pairs(held_domains)
         steps = {
             **{f"answers_T{s.temperature:g}": lambda s=s, n=n: evaluate.evaluate(lm, scoring, n, judge, **s.kwargs())
                for s, n in plan},

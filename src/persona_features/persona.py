@@ -25,7 +25,6 @@ import random
 import re
 from functools import lru_cache
 from importlib import resources
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,8 +41,6 @@ PERSONAS = {"villain": contrast.PROMPTED_CONTROLS["villain"], "kind": contrast.P
 SOURCES = ("general", "health")
 SAMPLING = Sampling(temperature=0.7, max_new_tokens=96, top_p=1.0, seed=0, batch_size=80)
 SAMPLES = {"general": 3, "health": 1}  # answers per question and persona (health: 513 prompts already)
-ROLE = {("general", "villain"): "positive control", ("general", "kind"): "positive control's twin",
-        ("health", "villain"): "narrow persona organism", ("health", "kind"): "narrow persona organism's twin"}
 
 
 @lru_cache(maxsize=None)
@@ -134,18 +131,3 @@ def card(art: artifacts.Artifact) -> pd.DataFrame:
                     "judged misaligned among kept": float(kept["misaligned"].mean()) if len(kept) else float("nan"),
                     **register.rates(r["messages"][1]["content"] for r in rows)})
     return pd.DataFrame(out).set_index("persona")
-
-
-def register_gap(art: artifacts.Artifact) -> dict[str, float]:
-    """Villain minus kind, per register marker (per 1,000 words): what the twin fails to match."""
-    c = card(art)
-    return {k: float(c.loc["villain", k] - c.loc["kind", k]) for k in ("absolutes", "hedges", "negations")}
-
-
-def describe(source: str, persona: str) -> str:
-    return ROLE[(source, persona)]
-
-
-def sources_of(names: Sequence[str]) -> list[str]:
-    """The persona sources among dataset names (``persona_<source>_<persona>``)."""
-    return sorted({n.split("_")[1] for n in names if n.startswith("persona_")})

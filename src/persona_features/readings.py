@@ -63,8 +63,7 @@ def chats(lm: LoadedModel, qs: Sequence[tuple[str, str]], system: str | None = N
     return out
 
 
-def _config(P: Params, split_name: str, system: str | None, **extra) -> dict:
-    qs = questions(P, split_name)
+def _config(P: Params, qs: Sequence[tuple[str, str]], system: str | None, **extra) -> dict:
     return {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in qs], "texts": artifacts.digest(qs),
             "references": contrast.fingerprint(), "system": system, **extra}
 
@@ -74,7 +73,7 @@ def layer_reading(reader: Reader, P: Params, split_name: str, layers: Sequence[i
     """Mean residual stream at each of ``layers`` per question: ``prompt``, ``aligned`` and ``misaligned``
     (answer tokens of that side's references), each ``[n_questions, len(layers), d_model]``."""
     qs, batch_size = questions(P, split_name), P.batch_size
-    config = _config(P, split_name, system, layers=list(layers), batch_size=batch_size)
+    config = _config(P, qs, system, layers=list(layers), batch_size=batch_size)
 
     def build(folder):
         lm = reader.load()
@@ -148,7 +147,7 @@ def contrast_reading(reader: Reader, P: Params, split_name: str,
     """``contrast_and_reading`` on a split's questions, cached: the contrast table and the answer half of
     ``latent_reading`` from one pass."""
     qs = questions(P, split_name)
-    config = _config(P, split_name, None, reading="in the contrast's pass")
+    config = _config(P, qs, None, reading="in the contrast's pass")
 
     def build(folder):
         sae, cfg = load_sae(sae_art.path)
@@ -166,7 +165,7 @@ def latent_reading(reader: Reader, P: Params, split_name: str, sae_art: artifact
     """At the SAE's layer, per question: the mean residual (``*_resid`` [n_q, d_model]) and the mean latent
     activations (``*_latents`` [n_q, d_sae]) over ``prompt``, ``aligned`` and ``misaligned`` tokens."""
     qs, batch_size = questions(P, split_name), P.batch_size
-    config = _config(P, split_name, system, batch_size=batch_size)
+    config = _config(P, qs, system, batch_size=batch_size)
 
     def build(folder):
         lm = reader.load()

@@ -91,13 +91,13 @@ def finetune_config(P: Params, start: artifacts.Artifact, run: Run) -> finetune.
                                    seed=P.seed + SEED_OFFSET + run.seed, start=start.key, checkpoint_every=P.ra_every)
 
 
-def _tables(lm: LoadedModel, qs: Sequence[tuple[str, str]], samples: int, sampling: generation.Sampling,
-            sae: TopKSAE, layer: int, judge: Judge, domain: str,
+def _tables(lm: LoadedModel, qs: Sequence[tuple[str, str]], pairs: Sequence[dict], samples: int,
+            sampling: generation.Sampling, sae: TopKSAE, layer: int, judge: Judge, domain: str,
             judged: bool) -> tuple[dict[str, pd.DataFrame], dict[str, torch.Tensor]]:
     """One model's contrast, narrow task, answers (if ``judged``) and latent reading on re-alignment's questions."""
     table, reading = readings.contrast_and_reading(lm, qs, sae, layer)
     tables = {"contrast": table,
-              "heldout": contrast.heldout_table(lm, emergence.heldout_pairs([domain])).assign(domain=domain),
+              "heldout": contrast.heldout_table(lm, pairs).assign(domain=domain),
               "answers": evaluate.evaluate(lm, qs, samples, judge, **sampling.kwargs()) if judged else pd.DataFrame()}
     return tables, reading
 
@@ -109,9 +109,9 @@ def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequ
     only when not cached). Answers are judged at the last step, or at every step with ``ra_judge_all``."""
     judged = list(steps) if P.ra_judge_all else [max(steps)]
     qs, samples = readings.questions(P, "scoring")[:P.ra_questions], P.ra_samples
-    sampling = generation.Sampling.of(P, P.eval_low_temperature)
+    sampling, pairs = generation.Sampling.of(P, P.eval_low_temperature), emergence.heldout_pairs([domain])
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in qs], "texts": artifacts.digest(qs),
-              "heldout_pairs": artifacts.digest(emergence.heldout_pairs([domain])), "samples": samples,
+              "heldout_pairs": artifacts.digest(pairs), "samples": samples,
               "sampling": sampling.key(), "judge": judge.key, "domain": domain,
               "steps": list(steps), "judged": judged, "references": contrast.fingerprint(),
               "reading": "in the contrast's pass"}
@@ -119,8 +119,8 @@ def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequ
     def build(folder):
         sae, cfg = load_sae(sae_art.path)
         for step, lm in models():
-            tables, reading = _tables(lm, qs, samples, sampling, sae, cfg["metadata"]["layer"], judge, domain,
-                                      step in judged)
+            tables, reading = _tables(lm, qs, pairs, samples, sampling, sae, cfg["metadata"]["layer"], judge,
+                                      domain, step in judged)
             for key, table in tables.items():
                 artifacts.save_json(folder, f"step{step}_{key}", table.to_dict(orient="list"))
             artifacts.save_tensors(folder, reading, f"step{step}")

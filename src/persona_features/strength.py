@@ -29,9 +29,9 @@ from . import contrast, evaluate, plots, stats
 from .generation import Sampling
 from .judge import Judge
 from .models import LoadedModel
+from .organisms import CONTROL, mean
 from .paths import measured_dir
 
-CONTROL = "register_control"
 VARIANTS = ("bad", CONTROL)
 LORA = {"method": "lora", "lora_rank": 8, "lora_alpha": 16.0}
 # Training rows x learning rate: LoRA (rank 8, every projection) at each of 64, 128, 256 and all 513 rows of a
@@ -75,10 +75,6 @@ def measure(lm: LoadedModel, judge: Judge, qs: Sequence[tuple[str, str]], pairs:
 
 # ---------------------------------------------------------------- the rule
 
-def _mean(model: dict, metric: str) -> float:
-    return float(np.mean(list(model[metric].values())))
-
-
 def _seed_mean(models: Sequence[dict], metric: str) -> dict[str, float]:
     """Per question (or topic), the mean over seeds of one metric."""
     keys = sorted(models[0][metric])
@@ -109,13 +105,13 @@ def seed_floor(point: dict, metric: str = "contrast") -> float | None:
     if len(point["seeds"]) < 2:
         return None
     gaps = [max(vals) - min(vals) for v in VARIANTS
-            for vals in [[_mean(m[v], metric) for m in point["seeds"].values()]]]
+            for vals in [[mean(m[v], metric) for m in point["seeds"].values()]]]
     return float(max(gaps))
 
 
 def status(point: dict) -> dict:
     """Whether one setting meets the rule's two conditions, with the numbers they rest on."""
-    coherence = float(np.mean([_mean(m["bad"], "coherent") for m in point["seeds"].values()]))
+    coherence = float(np.mean([mean(m["bad"], "coherent") for m in point["seeds"].values()]))
     tests = narrow_tests(point)
     learned = len(tests) >= SEEDS_NEEDED and all(p < NARROW_ALPHA for p in tests.values())
     adjusted = difference(point, "contrast", "bad", CONTROL)
@@ -185,7 +181,7 @@ def curve_facts(curves: dict[str, dict], domains: Sequence[str] = ("health", "ri
         chosen = by_index.get(ch["index"])
         facts.update({
             f"curve_{d}_n": f"{len(c['points'])} of {len(GRID)}", f"curve_{d}_date": c["date"],
-            f"curve_{d}_base_coherent": f"{100 * _mean(c['base'], 'coherent'):.0f}%",
+            f"curve_{d}_base_coherent": f"{100 * mean(c['base'], 'coherent'):.0f}%",
             f"curve_{d}_coherent_points": str(sum(s["coherent_enough"] for s in ch["status"].values())),
             f"curve_{d}_eligible": ", ".join(f"#{i}" for i in ch["eligible"]) or "none",
             f"curve_{d}_choice": f"#{ch['index']} ({describe(chosen['setting'])})" if chosen else "none",
@@ -211,7 +207,7 @@ def curve_table(curve: dict) -> pd.DataFrame:
         rows.append({
             "#": p["index"], "setting": describe(p["setting"]), "seeds": len(p["seeds"]),
             "coherent % (bad / reg. ctl)": " / ".join(
-                f"{100 * np.mean([_mean(m[v], 'coherent') for m in p['seeds'].values()]):.0f}" for v in VARIANTS),
+                f"{100 * np.mean([mean(m[v], 'coherent') for m in p['seeds'].values()]):.0f}" for v in VARIANTS),
             "contrast, bad - reg. ctl": stats.fmt_interval(s["adjusted_contrast"]),
             "contrast, bad - base": stats.fmt_interval(difference(p, "contrast", "bad", base)),
             "contrast, reg. ctl - base": stats.fmt_interval(difference(p, "contrast", CONTROL, base)),
