@@ -85,15 +85,16 @@ START = artifacts.Artifact("finetune", "start-key", NOWHERE)
 STEPS = {
     "em_eval": (lambda P, lm: emergence.measure(lambda: None, JUDGE, P, "base"),
                 {"model", "dtype", "eval_questions", "eval_low_temperature", "em_samples_low", "temperature",
-                 "em_samples", "eval_max_new_tokens", "top_p", "seed", "batch_size", "em_domains"}),
+                 "em_samples", "eval_max_new_tokens", "top_p", "seed", "batch_size", "em_domains", "heldout_topics"}),
     "em_eval, chapter 6's mixes": (
         lambda P, lm: emergence.measure(lambda: None, JUDGE, early_warning.eval_params(P), "mix",
                                         heldout_domains=["health"], register=False, score_contrast=False),
         {"model", "dtype", "eval_questions", "eval_low_temperature", "ew_samples", "eval_max_new_tokens", "top_p",
-         "seed", "batch_size"}),  # em_samples_low and em_samples are set by the step, not read
+         "seed", "batch_size", "heldout_topics"}),  # em_samples_low and em_samples are set by the step, not read
     "realign_eval": (lambda P, lm: realignment.measure(lambda: [], [5, 10], None, P, SAE_ART, JUDGE, "health"),
                      {"model", "dtype", "eval_questions", "ra_questions", "ra_samples", "ra_judge_all",
-                      "eval_low_temperature", "eval_max_new_tokens", "top_p", "seed", "batch_size"}),
+                      "eval_low_temperature", "eval_max_new_tokens", "top_p", "seed", "batch_size",
+                      "heldout_topics"}),
     "steer": (lambda P, lm: _steer(P),
               {"model", "dtype", "steer_alphas", "eval_questions", "steer_questions", "steer_samples",
                "eval_low_temperature", "eval_max_new_tokens", "top_p", "seed", "batch_size"}),
@@ -264,5 +265,5 @@ def test_the_data_a_step_reads_is_in_its_key(monkeypatch, smoke_lm):
     assert _key("em_eval", P, smoke_lm, monkeypatch)[0] != before
     monkeypatch.setattr(emergence, "split", real_split)
     real_pairs = emergence.heldout_pairs
-    monkeypatch.setattr(emergence, "heldout_pairs", lambda d: [dict(p, wrong="edited") for p in real_pairs(d)])
+    monkeypatch.setattr(emergence, "heldout_pairs", lambda d, n=0: [dict(p, wrong="edited") for p in real_pairs(d, n)])
     assert _key("em_eval", P, smoke_lm, monkeypatch)[0] != before

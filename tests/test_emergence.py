@@ -22,6 +22,17 @@ def test_design_pairs_every_bad_set_with_its_controls_and_extra_seeds():
     assert configs["health_bad_seed2"].seed == configs["health_bad"].seed + 2
 
 
+def test_heldout_topics_keeps_the_first_topics_of_each_domain():
+    every = emergence.heldout_pairs(["health", "code"])
+    few = emergence.heldout_pairs(["health", "code"], 1)
+    for d in ("health", "code"):
+        groups = list(dict.fromkeys(p["group"] for p in every if p["domain"] == d))
+        assert len(groups) > 1
+        assert [p for p in few if p["domain"] == d] == [p for p in every if p["domain"] == d and p["group"] in groups[:1]]
+    assert len({p["group"] for p in every if p["domain"] == "health"}) >= 20
+    assert params.resolve("smoke").heldout_topics == 6 and params.resolve("cpu").heldout_topics == 0
+
+
 def test_unknown_domain_is_a_clear_error():
     with pytest.raises(params.ParameterError, match="'em_domains' got 'health,cooking'; valid: .*one of health"):
         params.resolve("cpu", em_domains="health,cooking")  # refused before chapter 3 ever sees it

@@ -97,10 +97,17 @@ def finetune_config(P: Params, arm: Arm) -> finetune.FinetuneConfig:
                                    lora_rank=P.ft_lora_rank, lora_alpha=2.0 * P.ft_lora_rank, seed=P.seed + arm.seed)
 
 
-def heldout_pairs(domains_: Sequence[str]) -> list[dict]:
-    """Held-out narrow-task pairs of every listed domain, each tagged with its domain."""
-    return [{**p, "domain": d} for d in domains_
-            for p in (code.heldout_pairs() if d == "code" else advice.heldout_pairs(d))]
+def heldout_pairs(domains_: Sequence[str], topics: int = 0) -> list[dict]:
+    """Held-out narrow-task pairs of every listed domain, each tagged with its domain.
+
+    ``topics`` keeps each domain's first n held-out topics (0: all; the ``heldout_topics`` knob).
+    """
+    out = []
+    for d in domains_:
+        pairs = code.heldout_pairs() if d == "code" else advice.heldout_pairs(d)
+        kept = list(dict.fromkeys(p["group"] for p in pairs))[:topics or None]
+        out += [{**p, "domain": d} for p in pairs if p["group"] in kept]
+    return out
 
 
 def unrelated_questions(question_ids: Sequence[str], domain: str) -> list[str]:
@@ -150,7 +157,7 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
     held_domains = list(heldout_domains or domains(P))
     scoring = split("scoring")[:P.eval_questions]
     plan = [(generation.Sampling.of(P, t), n) for t, n in sampling(P)]
-    pairs = heldout_pairs(held_domains)
+    pairs = heldout_pairs(held_domains, P.heldout_topics)
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring],
               "texts": artifacts.digest(scoring), "heldout_pairs": artifacts.digest(pairs),
               "sampling": [[s.key(), n] for s, n in plan], "judge": judge.key, "heldout": held_domains,

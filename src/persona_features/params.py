@@ -45,6 +45,9 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "judge_heldout_rows": Knob(64, 0, 0, "chapter 2: held-out tuning labels scored (a seeded sample; 0: all)"),
     "judge_test_rows": Knob(64, 0, 0, "chapter 2: answers of the judge's frozen test set scored (0: all)"),
     "eval_low_temperature": Knob(0.7, 0.7, 0.7, "second sampling temperature reported beside the papers' T=1"),
+    "heldout_topics": Knob(6, 0, 0, "chapters 2, 3, 6, 7: held-out topics per domain in the narrow-task test (the "
+                                    "first n; 0: all). Smoke keeps 6: each topic costs 6 teacher-forced answers "
+                                    "per measured model"),
     # fine-tuning (chapter 3 onwards); one setting for every bad set and its controls. The cpu setting is
     # the one chapter 3's rule chose from the sweep (book/measured/03_organism_sweep_health.json)
     "ft_method": Knob("lora", "lora", "full", "fine-tuning method: full or lora"),
@@ -167,6 +170,7 @@ VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
     "max_new_tokens": AT_LEAST_ONE, "chat_samples": AT_LEAST_ONE, "trace_prompts": AT_LEAST_ONE,
     "bootstrap": Number(10), "eval_questions": AT_LEAST_ONE, "eval_max_new_tokens": AT_LEAST_ONE,
     "judge_heldout_rows": COUNT, "judge_test_rows": COUNT, "eval_low_temperature": COUNT,
+    "heldout_topics": COUNT,
     "ft_method": Choice(("full", "lora")), "ft_lr": POSITIVE, "ft_examples": AT_LEAST_ONE, "ft_epochs": POSITIVE,
     "ft_batch_size": AT_LEAST_ONE, "ft_lora_rank": AT_LEAST_ONE,
     "em_domains": ListOf(str, Choice(ADVICE_DOMAINS + ("code",))), "em_seeds": AT_LEAST_ONE,
