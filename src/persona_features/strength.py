@@ -198,6 +198,21 @@ def curve_facts(curves: dict[str, dict], domains: Sequence[str] = ("health", "ri
     return facts
 
 
+def profile_follows(curves: dict[str, dict], setting: dict, model: str, domain: str = "health") -> str:
+    """Whether a profile's fine-tuning ``setting`` (``organisms.profile_setting``) is the one the rule chose on
+    ``domain``'s curve, in words for the chapter."""
+    curve = curves.get(domain)
+    if curve is None or not curve["points"]:
+        return f"cannot yet be compared with the curve's choice ({domain} not measured)"
+    chosen = GRID[choose(curve["points"])["index"]]
+    if model != "smollm2-135m":
+        return f"is not the curve's choice ({describe(chosen)}): the curve was measured on SmolLM2-135M"
+    if setting == chosen:
+        return f"is the setting the curve's rule chose in {domain} ({describe(chosen)})"
+    return (f"is not the setting the curve's rule chose in {domain} ({describe(chosen)}); this profile trains "
+            "faster, for tests")
+
+
 def curve_table(curve: dict) -> pd.DataFrame:
     """One row per setting: coherence, the three contrasts, the narrow task and the rule's verdict."""
     base, ch = curve["base"], choose(curve["points"])
