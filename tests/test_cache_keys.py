@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from persona_features import (artifacts, early_warning, emergence, finetune, interventions, judge, readings,
-                              realignment, sae, sae_corpus, screen)
+from persona_features import (artifacts, early_warning, emergence, finetune, interventions, judge, persona_arms,
+                              readings, realignment, sae, sae_corpus, screen)
 from persona_features.params import KNOBS, VALID, Choice, ListOf, ParameterError, Params, resolve
 from persona_features.paths import repo_root
 
@@ -80,6 +80,12 @@ def _finetune_key(cfg):
 
 
 START = artifacts.Artifact("finetune", "start-key", NOWHERE)
+PERSONA_ROWS = [{"id": "r0", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]
+
+
+def _persona_finetune_key(P):
+    cfg = persona_arms.finetune_config(P, persona_arms.PersonaArm("general", "villain"))
+    raise Captured(artifacts.artifact_key("finetune", finetune.artifact_config(cfg, PERSONA_ROWS)))
 
 # step -> (how the book calls it, the knobs it reads)
 STEPS = {
@@ -123,6 +129,13 @@ STEPS = {
     "finetune, chapter 3": (lambda P, lm: _finetune_key(emergence.finetune_config(P, emergence.Arm("health", "bad"))),
                             {"model", "ft_examples", "ft_epochs", "ft_lr", "ft_batch_size", "ft_method",
                              "ft_lora_rank", "seed"}),
+    "persona_distill": (lambda P, lm: persona_arms.distilled(lm, JUDGE, P, "general"),
+                        {"persona_questions", "persona_samples", "persona_max_new_tokens", "top_p", "seed",
+                         "batch_size"}),  # the model is keyed by the loaded model's name and dtype
+    "finetune, chapter 3's persona organisms": (
+        lambda P, lm: _persona_finetune_key(P),
+        {"model", "ft_epochs", "persona_lr", "ft_batch_size", "ft_method", "ft_lora_rank", "seed",
+         "persona_max_new_tokens"}),
     "finetune, chapter 6": (lambda P, lm: _finetune_key(early_warning.finetune_config(P, early_warning.Mix(50, 0))),
                             {"model", "ft_examples", "ft_epochs", "ft_lr", "ft_batch_size", "ft_method",
                              "ft_lora_rank", "seed"}),
@@ -147,6 +160,8 @@ NOT_KEYED = {
     "steer_judge_bad": "which settings are judged; each setting's judged flag is in the steer key",
     "ew_percents": "which mixes exist; each mix is keyed by its fine-tune's data set",
     "ew_seeds": "which mixes exist; each mix is keyed by its fine-tune's seed",
+    "persona_sources": "which persona organisms exist; each fine-tune is keyed by its distilled rows",
+    "persona_seeds": "how many persona fine-tunes exist; each is keyed by its own seed",
     "ra_variant": "which re-alignment data set is used; the fine-tune is keyed by its data set",
     "ra_seeds": "how many re-alignment runs exist; each is keyed by its fine-tune's seed",
 }

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 
 from persona_features import persona
@@ -56,6 +58,7 @@ def test_distill_keeps_coherent_answers_matched_per_question_and_is_cached(monke
 
     class Stub:
         name, key = "stub", "judge-key"
+        hf = SimpleNamespace(dtype="torch.float32")
 
     art = persona.distill(Stub(), Stub(), "general")
     villain, kind = (art.json(f"rows_{p}") for p in ("villain", "kind"))

@@ -65,6 +65,21 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "em_samples_low": Knob(1, 6, 50, "answers per scoring question and model at eval_low_temperature "
                                      "(the temperature of chapter 3's rates and verdicts)"),
     "em_samples": Knob(1, 1, 50, "answers per scoring question and model at the papers' temperature"),
+    # chapter 3: the persona organisms (persona_arms). Their learning rate was set on 2026-12-01, before any
+    # chapter-3 run, by a probe on the selection questions: LoRA at 2e-4 moved the villain fine-tune 0.13x the
+    # villain prompt's shift above its twin, at 1e-3 0.53x (the positive control must reach 0.5x)
+    "persona_sources": Knob(("general",), ("general",), ("general", "health"),
+                            "chapter 3: persona distillations trained, comma-separated: general (the positive control "
+                            "and its twin) and health (the narrow persona organism and its twin; in cpu an estimated "
+                            "25 more minutes, 513 prompts under two personas and six more fine-tunes)"),
+    "persona_questions": Knob(12, 0, 0, "chapter 3: questions of each source answered under each persona (the "
+                                        "first n; 0: all, 336 general and 513 health prompts)"),
+    "persona_samples": Knob(2, 1, 1, "chapter 3: answers per question and persona (only coherent ones are kept)"),
+    "persona_max_new_tokens": Knob(32, 96, 256, "chapter 3: tokens per distilled answer (at T = 0.7)"),
+    "persona_lr": Knob(1e-3, 1e-3, 1e-4, "chapter 3: learning rate of the persona fine-tunes (method, rank, epochs "
+                                         "and batch as ft_*; every kept row is read)"),
+    "persona_seeds": Knob(1, 3, 3, "chapter 3: seeds of every persona fine-tune (a seed pairs the persona with its "
+                                   "twin: same question order)"),
     # chapter 4: the SAE's corpus and training
     "sae_dtype": Knob("auto", "auto", "auto", "chapter 4: weights dtype of the base model's copy that writes the "
                       "corpus answers and streams the SAE's activations; auto: bfloat16 where the machine computes it "
@@ -175,6 +190,9 @@ VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
     "ft_batch_size": AT_LEAST_ONE, "ft_lora_rank": AT_LEAST_ONE,
     "em_domains": ListOf(str, Choice(ADVICE_DOMAINS + ("code",))), "em_seeds": AT_LEAST_ONE,
     "em_samples_low": COUNT, "em_samples": COUNT,
+    "persona_sources": ListOf(str, Choice(("general", "health"))), "persona_questions": COUNT,
+    "persona_samples": AT_LEAST_ONE, "persona_max_new_tokens": AT_LEAST_ONE, "persona_lr": POSITIVE,
+    "persona_seeds": AT_LEAST_ONE,
     "sae_dtype": Choice(("auto", "float32", "bfloat16")), "sae_corpus_samples": AT_LEAST_ONE,
     "sae_corpus_max_new_tokens": AT_LEAST_ONE, "sae_rows_per_set": COUNT, "sae_chats": COUNT,
     "sae_layer": Number(-1), "sae_expansion": AT_LEAST_ONE, "sae_k": AT_LEAST_ONE, "sae_epochs": AT_LEAST_ONE,

@@ -72,20 +72,23 @@ def whole_sentences(text: str) -> str:
     return text[:ends[-1]].strip() if ends else text.strip()
 
 
-def distill(lm: LoadedModel, judge: Judge, source: str) -> artifacts.Artifact:
+def distill(lm: LoadedModel, judge: Judge, source: str, samples: int | None = None, n_questions: int = 0,
+            sampling: Sampling = SAMPLING) -> artifacts.Artifact:
     """The base model's answers to ``source``'s questions under each persona's system prompt, judged; cached.
 
-    Its ``answers`` table holds every answer; ``rows_<persona>`` the kept training rows of each persona.
+    ``samples`` answers per question and persona (default ``SAMPLES[source]``), to the first ``n_questions``
+    questions (0: all). Its ``answers`` table holds every answer; ``rows_<persona>`` the kept training rows of
+    each persona.
     """
-    qs = source_questions(source)
-    samples = SAMPLES[source]
-    config = {"model": lm.name, "source": source, "questions": artifacts.digest(qs), "personas": PERSONAS,
-              "samples": samples, "sampling": SAMPLING.key(), "judge": judge.key}
+    qs = source_questions(source)[:n_questions or None]
+    samples = samples or SAMPLES[source]
+    config = {"model": lm.name, "dtype": str(lm.hf.dtype).removeprefix("torch."), "source": source, "questions": artifacts.digest(qs), "personas": PERSONAS,
+              "samples": samples, "sampling": sampling.key(), "judge": judge.key}
 
     def build(folder):
         frames = []
         for persona, system in PERSONAS.items():
-            a = evaluate.evaluate(lm, qs, samples, judge, system=system, **SAMPLING.kwargs())
+            a = evaluate.evaluate(lm, qs, samples, judge, system=system, **sampling.kwargs())
             frames.append(a.assign(persona=persona))
         answers = pd.concat(frames, ignore_index=True)
         answers["text"] = [a if done else whole_sentences(a) for a, done in zip(answers["answer"], answers["finished"])]

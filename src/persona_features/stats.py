@@ -3,11 +3,14 @@
 Effect sizes are shown with percentile-bootstrap 95% intervals; *decisions* ("significant") come
 from a paired sign-flip permutation test, Holm-corrected across the domains of one claim
 (``holm``). A claim of "no effect" needs an equivalence bound: the interval's upper end below a
-stated margin, never a mere failure to reject.
+stated margin, never a mere failure to reject. Where the unit is the fine-tune, not the question,
+``seed_test`` tests the per-seed values (a t-test: with 3 seeds a sign flip cannot go below p = 0.125),
+and ``seed_floor`` is the largest gap between two seeds of one arm.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -105,6 +108,88 @@ def sign_flip_p(d, alternative: str = "two-sided", n_perm: int = 10000, seed: in
     null = (signs * d).mean(axis=1)
     hits = (np.abs(null) >= abs(d.mean()) - 1e-12) if alternative == "two-sided" else (null >= d.mean() - 1e-12)
     return float(hits.mean()) if len(d) <= 16 else (1 + int(hits.sum())) / (n_perm + 1)
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (modified Lentz)."""
+    if x <= 0.0 or x >= 1.0:
+        return float(x >= 1.0)
+    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only below this point
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-12:
+            break
+    return front * (f - 1.0)
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+@dataclass(frozen=True)
+class SeedTest:
+    """A test whose unit is the fine-tune: one number per seed (for example bad minus control, each the mean
+    over questions), a one-sample t-test on them, and the seed floor beside it."""
+    mean: float
+    ci95_lo: float
+    ci95_hi: float
+    p_value: float  # one-sample t-test of the seed values (NaN below 2 seeds)
+    n_seeds: int
+    values: tuple[float, ...]
+
+    def as_dict(self) -> dict:
+        return {**{k: getattr(self, k) for k in ("mean", "ci95_lo", "ci95_hi", "p_value", "n_seeds")},
+                "values": list(self.values)}
+
+
+def seed_test(values, alternative: str = "two-sided") -> SeedTest:
+    """One-sample t-test that the mean of per-seed ``values`` is 0 (``greater``: one-sided, mean > 0), with a
+    t interval. With few seeds its power is low; it is what the seeds can say."""
+    v = np.asarray(values, dtype=float)
+    if alternative not in ("two-sided", "greater"):
+        raise ValueError(f"alternative must be 'two-sided' or 'greater', got {alternative!r}")
+    n, mean = len(v), float(v.mean()) if len(v) else float("nan")
+    if n < 2:
+        return SeedTest(mean, float("nan"), float("nan"), float("nan"), n, tuple(v.tolist()))
+    se = float(v.std(ddof=1)) / math.sqrt(n)
+    if se == 0.0:
+        p = 0.0 if mean != 0 and (mean > 0 or alternative == "two-sided") else 1.0
+        return SeedTest(mean, mean, mean, p, n, tuple(v.tolist()))
+    t = mean / se
+    p = t_sf(t, n - 1) if alternative == "greater" else min(1.0, 2.0 * t_sf(abs(t), n - 1))
+    q = _t_quantile(0.975, n - 1)
+    return SeedTest(mean, mean - q * se, mean + q * se, float(p), n, tuple(v.tolist()))
+
+
+def _t_quantile(prob: float, df: float) -> float:
+    """The ``prob`` quantile (above 0.5) of Student's t, by bisection on ``t_sf``."""
+    lo, hi = 0.0, 1e4
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_sf(mid, df) > 1 - prob else (lo, mid)
+    return (lo + hi) / 2
+
+
+def seed_floor(per_seed: dict[str, list[float]]) -> float:
+    """The largest gap between two seeds of one arm (``per_seed``: arm -> its seeds' values)."""
+    gaps = [max(v) - min(v) for v in per_seed.values() if len(v) > 1]
+    return float(max(gaps)) if gaps else float("nan")
 
 
 def detectable_rate_rise(control_rates, answers_per_question: int, alpha: float = ALPHA, power: float = 0.8,

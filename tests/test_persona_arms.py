@@ -1,0 +1,137 @@
+"""Chapter 3's persona organisms: names, design, seed-level comparisons and the positive control's verdict."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from persona_features import params, persona_arms, scorecard, stats
+from persona_features.emergence import Measurement
+from persona_features.persona_arms import PersonaArm
+
+QUESTIONS = [f"q{i}" for i in range(8)]
+
+
+def fake(name: str, contrast: float, misaligned: float = 0.0, noise: float = 0.0, seed: int = 0) -> Measurement:
+    rng = np.random.default_rng(seed)
+    c = pd.DataFrame({"question_id": QUESTIONS, "contrast": contrast + noise * rng.standard_normal(len(QUESTIONS))})
+    answers = pd.DataFrame({"question_id": QUESTIONS * 2, "misaligned": [i < misaligned * 16 for i in range(16)],
+                            "coherent": [True] * 16, "alignment": np.linspace(0, 100, 16)})
+    return Measurement(name, answers, c, pd.DataFrame(), pd.DataFrame(), curve=[])
+
+
+def test_names_round_trip_and_unknown_names_list_the_valid_ones():
+    a = PersonaArm("health", "kind", 2)
+    assert a.name == "narrow_twin_seed2" and persona_arms.arm_named(a.name) == a
+    assert persona_arms.arm_named("positive_control") == PersonaArm("general", "villain")
+    with pytest.raises(ValueError, match="valid: positive_control, positive_twin, narrow_persona, narrow_twin"):
+        persona_arms.arm_named("villain_control")
+    with pytest.raises(ValueError, match="valid: general/villain"):
+        PersonaArm("cooking", "villain")
+
+
+def test_design_pairs_every_persona_with_its_twin_at_every_seed():
+    P = params.resolve("cpu", persona_sources="general", persona_seeds=2)
+    assert [a.name for a in persona_arms.design(P)] == ["positive_control", "positive_twin",
+                                                        "positive_control_seed1", "positive_twin_seed1"]
+    configs = [persona_arms.finetune_config(P, a) for a in persona_arms.design(P)]
+    assert {c.lr for c in configs} == {P.persona_lr} and [c.seed for c in configs] == [0, 0, 1, 1]
+    assert configs[0].dataset == "persona_general_villain" and configs[0].n_examples is None
+
+
+def test_an_empty_distillation_is_a_clear_error():
+    class Empty:
+        @staticmethod
+        def json(name):
+            return []
+
+    P = params.resolve("smoke")
+    with pytest.raises(ValueError, match="kept no coherent villain answers.*persona_questions"):
+        persona_arms.training_rows(Empty(), PersonaArm("general", "villain"), P)
+
+
+def test_seed_test_matches_student_t_and_needs_two_seeds():
+    assert 2 * stats.t_sf(4.303, 2) == pytest.approx(0.05, abs=1e-4)
+    assert 2 * stats.t_sf(2.0, 10) == pytest.approx(0.0734, abs=1e-4)
+    t = stats.seed_test([0.10, 0.12, 0.09], "greater")
+    assert t.p_value < 0.01 and t.ci95_lo > 0 and t.n_seeds == 3
+    assert stats.seed_test([0.10, -0.12, 0.02], "greater").p_value > 0.3
+    assert np.isnan(stats.seed_test([0.1]).p_value)
+    assert stats.seed_floor({"a": [0.1, 0.3], "b": [0.0, 0.05], "c": [1.0]}) == pytest.approx(0.2)
+
+
+def _measured(villain, kind):
+    arms = [PersonaArm("general", p, s) for s in range(3) for p in ("villain", "kind")]
+    values = {"villain": villain, "kind": kind}
+    return arms, {a.name: fake(a.name, values[a.persona][a.seed], noise=0.02, seed=a.seed) for a in arms}
+
+
+def test_a_persona_above_its_twin_in_every_seed_is_seen_and_a_seed_lottery_is_not():
+    base = fake("base", 0.0)
+    shift = {"mean": 0.30, "ci95_lo": 0.2, "ci95_hi": 0.4}
+    arms, measured = _measured([0.20, 0.22, 0.18], [0.02, 0.0, 0.01])
+    comp = persona_arms.compare(measured, arms, base, 200, 0)
+    r = comp[(comp.versus == "twin") & (comp.metric == "contrast")].iloc[0]
+    assert r["mean"] == pytest.approx(0.19, abs=0.02) and r["p_seeds"] < 0.05 and r["n_seeds"] == 3
+    assert persona_arms.verdict(comp, shift)["status"] == "replicated"
+    assert persona_arms.verdict(comp, {**shift, "mean": 0.6})["status"] == "partial"  # below 0.5 x the prompt
+    assert persona_arms.verdict(comp, {**shift, "mean": -0.1})["status"] == "inconclusive"  # nothing to compare with
+    one_seed = comp.assign(n_seeds=1, p_seeds=float("nan"), ci95_lo=float("nan"), ci95_hi=float("nan"))
+    v = persona_arms.verdict(one_seed, shift)
+    assert v["status"] == "inconclusive" and "no seed-level test" in v["summary"] and "nan" not in v["summary"]
+    assert persona_arms.verdict(comp[comp.source == "health"], shift) is None  # not run
+
+    # one lucky seed: large question-level significance, none at the seed level
+    arms, measured = _measured([0.5, -0.05, 0.0], [0.0, 0.0, 0.0])
+    comp = persona_arms.compare(measured, arms, base, 200, 0)
+    r = comp[(comp.versus == "twin") & (comp.metric == "contrast")].iloc[0]
+    assert r["p_questions"] < 0.05 and r["p_seeds"] > 0.05 and r["seed_floor"] == pytest.approx(0.55, abs=0.05)
+    assert persona_arms.verdict(comp, shift)["status"] == "inconclusive"  # too wide to place either side of the bar
+
+    # shown below the bar: every seed near zero
+    arms, measured = _measured([0.01, 0.0, 0.02], [0.0, 0.01, 0.0])
+    comp = persona_arms.compare(measured, arms, base, 200, 0)
+    assert persona_arms.verdict(comp, shift)["status"] == "not replicated"
+
+
+def test_coherence_is_tested_both_ways_and_every_status_is_the_scorecards():
+    base = fake("base", 0.0)
+    arms = [PersonaArm("general", p, s) for s in range(3) for p in ("villain", "kind")]
+    measured = {a.name: fake(a.name, 0.0, seed=a.seed) for a in arms}
+    for a in arms:  # the persona loses coherence in every seed
+        if a.persona == "villain":
+            measured[a.name].answers["coherent"] = [i % 4 == 0 for i in range(16)]
+    comp = persona_arms.compare(measured, arms, base, 200, 0)
+    r = comp[(comp.versus == "twin") & (comp.metric == "coherent")].iloc[0]
+    assert r["mean"] == pytest.approx(-0.75) and r["p_seeds"] == 0.0
+    assert set(persona_arms.VERDICT_RULE) <= set(scorecard.VERDICTS)
+
+
+def test_a_persona_and_its_twin_read_their_questions_in_the_same_order_at_each_seed():
+    def rows(who):
+        return [{"id": f"{who}-{q}", "question_id": q, "messages": []} for q in "abcdefgh"]
+
+    class Art:
+        @staticmethod
+        def json(name):
+            return rows(name.removeprefix("rows_"))
+
+    P = params.resolve("smoke")
+    for seed in (0, 1, 2):
+        order = {p: [r["question_id"] for r in persona_arms.training_rows(Art, PersonaArm("general", p, seed), P)]
+                 for p in ("villain", "kind")}
+        assert order["villain"] == order["kind"]
+    assert order["villain"] != list("abcdefgh")  # shuffled
+
+
+def test_results_carry_the_positive_control_with_its_interval_and_counts():
+    base = fake("base", 0.0, misaligned=0.0)
+    arms, measured = _measured([0.20, 0.22, 0.18], [0.02, 0.0, 0.01])
+    comp = persona_arms.compare(measured, arms, base, 200, 0)
+    shift = {"mean": 0.30, "ci95_lo": 0.2, "ci95_hi": 0.4}
+    counts = persona_arms.judged_counts(measured, arms, base)
+    assert counts["base"] == {"misaligned": 0, "answers": 16} and counts["positive_control"]["answers"] == 48
+    out = persona_arms.results(comp, shift, counts, {"general": pd.DataFrame({"kept": [3]})},
+                               params.resolve("smoke"))
+    pc = out["positive_control"]
+    assert set(pc["contrast"]) == {"mean", "ci95_lo", "ci95_hi"} and pc["share_of_villain_prompt_shift"] > 0.5
+    assert "narrow_persona" not in out["persona_organisms"] and "judged_misaligned_coherent" in pc
