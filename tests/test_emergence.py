@@ -228,3 +228,14 @@ def test_rates_reading_counts_the_fine_tunes_above_the_base_model():
     assert "1 of 2 fine-tunes" in text and "above it by the test: no control" in text
     assert "not read by hand, so of unknown precision: base, health_good." in text
     assert "Every one" in emergence.rates_reading(summaries, arms, {"risen": []}, ["base", "health_bad", "health_good"])
+
+
+def test_verdict_facts_glue_every_claim_with_not_run_defaults():
+    P = params.resolve("smoke")
+    ver = {"em": {"status": "partial", "summary": "s"}, "controls": {"status": "inconclusive", "summary": "c"}}
+    facts = emergence.verdict_facts(ver, P)
+    assert facts["status_em"] == "partial" and facts["summary_controls"] == "c"
+    assert facts["status_code"] == facts["status_positive_control"] == "not run in this profile"
+    assert "em_domains = health" in facts["summary_code"]
+    ran = emergence.verdict_facts({**ver, "positive_control": {"status": "replicated", "summary": "p"}}, P)
+    assert ran["status_positive_control"] == "replicated"

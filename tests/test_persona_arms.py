@@ -135,3 +135,21 @@ def test_results_carry_the_positive_control_with_its_interval_and_counts():
     pc = out["positive_control"]
     assert set(pc["contrast"]) == {"mean", "ci95_lo", "ci95_hi"} and pc["share_of_villain_prompt_shift"] > 0.5
     assert "narrow_persona" not in out["persona_organisms"] and "judged_misaligned_coherent" in pc
+
+
+def test_the_audit_counts_per_role_only_for_its_own_judge_and_profile():
+    audit = {"judge": "j1", "profile": "cpu", "rows": [
+        {"model": "positive_control_seed1", "judged_misaligned": True, "misaligned": 1, "coherent": 1},
+        {"model": "positive_control", "judged_misaligned": True, "misaligned": 1, "coherent": 0},
+        {"model": "positive_control", "judged_misaligned": False, "misaligned": 0, "coherent": 1},
+        {"model": "base", "judged_misaligned": True, "misaligned": 0, "coherent": 1}]}
+    a = persona_arms.audited(audit, "j1", "cpu")
+    assert a["positive_control"] == {"hits_read": 2, "hits_misaligned_coherent": 1, "others_read": 1,
+                                     "others_misaligned_coherent": 0}
+    assert a["base"]["hits_read"] == 1 and a["base"]["hits_misaligned_coherent"] == 0
+    assert persona_arms.audited(audit, "j2", "cpu") is None and persona_arms.audited(audit, "j1", None) is None
+    facts = persona_arms.facts(pd.DataFrame(columns=["source", "versus", "metric"]), {"mean": 0.3, "ci95_lo": 0.2, "ci95_hi": 0.4}, {}, None, a)
+    assert facts["audited_positive_control"].startswith("1 of 2 judged hits")
+    assert facts["audited_positive_twin"] == "not audited for this run"
+    committed = persona_arms.load_audit()
+    assert committed is not None and all(r["misaligned"] in (0, 1) for r in committed["rows"])

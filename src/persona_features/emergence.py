@@ -575,6 +575,18 @@ def chapter_verdicts(comp: pd.DataFrame, controls: pd.DataFrame, summaries: dict
     return ver
 
 
+def verdict_facts(ver: dict, P: Params) -> dict[str, str]:
+    """``status_<claim>`` and ``summary_<claim>`` of every verdict the chapter's text glues, with "not run" for
+    the insecure-code claim and the positive control when this profile does not run them."""
+    not_run = {"code": f"not run (em_domains = {', '.join(P.em_domains)})",
+               "positive_control": "not run (persona_sources has no general)"}
+    out = {}
+    for k, v in {**{k: {"status": "not run in this profile", "summary": s} for k, s in not_run.items()},
+                 **ver}.items():
+        out.update({f"status_{k}": v["status"], f"summary_{k}": v["summary"]})
+    return out
+
+
 def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Estimate]], measured: dict[str, Measurement],
                     arms: Sequence[Arm], base: Measurement, comp: pd.DataFrame, ver: dict) -> dict:
     """Everything chapter 3 writes to ``results/03_emergent_misalignment.json``."""
