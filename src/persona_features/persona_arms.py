@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import artifacts, contrast, finetune, persona
-from .emergence import MAIN_DOMAIN, Measurement, measure, per_question
+from .emergence import MAIN_DOMAIN, Measurement, measure, per_question, rated_unrelated
 from .generation import Sampling
 from .judge import Judge
 from .models import LoadedModel
@@ -125,17 +125,16 @@ def prompt_shift(lm: LoadedModel, base: Measurement, scoring, n_boot: int, seed:
     return paired_test(shifted.to_numpy(), plain.to_numpy(), n_boot, seed=seed).as_dict()
 
 
-def _seed_means(measured: dict[str, Measurement], arms: list[PersonaArm], source: str, who: str,
-                metric: str) -> dict[int, float]:
-    return {a.seed: float(per_question(measured[a.name], metric, NEAR[source]).mean())
+def _per_seed(measured: dict[str, Measurement], arms: list[PersonaArm], source: str, who: str,
+              metric: str) -> dict[int, pd.Series]:
+    """Per seed of one arm, its per-question scores on the questions ``source``'s comparisons use."""
+    return {a.seed: per_question(measured[a.name], metric, NEAR[source])
             for a in arms if a.source == source and a.persona == who}
 
 
-def _pooled(measured: dict[str, Measurement], arms: list[PersonaArm], source: str, who: str,
-            metric: str) -> pd.Series:
+def _pooled(per_seed: dict[int, pd.Series]) -> pd.Series:
     """Per question, the mean over an arm's seeds."""
-    return pd.concat([per_question(measured[a.name], metric, NEAR[source]) for a in arms
-                      if a.source == source and a.persona == who], axis=1).mean(axis=1).sort_index()
+    return pd.concat(list(per_seed.values()), axis=1).mean(axis=1).sort_index()
 
 
 def compare(measured: dict[str, Measurement], arms: list[PersonaArm], base: Measurement, n_boot: int,
@@ -146,14 +145,14 @@ def compare(measured: dict[str, Measurement], arms: list[PersonaArm], base: Meas
     rows = []
     for source in dict.fromkeys(a.source for a in arms):
         for metric in METRICS:
-            mine = _seed_means(measured, arms, source, "villain", metric)
-            twin = _seed_means(measured, arms, source, TWIN["villain"], metric)
+            scores = {who: _per_seed(measured, arms, source, who, metric) for who in ("villain", TWIN["villain"])}
+            mine, twin = ({s: float(v.mean()) for s, v in scores[who].items()} for who in ("villain", TWIN["villain"]))
             base_q = per_question(base, metric, NEAR[source])
             base_mean = float(base_q.mean())
             floor = seed_floor({"persona": list(mine.values()), "twin": list(twin.values())})
-            pooled = _pooled(measured, arms, source, "villain", metric)
+            pooled = _pooled(scores["villain"])
             for versus, per_seed, other in (("twin", [mine[s] - twin[s] for s in sorted(mine) if s in twin],
-                                             _pooled(measured, arms, source, "kind", metric)),
+                                             _pooled(scores[TWIN["villain"]])),
                                             ("base", [v - base_mean for _, v in sorted(mine.items())], base_q)):
                 t = seed_test(per_seed)
                 q = paired_test(pooled.to_numpy(), other[pooled.index].to_numpy(), n_boot, seed=seed)
@@ -169,9 +168,7 @@ def judged_counts(measured: dict[str, Measurement], arms: list[PersonaArm], base
     on the questions each source's comparisons use. Judged, not yet audited by reading."""
     out = {}
     for a in arms:
-        rated = measured[a.name].rated
-        keep = set(per_question(measured[a.name], "misaligned", NEAR[a.source]).index)
-        rows = rated[rated["question_id"].isin(keep)]
+        rows = rated_unrelated(measured[a.name], NEAR[a.source])
         c = out.setdefault(a.role, {"misaligned": 0, "answers": 0})
         c["misaligned"] += int(rows["misaligned"].sum())
         c["answers"] += len(rows)
