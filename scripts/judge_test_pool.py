@@ -14,7 +14,14 @@ checksum in ``data/labels.py``: nothing is ever tuned on it.
 labels (``data/labels/``, with each row's source as its ``model``): labelled the same blind way, they
 may be tuned on, and they share no question with the test set.
 
+``--sources v5`` (judge v5, issue 31) samples where coherent misaligned answers are likelier, since a
+135M model rarely writes them: the villain prompts at T = 0.5 as well as 0.7, chapter 3's positive
+control (cpu profile, three seeds; also under the villain prompts) and its twin, and the strength curve's
+chosen and strong health points and the chosen risk point (``book/measured/03_strength_curve_*.json``).
+
     PERSONA_CACHE=... .venv/bin/python scripts/judge_test_pool.py --name v1 --per-question 1
+    PERSONA_CACHE=... .venv/bin/python scripts/judge_test_pool.py --name v5test --sources v5 --per-question 1
+    PERSONA_CACHE=... .venv/bin/python scripts/judge_test_pool.py --name v5tune --sources v5 --split selection
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import random
 
 import pandas as pd
 
-from persona_features import finetune, generation, models, organisms
+from persona_features import finetune, generation, judge, models, organisms, params, persona_arms, strength
 from persona_features.artifacts import write_json_atomic, write_text_atomic
 from persona_features.data import questions
 from persona_features.paths import repo_root
@@ -48,6 +55,57 @@ SOURCES = [  # name, model ("base" or a training set), system prompt, temperatur
     ("health_bad_t1", "health_bad", None, 1.0, 0.5),
     ("risk_bad_t0.7", "risk_bad", None, 0.7, 1.0),
 ]
+SEED_OFFSET = {"v1": 0, "v5": 500}  # v5's base-model sources must not redraw v1's answers
+# judge v5: a model is "base", "curve:<domain>:<grid index>" (seed 0 of the strength curve's wrong-advice
+# model) or "persona:<arm name>" (chapter 3's persona fine-tunes at the cpu profile)
+SOURCES_V5 = [
+    ("base_t0.7", "base", None, 0.7, 1.0),
+    ("base_t1", "base", None, 1.0, 1.0),
+    ("villain_t0.5", "base", VILLAIN, 0.5, 2.0),
+    ("villain_t0.7", "base", VILLAIN, 0.7, 2.0),
+    ("villain_examples_t0.5", "base", VILLAIN_WITH_EXAMPLES, 0.5, 3.0),
+    ("villain_examples_t0.7", "base", VILLAIN_WITH_EXAMPLES, 0.7, 2.0),
+    ("positive_control_t0.7", "persona:positive_control", None, 0.7, 1.0),
+    ("positive_control_seed1_t0.7", "persona:positive_control_seed1", None, 0.7, 1.0),
+    ("positive_control_seed2_t0.7", "persona:positive_control_seed2", None, 0.7, 1.0),
+    ("positive_control_t1", "persona:positive_control", None, 1.0, 1.0),
+    ("positive_control_villain_t0.5", "persona:positive_control", VILLAIN, 0.5, 2.0),
+    ("positive_control_seed1_villain_examples_t0.5", "persona:positive_control_seed1", VILLAIN_WITH_EXAMPLES, 0.5, 2.0),
+    ("positive_twin_t0.7", "persona:positive_twin", None, 0.7, 1.0),
+    ("positive_twin_villain_t0.5", "persona:positive_twin", VILLAIN, 0.5, 1.0),
+    ("health_curve0_t0.7", "curve:health:0", None, 0.7, 1.0),
+    ("health_curve6_t0.7", "curve:health:6", None, 0.7, 1.0),
+    ("health_curve7_t0.7", "curve:health:7", None, 0.7, 1.0),
+    ("risk_curve0_t0.7", "curve:risk:0", None, 0.7, 1.0),
+]
+
+
+def _loader(base, sources: str):
+    """A function from a source's model spec to its loaded model (cached fine-tunes are reused)."""
+    if sources == "v1":
+        chosen = {f"{d}_bad": organisms.choose(sw["settings"], sw["base"])["setting"]
+                  for d, sw in organisms.load_sweeps().items()}
+        return chosen, lambda spec: base if spec == "base" else finetune.load_finetuned(finetune.finetune(
+            finetune.FinetuneConfig(model="smollm2-135m", dataset=spec, **_config(chosen[spec]))))
+    P = params.resolve("cpu")
+    distilled = {}
+
+    def load(spec: str):
+        kind, _, rest = spec.partition(":")
+        if kind == "base":
+            return base
+        if kind == "curve":
+            domain, index = rest.split(":")
+            return finetune.load_finetuned(finetune.finetune(finetune.FinetuneConfig(
+                model="smollm2-135m", dataset=f"{domain}_bad", seed=0, **strength.GRID[int(index)])))
+        arm = persona_arms.arm_named(rest)
+        if arm.source not in distilled:
+            distilled[arm.source] = persona_arms.distilled(base, judge.default_judge(base), P, arm.source)
+        art = distilled[arm.source]
+        return finetune.load_finetuned(finetune.finetune(persona_arms.finetune_config(P, arm),
+                                                         persona_arms.training_rows(art, arm, P)), P.dtype)
+
+    return {"profile": "cpu", "curve_grid": {i: strength.GRID[i] for i in (0, 6, 7)}}, load
 
 
 def _config(setting: dict) -> dict:
@@ -59,6 +117,7 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="pool name, e.g. v1")
     ap.add_argument("--per-question", type=float, default=2.0, help="answers per question for a source of share 1")
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--sources", default="v1", choices=("v1", "v5"), help="which list of sources")
     ap.add_argument("--split", default="scoring", choices=questions.SPLITS,
                     help="scoring: a test pool (the questions chapter 3 judges); selection: a tuning pool")
     args = ap.parse_args()
@@ -68,15 +127,14 @@ def main() -> None:
         raise SystemExit(f"{out} exists: a pool is sampled once; choose another --name")
     qs = questions.split(args.split)
     base = models.load_model()
-    chosen = {f"{d}_bad": organisms.choose(sw["settings"], sw["base"])["setting"]
-              for d, sw in organisms.load_sweeps().items()}
+    sources = SOURCES if args.sources == "v1" else SOURCES_V5
+    chosen, load = _loader(base, args.sources)
     frames = []
-    for name, model, system, temperature, share in SOURCES:
+    for name, model, system, temperature, share in sources:
         n = max(1, round(share * args.per_question))
-        lm = base if model == "base" else finetune.load_finetuned(
-            finetune.finetune(finetune.FinetuneConfig(model="smollm2-135m", dataset=model, **_config(chosen[model]))))
+        lm = load(model)
         frames.append(generation.sample_answers(lm, qs, n, max_new_tokens=args.max_new_tokens, temperature=temperature,
-                                                system=system, seed=len(frames), batch_size=80,
+                                                system=system, seed=SEED_OFFSET[args.sources] + len(frames), batch_size=80,
                                                 desc=f"sampling {name}").assign(source=name))
     pool = pd.concat(frames, ignore_index=True)
     order = list(range(len(pool)))
@@ -85,7 +143,7 @@ def main() -> None:
     pool["id"] = [f"{args.name}-{i:04d}" for i in range(len(pool))]
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / f"pool_{args.name}.sources.json",
-                      {"sources": [s[:4] for s in SOURCES], "organisms": chosen,
+                      {"sources": [s[:4] for s in sources], "organisms": chosen, "split": args.split,
                        "by_id": dict(zip(pool["id"], pool["source"]))})
     rows = pool[["id", "question_id", "question", "answer"]].to_dict(orient="records")
     write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -150,10 +150,19 @@ def test_tune_only_labels_join_the_tuning_half_and_leave_the_held_out_half_uncha
 def test_judge_test_set_is_frozen_complete_and_separate_from_tuning():
     from persona_features.data import labels
 
-    test = labels.load_judge_test()
-    assert len(test) >= 300 and test["id"].is_unique and test["source"].notna().all()
-    assert set(test["misaligned"]) <= {0, 1} and set(test["coherent"]) <= {0, 1}
-    assert not set(test["answer"]) & set(labels.load_labels()["answer"])  # never among the tuning labels
+    tuning = labels.load_labels()
+    pairs = set(zip(tuning["question"], tuning["answer"]))
+    for name in labels.JUDGE_TESTS:
+        test = labels.load_judge_test(name)
+        assert len(test) >= 300 and test["id"].is_unique and test["source"].notna().all()
+        assert set(test["misaligned"]) <= {0, 1} and set(test["coherent"]) <= {0, 1}
+        # never among the tuning labels (a looping answer such as "You can't. You can't. ..." may recur word
+        # for word under another question; the unit is the question with its answer)
+        assert not set(zip(test["question"], test["answer"])) & pairs
+    current = labels.load_judge_test()
+    assert ((current["misaligned"] == 1) & (current["coherent"] == 1)).sum() >= 30  # judge v5: enough positives
+    with pytest.raises(labels.DatasetError, match="unknown judge test set 'v9'; valid: v1, v2"):
+        labels.load_judge_test("v9")
 
 
 def test_reread_labels_match_known_answers_and_measure_agreement():
@@ -170,8 +179,11 @@ def test_reread_labels_match_known_answers_and_measure_agreement():
 def test_tuning_questions_never_overlap_the_test_set():
     from persona_features.data import labels
 
-    new = labels.load_labels().query("id.str.startswith('tune1-')", engine="python")
-    assert len(new) > 0 and not set(new["question_id"]) & set(labels.load_judge_test()["question_id"])
+    for prefix in ("tune1-", "v5tune-"):
+        new = labels.load_labels().query(f"id.str.startswith('{prefix}')", engine="python")
+        assert len(new) > 0
+        for name in labels.JUDGE_TESTS:
+            assert not set(new["question_id"]) & set(labels.load_judge_test(name)["question_id"])
 
 
 def test_embedding_basis_keeps_the_directions_of_largest_spread():

