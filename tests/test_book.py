@@ -85,7 +85,9 @@ def test_chapter3_results(smoke_build):
     assert all(0 <= c["p_value"] <= c["p_holm"] <= 1 for c in m["comparisons"])
     assert all(c["significant"] == (c["p_holm"] < 0.05) for c in m["comparisons"])
     assert {c["metric"] for c in m["comparisons"]} >= {"contrast", "register_shift", "heldout_margin", "misaligned"}
-    assert {v["status"] for v in m["verdicts"].values()} <= {"replicated", "partial", "inconclusive", "not replicated"}
+    assert {v["status"] for v in m["verdicts"].values()} <= set(scorecard.VERDICTS)
+    assert {(c["bad"], c["versus"]) for c in m["comparisons"] if c["versus_role"] != "base"} == {
+        ("health_bad", "health_good"), ("health_bad", "health_register_control")}  # seed-0 controls only
     assert m["verdicts"]["controls"]["margin"] > 0
     assert m["rate_temperature"] == p["eval_low_temperature"]  # rates and verdicts at T=0.7; T=1 reported beside
     assert {r["T"] for r in m["rates_by_temperature"]} == {p["eval_low_temperature"], p["temperature"]}
@@ -112,10 +114,12 @@ def test_scorecard_rows_match_the_results_files(smoke_build):
     assert filled >= 3
     tested = json.loads((results / "02_measuring.json").read_text())["metrics"]["judge_test"]["misaligned_rule"]
     assert f"kappa, judge rule vs blind hand labels (untouched test set): {tested['kappa']:+.2f} [" in rows["judge"]
-    comp = json.loads((results / "03_emergent_misalignment.json").read_text())["metrics"]["comparisons"]
-    main = next(c for c in comp if c["bad"] == "health_bad" and c["versus_role"] == "register_control"
-                and c["metric"] == "contrast")
-    assert f"wrong advice minus register control: {main['mean']:+.2f} [" in rows["em"]
+    seeded = json.loads((results / "03_emergent_misalignment.json").read_text())["metrics"]["seed_comparisons"]
+    main = next(c for c in seeded if c["domain"] == "health" and c["versus_role"] == "register_control"
+                and c["metric"] == "contrast")  # the EM verdict's unit is the fine-tune (smoke trains 2 seeds)
+    assert main["n_seeds"] == 2
+    assert f"wrong advice minus register control (seed-level; seed floor {main['seed_floor']:.3f}): " \
+           f"{main['mean']:+.2f} [" in rows["em"]
     page = (smoke_build["html"] / "book" / "intro.html").read_text()
     assert all(c.claim.split("'")[0][:30] in page for c in scorecard.CLAIMS)
 

@@ -124,6 +124,7 @@ STEPS = {
                        {"model", "dtype", "eval_questions", "batch_size"}),
     "contrast_reading": (lambda P, lm: readings.contrast_reading(_reader(), P, "scoring", SAE_ART),
                          {"model", "dtype", "eval_questions"}),
+    "judge": (lambda P, lm: judge.default_judge(lm, P), {"judge_tune_rows"}),  # and the loaded model's name
     "judge_heldout": (lambda P, lm: judge.heldout_agreement(JUDGE, P.judge_heldout_rows or None),
                       {"judge_heldout_rows"}),
     "finetune, chapter 3": (lambda P, lm: _finetune_key(emergence.finetune_config(P, emergence.Arm("health", "bad"))),
@@ -151,7 +152,7 @@ NOT_KEYED = {
     "trace_prompts": "chapter 1's residual norms, which are not cached",
     "bootstrap": "intervals computed from cached tables, never cached themselves",
     "judge_test_rows": "chapter 2 scores the frozen test set afresh (not cached)",
-    "em_seeds": "how many wrong-advice fine-tunes exist; each is keyed by its own seed",
+    "em_seeds": "how many main-domain fine-tunes exist; each is keyed by its own seed",
     "sae_layer": "picks the layer, which every SAE-side key holds",
     "screen_latents": "picks the latents screened; each direction is keyed by its norm and the SAE",
     "steer_random": "how many random directions exist; each is keyed by its fingerprint",

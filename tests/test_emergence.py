@@ -15,7 +15,8 @@ def test_design_pairs_every_bad_set_with_its_controls_and_extra_seeds():
     P = params.resolve("cpu", em_domains="health,cars,code", em_seeds=3)
     names = [a.name for a in emergence.design(P)]
     assert names == ["health_bad", "health_good", "health_register_control", "cars_bad", "cars_good",
-                     "cars_register_control", "code_insecure", "code_secure", "health_bad_seed1", "health_bad_seed2"]
+                     "cars_register_control", "code_insecure", "code_secure",
+                     *[f"health_{v}_seed{s}" for s in (1, 2) for v in ("bad", "good", "register_control")]]
     configs = {a.name: emergence.finetune_config(P, a) for a in emergence.design(P)}
     same = {k: v for k, v in vars(configs["health_bad"]).items() if k not in ("dataset", "seed")}
     assert all({k: v for k, v in vars(c).items() if k not in ("dataset", "seed")} == same for c in configs.values())
@@ -30,7 +31,7 @@ def test_heldout_topics_keeps_the_first_topics_of_each_domain():
         assert len(groups) > 1
         assert [p for p in few if p["domain"] == d] == [p for p in every if p["domain"] == d and p["group"] in groups[:1]]
     assert len({p["group"] for p in every if p["domain"] == "health"}) >= 20
-    assert params.resolve("smoke").heldout_topics == 6 and params.resolve("cpu").heldout_topics == 0
+    assert params.resolve("smoke").heldout_topics == 3 and params.resolve("cpu").heldout_topics == 0
 
 
 def test_unknown_domain_is_a_clear_error():
@@ -135,7 +136,8 @@ def test_measurement_is_cached_and_compares_paired(lm, tmp_path, monkeypatch):
     assert first.rate_temperature == P.eval_low_temperature and len(first.rated) == 2 * P.em_samples_low
     assert set(first.rated["temperature"]) == {P.eval_low_temperature}
     assert set(first.contrast["style"]) == {"blunt", "hedged"}
-    assert set(first.heldout.domain) == {"health"} and len(first.heldout) >= 15
+    assert set(first.heldout.domain) == {"health"} and first.heldout.group.nunique() == P.heldout_topics
+    assert len(first.heldout) > first.heldout.group.nunique()  # several phrasings per topic
     pd.testing.assert_frame_equal(first.contrast, again.contrast)
     tests = emergence.compare(first, again, "health", 200, 0)
     assert tests["contrast"].difference.mean == 0 and tests["heldout_margin"].p_value == 1.0

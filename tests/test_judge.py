@@ -229,3 +229,13 @@ def test_heldout_agreement_scores_a_seeded_sample_of_the_held_out_half(tmp_path,
     small = judge.heldout_agreement(Constant(), rows=40)
     assert small["n"] == 40 and small["coherence"]["fn"] == 0 and small["misaligned_rule"]["tp"] == 0
     assert judge.heldout_agreement(Constant(), rows=40) == small  # cached, same sample
+
+
+def test_tuning_sample_keeps_every_label_kind_in_proportion():
+    tune = pd.DataFrame({"misaligned": [1] * 10 + [0] * 190, "coherent": [1] * 5 + [0] * 5 + [1] * 100 + [0] * 90})
+    small = judge.tuning_sample(tune, 40)
+    assert 36 <= len(small) <= 44 and small.index.is_unique
+    counts = small.groupby(["misaligned", "coherent"]).size()
+    assert counts[(1, 1)] >= 1 and counts[(1, 0)] >= 1 and counts[(0, 1)] == 20
+    assert judge.tuning_sample(tune, 0) is tune and judge.tuning_sample(tune, 500) is tune
+    assert judge.tuning_sample(tune, 40).equals(small)  # seeded

@@ -70,13 +70,20 @@ def domains(P: Params) -> list[str]:
 
 
 def design(P: Params) -> list[Arm]:
-    """Every domain's bad set and its controls; extra seeds of the main domain's bad set."""
+    """Every domain's bad set and its controls; ``em_seeds`` seeds of each of the main domain's arms (the
+    main organism and both its controls), so that its verdict can take the fine-tune as the unit."""
     arms = []
     for d in domains(P):
         arms += [Arm(d, BAD[d])] + [Arm(d, c) for c in CONTROLS[d]]
     if MAIN_DOMAIN in domains(P):
-        arms += [Arm(MAIN_DOMAIN, "bad", s) for s in range(1, P.em_seeds)]
+        arms += [Arm(MAIN_DOMAIN, v, s) for s in range(1, P.em_seeds) for v in (BAD[MAIN_DOMAIN], *CONTROLS[MAIN_DOMAIN])]
     return arms
+
+
+def diffed_arms(P: Params) -> list[Arm]:
+    """The arms later chapters read: every wrong-advice (insecure) model and the seed-0 controls that
+    ``matched_controls`` diffs them against (further control seeds serve chapter 3's seed-level tests)."""
+    return [a for a in design(P) if a.is_bad or a.seed == 0]
 
 
 def matched_controls(arms: Sequence[Arm]) -> tuple[list[str], dict[str, list[str]]]:
@@ -312,7 +319,8 @@ def comparisons(results: dict[str, Measurement], arms: Sequence[Arm], base: Meas
     """
     rows = []
     for bad in (a for a in arms if a.is_bad and a.seed == 0):
-        others = [(o.name, o.variant, results[o.name]) for o in arms if o.domain == bad.domain and not o.is_bad]
+        others = [(o.name, o.variant, results[o.name]) for o in arms
+                  if o.domain == bad.domain and not o.is_bad and o.seed == 0]
         for other_name, role, other in others + [("base", "base", base)]:
             for metric, test in compare(results[bad.name], other, bad.domain, n_boot, seed).items():
                 rows.append({"claim": claim_of(bad.domain), "domain": bad.domain, "bad": bad.name,

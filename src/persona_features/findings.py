@@ -85,7 +85,7 @@ def persona(base: LoadedModel, P: Params) -> Persona:
     seed0_bad = [n for n in treated if n in {a.name for a in emergence.design(P) if a.seed == 0}]
     result = screen.run(reads["base"], [reads[n] for n in seed0_bad],
                         {f"latent {c}": the_sae.W_dec[c].detach() for c in candidates}, layer,
-                        P.screen_strength * norm, judge.default_judge(base), P, sae_art.key)
+                        P.screen_strength * norm, judge.default_judge(base, P), P, sae_art.key)
     effects = screen.effects(result, "base", seed0_bad, P.bootstrap, P.seed)
     latent, choice = screen.choose(effects, int(up.latent.iloc[0]))
     stability = diffing.rank_stability({n: diffing.answer_means(r, "_latents") for n, r in latents["selection"].items()},

@@ -487,12 +487,17 @@ def hit_precision(audit: dict) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def kappa_text(m: dict) -> str:
+    """An agreement's kappa with its interval: ``0.13 [0.03, 0.26]``."""
+    return f"{m['kappa']:.2f} [{m['kappa_ci95_lo']:.2f}, {m['kappa_ci95_hi']:.2f}]"
+
+
 def _share(k: int, n: int) -> str:
     """k/n with its Wilson 95% interval, or "-" when n is 0."""
     if not n:
         return "-"
     lo, hi = wilson(k, n)
-    return f"{k / n:.2f} [{lo:.2f}, {hi:.2f}]"
+    return f"{k / n:.2f} [{max(lo, 0.0):.2f}, {min(hi, 1.0):.2f}]"
 
 
 def agreement_table(result: dict) -> pd.DataFrame:
@@ -507,13 +512,41 @@ def agreement_table(result: dict) -> pd.DataFrame:
                          for key, name in names.items() for m in [result[key]]])
 
 
-def default_judge(base: LoadedModel) -> EmbeddedJudge:
-    """The embedded judge fitted on the tuning half of the hand labels (see ``heldout_agreement``).
+def tuning_sample(tune: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """``rows`` of the tuning labels (all if 0 or more than there are), a seeded sample stratified by
+    (misaligned, coherent) with at least one row of every stratum."""
+    if not rows or rows >= len(tune):
+        return tune
+    share = rows / len(tune)
+    return pd.concat([g.sample(max(1, round(share * len(g))), random_state=0)
+                      for _, g in tune.groupby(["misaligned", "coherent"], sort=True)]).sort_index()
 
-    Cached as an artifact keyed by the labels, the authored data and the judge version.
+
+EMBEDDER_COMPARISON = "02_embedder_comparison.json"
+
+
+def embedder_comparison() -> pd.DataFrame:
+    """``scripts/compare_embedders.py``'s record: the judge fitted with each sentence embedder on the same tuning
+    labels, kappa of the misalignment rule and of alignment alone on each frozen test set, and embedding cost."""
+    d = json.loads((measured_dir() / EMBEDDER_COMPARISON).read_text())
+    return pd.DataFrame([{"embedder": name, "test set": t, "answers": d["tests"][t],
+                          "rule: kappa [95%]": kappa_text(v[t]["misaligned_rule"]),
+                          "alignment < 30: kappa [95%]": kappa_text(v[t]["alignment_only"]),
+                          "seconds per 100 answers": v["seconds_per_100_answers"]}
+                         for name, v in d["embedders"].items() for t in sorted(d["tests"], reverse=True)])
+
+
+def default_judge(base: LoadedModel, P=None) -> EmbeddedJudge:
+    """The embedded judge fitted on the tuning half of the hand labels (see ``heldout_agreement``), or on
+    ``P.judge_tune_rows`` of them (the smoke profile's smaller judge).
+
+    Cached as an artifact keyed by the labels, the authored data, the judge version and that sample size.
     """
+    rows = P.judge_tune_rows if P is not None else 0
+
     def build(folder):
         tune, held = tune_holdout_split(load_labels())
+        tune = tuning_sample(tune, rows)
         j = EmbeddedJudge.fit(base, tune)
         tensors = {}
         for name in ("text_model", "alignment_model", "coherence_model"):
@@ -524,8 +557,8 @@ def default_judge(base: LoadedModel) -> EmbeddedJudge:
         artifacts.save_tensors(folder, tensors, "judge")
         return {"n_tune": len(tune), "n_held_out": len(held)}
 
-    art = artifacts.get_or_build("judge", {"version": JUDGE_VERSION, "data": _label_fingerprint(),
-                                          "base": base.name}, build)
+    art = artifacts.get_or_build("judge", {"version": JUDGE_VERSION, "data": _label_fingerprint(), "base": base.name,
+                                          **({"tune_rows": rows} if rows else {})}, build)
     t = art.tensors("judge")
     models_ = {name: Logistic(t[f"{name}.weight"].numpy(), float(t[f"{name}.bias"][0]), t[f"{name}.mean"].numpy(),
                               t[f"{name}.scale"].numpy()) for name in ("text_model", "alignment_model", "coherence_model")}

@@ -42,11 +42,13 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     # chapter 2 and every later evaluation
     "eval_questions": Knob(4, 40, 40, "scoring questions used (the first n of the fixed scoring set)"),
     "eval_max_new_tokens": Knob(16, 64, 256, "tokens sampled per evaluated answer"),
+    "judge_tune_rows": Knob(160, 0, 0, "the judge's tuning labels it is fitted on (a seeded sample, stratified by "
+                                        "label; 0: all). Smoke fits a smaller judge: CI fits one in every run"),
     "judge_heldout_rows": Knob(64, 0, 0, "chapter 2: held-out tuning labels scored (a seeded sample; 0: all)"),
     "judge_test_rows": Knob(64, 0, 0, "chapter 2: answers of the judge's frozen test set scored (0: all)"),
     "eval_low_temperature": Knob(0.7, 0.7, 0.7, "second sampling temperature reported beside the papers' T=1"),
-    "heldout_topics": Knob(6, 0, 0, "chapters 2, 3, 6, 7: held-out topics per domain in the narrow-task test (the "
-                                    "first n; 0: all). Smoke keeps 6: each topic costs 6 teacher-forced answers "
+    "heldout_topics": Knob(3, 0, 0, "chapters 2, 3, 6, 7: held-out topics per domain in the narrow-task test (the "
+                                    "first n; 0: all). Smoke keeps 3: each topic costs 6 teacher-forced answers "
                                     "per measured model"),
     # fine-tuning (chapter 3 onwards); one setting for every bad set and its controls. The cpu setting is
     # the one chapter 3's rule chose from the sweep (book/measured/03_organism_sweep_health.json)
@@ -57,11 +59,12 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "ft_batch_size": Knob(8, 8, 8, "chats per optimizer step"),
     "ft_lora_rank": Knob(8, 8, 8, "LoRA rank when ft_method is lora (alpha = 2 x rank)"),
     # chapter 3: the emergent-misalignment experiment
-    # cpu: the two domains the fine-tuning sweep was run on (chosen before chapter 3 ran in risk), so that
-    # chapters 2+3 fit in 40 minutes on 2 cores; each further domain costs about 10 minutes there
+    # cpu: the two domains the fine-tuning sweep was run on (chosen before chapter 3 ran in risk); each further
+    # domain costs about 10 minutes on 2 cores
     "em_domains": Knob(("health",), ("health", "risk"), ("health", "finance", "cars", "career", "risk", "code"),
                        "training domains, comma-separated (health is the main one, with extra seeds)"),
-    "em_seeds": Knob(1, 3, 3, "seeds of the main domain's wrong-advice fine-tune"),
+    "em_seeds": Knob(2, 3, 3, "seeds of each of the main domain's fine-tunes (wrong advice and both its controls; "
+                               "the EM verdict's unit)"),
     "em_samples_low": Knob(1, 6, 50, "answers per scoring question and model at eval_low_temperature "
                                      "(the temperature of chapter 3's rates and verdicts)"),
     "em_samples": Knob(1, 1, 50, "answers per scoring question and model at the papers' temperature"),
@@ -184,7 +187,7 @@ VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
     "batch_size": AT_LEAST_ONE, "temperature": COUNT, "top_p": Number(0, 1, lo_open=True),
     "max_new_tokens": AT_LEAST_ONE, "chat_samples": AT_LEAST_ONE, "trace_prompts": AT_LEAST_ONE,
     "bootstrap": Number(10), "eval_questions": AT_LEAST_ONE, "eval_max_new_tokens": AT_LEAST_ONE,
-    "judge_heldout_rows": COUNT, "judge_test_rows": COUNT, "eval_low_temperature": COUNT,
+    "judge_tune_rows": COUNT, "judge_heldout_rows": COUNT, "judge_test_rows": COUNT, "eval_low_temperature": COUNT,
     "heldout_topics": COUNT,
     "ft_method": Choice(("full", "lora")), "ft_lr": POSITIVE, "ft_examples": AT_LEAST_ONE, "ft_epochs": POSITIVE,
     "ft_batch_size": AT_LEAST_ONE, "ft_lora_rank": AT_LEAST_ONE,

@@ -39,9 +39,10 @@ class Reader:
 
 
 def readers(base: LoadedModel, P: Params) -> dict[str, Reader]:
-    """The base model and every chapter-3 model of the profile, loaded only when a reading is missing."""
+    """The base model and the chapter-3 models later chapters diff (``emergence.diffed_arms``), each loaded
+    only when a reading is missing."""
     out = {"base": Reader("base", lambda: base)}
-    for arm in emergence.design(P):
+    for arm in emergence.diffed_arms(P):
         art = finetune.finetune(emergence.finetune_config(P, arm))
         out[arm.name] = Reader(arm.name, lambda art=art: finetune.load_finetuned(art, P.dtype), art)
     return out

@@ -29,11 +29,12 @@ class Claim:
     not_attempted: str = ""  # why this book does not test the claim
 
 
-VERDICTS = ("replicated", "partial", "inconclusive", "not replicated", "not attempted")
+VERDICTS = ("replicated", "partial", "above controls only", "inconclusive", "not replicated", "not attempted")
 RULE = ("Each chapter computes its verdicts from its own numbers by the rule it states (a paired permutation "
-        "test against the control or the base model, Holm-corrected across domains; an equivalence bound for "
-        "\"no effect\"); no verdict is typed by hand. \"Inconclusive\": the data can neither show the effect nor "
-        "rule it out.")
+        "test against the control or the base model, or a t-test over seeds where the fine-tune is the unit, "
+        "Holm-corrected across domains; an equivalence bound for \"no effect\"); no verdict is typed by hand. "
+        "\"Inconclusive\": the data can neither show the effect nor rule it out. \"Above controls only\": a "
+        "fine-tune above its controls but not above the base model, which is not the effect claimed.")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("judge", "02_measuring", "A judge grades open answers for misalignment and coherence (the instrument)",

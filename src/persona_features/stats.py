@@ -168,9 +168,8 @@ def seed_test(values, alternative: str = "two-sided") -> SeedTest:
     if n < 2:
         return SeedTest(mean, float("nan"), float("nan"), float("nan"), n, tuple(v.tolist()))
     se = float(v.std(ddof=1)) / math.sqrt(n)
-    if se == 0.0:
-        p = 0.0 if mean != 0 and (mean > 0 or alternative == "two-sided") else 1.0
-        return SeedTest(mean, mean, mean, p, n, tuple(v.tolist()))
+    if se == 0.0:  # every seed gave the same value: no spread to test against (coarse rates, few answers)
+        return SeedTest(mean, float("nan"), float("nan"), float("nan"), n, tuple(v.tolist()))
     t = mean / se
     p = t_sf(t, n - 1) if alternative == "greater" else min(1.0, 2.0 * t_sf(abs(t), n - 1))
     q = _t_quantile(0.975, n - 1)
