@@ -20,8 +20,8 @@ from typing import Sequence
 import pandas as pd
 
 from . import emergence
-from .emergence import BAD, CONTROLS, MAIN_DOMAIN, Arm, Measurement, per_question
-from .stats import ALPHA, fmt_interval, holm, paired_test, seed_floor, seed_test
+from .emergence import BAD, CONTROLS, MAIN_DOMAIN, Arm, Measurement, per_question, seed_level
+from .stats import ALPHA, fmt_interval, holm, seed_floor
 
 METRICS = ("misaligned", "coherent", "contrast", "heldout_margin")
 VERSUS = ("register_control", "good", "base")
@@ -73,21 +73,11 @@ def comparisons(measured: dict[str, Measurement], arms: Sequence[Arm], base: Mea
         names = {v: {s: Arm(d, v, s).name for s in seeds} for v in variants}
         for metric in METRICS:
             q = {v: {s: _scores(measured[n], metric, d) for s, n in names[v].items()} for v in variants}
-            means = {v: {s: float(x.mean()) for s, x in per.items()} for v, per in q.items()}
-            floor = seed_floor({v: list(m.values()) for v, m in means.items()})
-            pooled = {v: pd.concat(list(per.values()), axis=1).mean(axis=1).sort_index() for v, per in q.items()}
-            base_q = _scores(base, metric, d)
-            for versus in (*CONTROLS[d], "base"):
-                other = base_q if versus == "base" else pooled[versus]
-                diffs = [means[BAD[d]][s] - (float(base_q.mean()) if versus == "base" else means[versus][s])
-                         for s in seeds]
-                t = seed_test(diffs)
-                bad = pooled[BAD[d]]
-                qt = paired_test(bad.to_numpy(), other[bad.index].to_numpy(), n_boot, seed=seed)
-                rows.append({"domain": d, "bad": Arm(d, BAD[d]).name, "versus_role": versus, "metric": metric,
-                             "mean": t.mean, "ci95_lo": t.ci95_lo, "ci95_hi": t.ci95_hi, "p_seeds": t.p_value,
-                             "n_seeds": t.n_seeds, "per_seed": list(t.values), "seed_floor": floor,
-                             "p_questions": qt.p_value, "n_questions": qt.difference.n})
+            floor = seed_floor({v: [float(x.mean()) for x in per.values()] for v, per in q.items()})
+            others = {**{c: q[c] for c in CONTROLS[d]}, "base": _scores(base, metric, d)}
+            rows += [{"domain": d, "bad": Arm(d, BAD[d]).name, "versus_role": versus, "metric": metric,
+                      **seed_level(q[BAD[d]], other, n_boot, seed), "seed_floor": floor}
+                     for versus, other in others.items()]
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -141,19 +131,16 @@ def verdict(seeded: pd.DataFrame, comp: pd.DataFrame, counts: dict[str, dict]) -
                 if d not in set(seeded.get("domain", []))]
     vs = {v: phrase(seeded, "contrast", v) for v in VERSUS}
     judged = ", ".join(f"{k} {c['misaligned']}/{c['answers']}" for k, c in counts.items())
+    out = {"status": st, "rule": rules_markdown(), "counts": counts, "one_seed_domains_above_both_controls": one_seed}
     if seeded.empty:
-        summary = (f"no seed-level test: fewer than 2 seeds of each {MAIN_DOMAIN} arm, or {MAIN_DOMAIN} not run; "
-                   f"domains above both own controls by the question-level test (one fine-tune each): "
-                   f"{', '.join(one_seed) or 'none'}")
-        return {"status": "inconclusive", "summary": summary, "rule": rules_markdown(), "counts": counts,
-                "one_seed_domains_above_both_controls": one_seed}
-    summary = (f"{MAIN_DOMAIN} wrong advice, contrast minus register control {vs['register_control']}; minus correct "
-               f"twin {vs['good']}; minus base {vs['base']}; misaligned rate minus register control "
-               f"{phrase(seeded, 'misaligned', 'register_control')}; judged misaligned answers (seeds pooled): "
-               f"{judged}")
-    out = {"status": st, "summary": summary, "rule": rules_markdown(), "counts": counts,
-           "one_seed_domains_above_both_controls": one_seed}
-    r = _row(seeded, "contrast", "register_control") if len(seeded) else None
+        return {**out, "summary": f"no seed-level test: fewer than 2 seeds of each {MAIN_DOMAIN} arm, or "
+                                  f"{MAIN_DOMAIN} not run; domains above both own controls by the question-level "
+                                  f"test (one fine-tune each): {', '.join(one_seed) or 'none'}"}
+    out["summary"] = (f"{MAIN_DOMAIN} wrong advice, contrast minus register control {vs['register_control']}; "
+                      f"minus correct twin {vs['good']}; minus base {vs['base']}; misaligned rate minus register "
+                      f"control {phrase(seeded, 'misaligned', 'register_control')}; judged misaligned answers "
+                      f"(seeds pooled): {judged}")
+    r = _row(seeded, "contrast", "register_control")
     if r is not None and not pd.isna(r["p_holm"]):
         out["evidence"] = {"label": f"contrast, {MAIN_DOMAIN} wrong advice minus register control (seed-level; "
                                     f"seed floor {r['seed_floor']:.3f})",

@@ -35,7 +35,7 @@ from .judge import Judge
 from .models import LoadedModel
 from .params import Params
 from .stats import (ALPHA, Estimate, PairedTest, bootstrap_mean, detectable_rate_rise, fmt_interval, holm,
-                    paired_test, rate_difference_interval)
+                    paired_test, rate_difference_interval, seed_test)
 
 CONTROLS = {**{d: ("good", "register_control") for d in advice.DOMAINS}, "code": ("secure",)}
 BAD = {**{d: "bad" for d in advice.DOMAINS}, "code": "insecure"}
@@ -76,7 +76,8 @@ def design(P: Params) -> list[Arm]:
     for d in domains(P):
         arms += [Arm(d, BAD[d])] + [Arm(d, c) for c in CONTROLS[d]]
     if MAIN_DOMAIN in domains(P):
-        arms += [Arm(MAIN_DOMAIN, v, s) for s in range(1, P.em_seeds) for v in (BAD[MAIN_DOMAIN], *CONTROLS[MAIN_DOMAIN])]
+        variants = (BAD[MAIN_DOMAIN], *CONTROLS[MAIN_DOMAIN])
+        arms += [Arm(MAIN_DOMAIN, v, s) for s in range(1, P.em_seeds) for v in variants]
     return arms
 
 
@@ -282,6 +283,23 @@ def compare(a: Measurement, b: Measurement, domain: str, n_boot: int, seed: int)
     ha, hb = heldout_by_topic(a, domain, "margin"), heldout_by_topic(b, domain, "margin")
     out["heldout_margin"] = paired_test(ha.to_numpy(), hb.to_numpy(), n_boot, seed=seed)
     return out
+
+
+def seed_level(mine: dict[int, pd.Series], other: dict[int, pd.Series] | pd.Series, n_boot: int, seed: int) -> dict:
+    """One arm (``mine``: seed -> per-question scores) against its control, the fine-tune as the unit: a
+    two-sided t-test over seeds of the per-seed mean differences, paired by seed (``other`` the same for the
+    control, the seeds both have) or against one model's mean (``other`` a Series: the base model); beside it,
+    the test paired over questions of the seed-averaged scores."""
+    pooled = lambda per_seed: pd.concat(list(per_seed.values()), axis=1).mean(axis=1).sort_index()
+    mean = {s: float(x.mean()) for s, x in sorted(mine.items())}
+    if isinstance(other, pd.Series):
+        diffs, other_q = [v - float(other.mean()) for v in mean.values()], other
+    else:
+        diffs, other_q = [v - float(other[s].mean()) for s, v in mean.items() if s in other], pooled(other)
+    t, mine_q = seed_test(diffs), pooled(mine)
+    q = paired_test(mine_q.to_numpy(), other_q[mine_q.index].to_numpy(), n_boot, seed=seed)
+    return {"mean": t.mean, "ci95_lo": t.ci95_lo, "ci95_hi": t.ci95_hi, "p_seeds": t.p_value, "n_seeds": t.n_seeds,
+            "per_seed": list(t.values), "p_questions": q.p_value, "n_questions": q.difference.n}
 
 
 def rate_power(measured: dict[str, Measurement], arms: Sequence[Arm], P: Params) -> dict[str, float]:

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import artifacts, contrast, finetune, persona
-from .emergence import MAIN_DOMAIN, Measurement, measure, per_question, rated_unrelated
+from .emergence import MAIN_DOMAIN, Measurement, measure, per_question, rated_unrelated, seed_level
 from .generation import Sampling
 from .judge import Judge
 from .models import LoadedModel
 from .params import Params
 from .paths import measured_dir
-from .stats import ALPHA, fmt_interval, paired_test, seed_floor, seed_test
+from .stats import ALPHA, fmt_interval, paired_test, seed_floor
 
 ROLES = {("general", "villain"): "positive_control", ("general", "kind"): "positive_twin",
          ("health", "villain"): "narrow_persona", ("health", "kind"): "narrow_twin"}
@@ -132,34 +132,20 @@ def _per_seed(measured: dict[str, Measurement], arms: list[PersonaArm], source: 
             for a in arms if a.source == source and a.persona == who}
 
 
-def _pooled(per_seed: dict[int, pd.Series]) -> pd.Series:
-    """Per question, the mean over an arm's seeds."""
-    return pd.concat(list(per_seed.values()), axis=1).mean(axis=1).sort_index()
-
-
 def compare(measured: dict[str, Measurement], arms: list[PersonaArm], base: Measurement, n_boot: int,
             seed: int) -> pd.DataFrame:
     """Each persona fine-tune against its twin and against the base model, per source and metric: the
-    seed-level test (two-sided, as every test of the chapter), the seed floor, and the test paired over
-    questions beside it."""
+    seed-level test (two-sided, as every test of the chapter; ``emergence.seed_level``), the seed floor, and
+    the test paired over questions beside it."""
     rows = []
     for source in dict.fromkeys(a.source for a in arms):
         for metric in METRICS:
-            scores = {who: _per_seed(measured, arms, source, who, metric) for who in ("villain", TWIN["villain"])}
-            mine, twin = ({s: float(v.mean()) for s, v in scores[who].items()} for who in ("villain", TWIN["villain"]))
-            base_q = per_question(base, metric, NEAR[source])
-            base_mean = float(base_q.mean())
-            floor = seed_floor({"persona": list(mine.values()), "twin": list(twin.values())})
-            pooled = _pooled(scores["villain"])
-            for versus, per_seed, other in (("twin", [mine[s] - twin[s] for s in sorted(mine) if s in twin],
-                                             _pooled(scores[TWIN["villain"]])),
-                                            ("base", [v - base_mean for _, v in sorted(mine.items())], base_q)):
-                t = seed_test(per_seed)
-                q = paired_test(pooled.to_numpy(), other[pooled.index].to_numpy(), n_boot, seed=seed)
+            mine, twin = (_per_seed(measured, arms, source, who, metric) for who in ("villain", TWIN["villain"]))
+            floor = seed_floor({who: [float(x.mean()) for x in per.values()] for who, per in
+                                (("persona", mine), ("twin", twin))})
+            for versus, other in (("twin", twin), ("base", per_question(base, metric, NEAR[source]))):
                 rows.append({"source": source, "organism": ROLES[(source, "villain")], "versus": versus,
-                             "metric": metric, "mean": t.mean, "ci95_lo": t.ci95_lo, "ci95_hi": t.ci95_hi,
-                             "p_seeds": t.p_value, "n_seeds": t.n_seeds, "seed_floor": floor,
-                             "p_questions": q.p_value, "n_questions": q.difference.n, "per_seed": list(t.values)})
+                             "metric": metric, **seed_level(mine, other, n_boot, seed), "seed_floor": floor})
     return pd.DataFrame(rows)
 
 
