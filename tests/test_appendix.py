@@ -48,6 +48,17 @@ def test_measure_times_add_up_per_model(tmp_path):
     assert "| base | - | 100 | 14 | 114 |" in md and "| health_bad | 30 | 120 | 15 | 165 |" in md
 
 
+def test_measure_times_list_the_persona_arms_and_the_distillation(tmp_path):
+    persona = {"training": {"positive_control": {"seconds": 20.0}},
+               "measure_seconds": {"positive_control": {"answers_T0.7": 60.0}},
+               "distillation_seconds": {"general": {"answers_villain": 200.0, "answers_kind": 190.0}, "health": None}}
+    (tmp_path / "03_emergent_misalignment.json").write_text(json.dumps({"params": {"profile": "cpu"}, "metrics": {
+        "training": {}, "measure_seconds": {"base": {"answers_T0.7": 100.0}}, "persona_organisms": persona}}))
+    md = appendix.measure_times_markdown(tmp_path)
+    assert "| positive_control | 20 | 60 | - | - | 80 |" in md
+    assert "| distillation (general) | - | - | 200 | 190 | 390 |" in md and "health" not in md
+
+
 def test_cpu_description_names_the_vector_extensions_that_set_speed():
     from persona_features.environment import describe_cpu
 

@@ -145,6 +145,9 @@ def test_measurement_is_cached_and_compares_paired(lm, tmp_path, monkeypatch):
     assert len(tests["heldout_margin"].difference.__dict__) and tests["heldout_margin"].difference.n == \
         first.heldout.group.nunique()  # resampled by topic, not by phrasing
     assert artifacts.find("em_eval", {"nothing": 1}) is None
+    rates = emergence.measure(load, _Judge(), P, "base", rates_only=True)  # another artifact: one temperature
+    assert calls == [1, 1] and set(rates.answers["temperature"]) == {P.eval_low_temperature}
+    assert len(rates.answers) == len(rates.rated) == 2 * P.em_samples_low
 
 
 def _toy(name, contrast, register):

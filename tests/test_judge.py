@@ -176,6 +176,21 @@ def test_reread_labels_match_known_answers_and_measure_agreement():
     assert rel["coherence"]["accuracy"] == pytest.approx(agree)
 
 
+def test_second_reading_v5_keeps_the_first_labels_of_its_answers():
+    from persona_features.data import labels
+
+    r = judge.load_reread_v5()
+    assert len(r) >= 100 and r["id"].is_unique
+    first = pd.concat([labels.load_judge_test("v2"), labels.load_labels()]).drop_duplicates("id").set_index("id")
+    assert set(r["id"]) <= set(first.index)
+    for k in ("misaligned", "coherent"):
+        assert (r[f"first_{k}"].to_numpy() == first.loc[r["id"], k].to_numpy()).all()
+    rel = judge.label_reliability("v5")
+    assert rel["n"] == len(r) and rel["misaligned_rule"]["kappa"] > 0.6  # two readers agree
+    with pytest.raises(ValueError, match="valid: v1, v5"):
+        judge.label_reliability("v9")
+
+
 def test_tuning_questions_never_overlap_the_test_set():
     from persona_features.data import labels
 

@@ -158,3 +158,22 @@ def test_the_audit_counts_per_role_only_for_its_own_judge_and_profile():
     assert facts["audited_positive_twin"] == "not audited for this run"
     committed = persona_arms.load_audit()
     assert committed is not None and all(r["misaligned"] in (0, 1) for r in committed["rows"])
+
+
+def test_the_audit_estimates_each_roles_share_from_its_hits_and_the_others_drawn():
+    rows = ([{"model": "positive_control", "judged_misaligned": True, "misaligned": 1, "coherent": 1}] * 2
+            + [{"model": "positive_control", "judged_misaligned": False, "misaligned": m, "coherent": 1}
+               for m in [1] * 4 + [0] * 36])
+    audit = {"judge": "j1", "profile": "cpu", "rows": rows,
+             "totals": {"positive_control": {"answers": 362, "judged_misaligned": 2}}}
+    rate = persona_arms.audited(audit, "j1", "cpu")["positive_control"]["estimated_rate"]
+    assert rate["mean"] == pytest.approx((2 + 0.1 * 360) / 362)  # every hit read; 10% of the 360 others
+    lo, hi = stats.wilson(4, 40)
+    assert rate["ci95_lo"] == pytest.approx((2 + lo * 360) / 362) and rate["ci95_hi"] == pytest.approx((2 + hi * 360) / 362)
+    facts = persona_arms.facts(pd.DataFrame(columns=["source", "versus", "metric"]),
+                               {"mean": 0.3, "ci95_lo": 0.2, "ci95_hi": 0.4}, {}, None,
+                               persona_arms.audited(audit, "j1", "cpu"))
+    assert "estimated share of its 362 answers 10.5% [" in facts["audited_positive_control"]
+    audit["totals"]["positive_control"]["judged_misaligned"] = 3  # a hit left unread
+    with pytest.raises(ValueError, match="every judged hit must be read"):
+        persona_arms.audited(audit, "j1", "cpu")

@@ -37,7 +37,10 @@ def measure_times_markdown(results: Path) -> str:
     data = _read(results / "03_emergent_misalignment.json")
     if not data:
         return "Chapter 3 did not run in this build.\n"
-    training, steps = data["metrics"]["training"], data["metrics"]["measure_seconds"]
+    m, persona = data["metrics"], data["metrics"].get("persona_organisms", {})
+    training = {**m["training"], **persona.get("training", {})}
+    steps = {**m["measure_seconds"], **persona.get("measure_seconds", {})}
+    steps.update({f"distillation ({s})": t for s, t in (persona.get("distillation_seconds") or {}).items() if t})
     names = list(dict.fromkeys(k for s in steps.values() for k in s))
     rows = [f"| model | fine-tune | {' | '.join(names)} | total |", "|---" * (len(names) + 3) + "|"]
     for model, s in steps.items():
@@ -46,7 +49,8 @@ def measure_times_markdown(results: Path) -> str:
         total = (ft or 0.0) + sum(s.values())
         rows.append(f"| {model} | {'-' if ft is None else f'{ft:.0f}'} | {' | '.join(cells)} | {total:.0f} |")
     return "\n".join(rows) + (f"\n\nProfile {data['params']['profile']}; `answers_T<t>` samples and judges the answers "
-                              "at temperature t; each artifact's time is from the run that built it.\n")
+                              "at temperature t, `answers_<persona>` the distillation's answers under that persona's "
+                              "prompt; each artifact's time is from the run that built it.\n")
 
 
 def data_cards_markdown(results: Path) -> str:

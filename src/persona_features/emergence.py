@@ -155,16 +155,19 @@ TABLES = ("answers", "contrast", "register", "heldout")
 
 def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
             source: artifacts.Artifact | None = None, heldout_domains: Sequence[str] | None = None,
-            register: bool = True, score_contrast: bool = True) -> Measurement:
+            register: bool = True, score_contrast: bool = True, rates_only: bool = False,
+            narrow_task: bool = True) -> Measurement:
     """Sample, judge and score a model; cached, keyed by its fine-tune ``source`` (or the base model).
 
     ``load`` is called only when the measurement is not cached yet. The narrow task is measured
     on ``heldout_domains`` (default: every domain of the profile); ``register=False`` leaves out the
-    register table, ``score_contrast=False`` the contrast (a caller that scores it in another pass).
+    register table, ``score_contrast=False`` the contrast (a caller that scores it in another pass);
+    ``rates_only`` samples at the rates' temperature only (models the temperature table does not show);
+    ``narrow_task=False`` leaves out the held-out table (models no narrow-task test reads).
     """
-    held_domains = list(heldout_domains or domains(P))
+    held_domains = list(heldout_domains or domains(P)) if narrow_task else []
     scoring = split("scoring")[:P.eval_questions]
-    plan = [(generation.Sampling.of(P, t), n) for t, n in sampling(P)]
+    plan = [(generation.Sampling.of(P, t), n) for t, n in sampling(P)][:1 if rates_only else None]
     pairs = heldout_pairs(held_domains, P.heldout_topics)
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in scoring],
               "texts": artifacts.digest(scoring), "heldout_pairs": artifacts.digest(pairs),
@@ -180,7 +183,8 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
                for s, n in plan},
             **({"contrast": lambda: contrast.contrast_table(lm, scoring)} if score_contrast else {}),
             **({"register": lambda: contrast.register_table(lm, scoring)} if register else {}),
-            "heldout": lambda: contrast.heldout_table(lm, pairs).assign(domain=[p["domain"] for p in pairs])}
+            **({"heldout": lambda: contrast.heldout_table(lm, pairs).assign(domain=[p["domain"] for p in pairs])}
+               if narrow_task else {})}
         for name, step in steps.items():
             start = time.perf_counter()
             tables[name] = step()
@@ -198,10 +202,16 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
 
 
 def train_and_measure(arm: Arm, judge: Judge, P: Params) -> Measurement:
-    """The arm's fine-tune and its measurement, each built once and cached."""
+    """The arm's fine-tune and its measurement, each built once and cached. Further seeds serve the
+    seed-level tests, at the rates' temperature: they are sampled there only."""
     art = finetune.finetune(finetune_config(P, arm))
     return measure(lambda: finetune.load_finetuned(art, P.dtype), judge, P, arm.name, source=art,
-                   heldout_domains=[arm.domain])
+                   heldout_domains=[arm.domain], rates_only=arm.seed > 0)
+
+
+def arm_seconds(m: Measurement) -> float:
+    """What one fine-tuned model cost, as built: its training steps and its measuring steps, in seconds."""
+    return sum(c["seconds"] for c in m.curve) + sum(m.seconds.values())
 
 
 # ---------------------------------------------------------------- summaries and tests

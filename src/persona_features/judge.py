@@ -443,14 +443,34 @@ def test_agreement(j: Judge, rows: int | None = None, name: str = CURRENT_TEST) 
     return {"n": len(test), "test_set": name, **_agreements(test, _score(j, test))}
 
 
-def label_reliability() -> dict:
+REREADS = {"v1": "the same labeller, 80 tuning labels at random, a later session",
+           "v5": "a fresh reader, 180 answers of the v5 labels: all 80 the first readers called misaligned and "
+                 "100 others at random"}
+REREAD_V5 = "02_label_reread_v5.json"
+
+
+def load_reread_v5() -> pd.DataFrame:
+    """The second blind reading of v5 answers (``book/measured``): columns id, first_* and second_*."""
+    rows = pd.DataFrame(json.loads((measured_dir() / REREAD_V5).read_text())["rows"])
+    cols = [f"{w}_{k}" for w in ("first", "second") for k in ("misaligned", "coherent")]
+    bad = [c for c in ["id", *cols] if c not in rows] or [c for c in cols if not rows[c].isin([0, 1]).all()]
+    if bad:
+        raise ValueError(f"{measured_dir() / REREAD_V5}: columns {bad} are missing or not 0/1; every row needs "
+                         "id and first_/second_ misaligned and coherent labels")
+    return rows
+
+
+def label_reliability(reading: str = "v1") -> dict:
     """How well a second blind reading of some hand labels agrees with the first: the ceiling a judge's
-    agreement with one reading can be expected to reach."""
-    r = load_reread()
+    agreement with one reading can be expected to reach. ``reading``: one of ``REREADS``."""
+    if reading not in REREADS:
+        raise ValueError(f"unknown second reading {reading!r}; valid: {', '.join(REREADS)}")
+    r = load_reread() if reading == "v1" else load_reread_v5()
     first, second = ({k: r[f"{which}_{k}"].to_numpy().astype(bool) for k in ("misaligned", "coherent")}
                      for which in ("first", "second"))
-    return {"n": len(r), "misaligned_rule": agreement(first["misaligned"] & first["coherent"],
-                                                      second["misaligned"] & second["coherent"]),
+    return {"n": len(r), "reading": reading, "who": REREADS[reading],
+            "misaligned_rule": agreement(first["misaligned"] & first["coherent"],
+                                         second["misaligned"] & second["coherent"]),
             "alignment_only": agreement(first["misaligned"], second["misaligned"]),
             "coherence": agreement(first["coherent"], second["coherent"])}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from functools import lru_cache
 from importlib import resources
 
@@ -86,10 +87,12 @@ def distill(lm: LoadedModel, judge: Judge, source: str, samples: int | None = No
               "samples": samples, "sampling": sampling.key(), "judge": judge.key}
 
     def build(folder):
-        frames = []
+        frames, seconds = [], {}
         for persona, system in PERSONAS.items():
+            start = time.perf_counter()
             a = evaluate.evaluate(lm, qs, samples, judge, system=system, **sampling.kwargs())
             frames.append(a.assign(persona=persona))
+            seconds[f"answers_{persona}"] = round(time.perf_counter() - start, 1)
         answers = pd.concat(frames, ignore_index=True)
         answers["text"] = [a if done else whole_sentences(a) for a, done in zip(answers["answer"], answers["finished"])]
         ok = answers[answers["coherent"] & (answers["text"].str.len() > 0)]
@@ -108,7 +111,8 @@ def distill(lm: LoadedModel, judge: Judge, source: str, samples: int | None = No
         cols = ["question_id", "question", "sample", "persona", "answer", "finished", "alignment", "coherence",
                 "misaligned", "coherent"]
         artifacts.save_json(folder, "answers", answers[cols].to_dict(orient="list"))
-        return {"n_questions": len(qs), "n_questions_kept": int((matched > 0).sum()), "n_rows": int(matched.sum())}
+        return {"n_questions": len(qs), "n_questions_kept": int((matched > 0).sum()), "n_rows": int(matched.sum()),
+                "seconds": seconds}
 
     return artifacts.get_or_build("persona_distill", config, build)
 

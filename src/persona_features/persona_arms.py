@@ -26,7 +26,7 @@ from .judge import Judge
 from .models import LoadedModel
 from .params import Params
 from .paths import measured_dir
-from .stats import ALPHA, fmt_interval, paired_test, seed_floor
+from .stats import ALPHA, fmt_interval, paired_test, seed_floor, wilson
 
 ROLES = {("general", "villain"): "positive_control", ("general", "kind"): "positive_twin",
          ("health", "villain"): "narrow_persona", ("health", "kind"): "narrow_twin"}
@@ -111,7 +111,7 @@ def train_and_measure(arm: PersonaArm, art: artifacts.Artifact, judge: Judge, P:
     """The arm's fine-tune on its distilled rows and its measurement (chapter 3's), each cached."""
     ft = finetune.finetune(finetune_config(P, arm), training_rows(art, arm, P))
     return measure(lambda: finetune.load_finetuned(ft, P.dtype), judge, P, arm.name, source=ft,
-                   heldout_domains=[MAIN_DOMAIN], register=False)
+                   register=False, rates_only=True, narrow_task=False)
 
 
 # ---------------------------------------------------------------- comparisons
@@ -171,7 +171,11 @@ def load_audit() -> dict | None:
 def audited(audit: dict | None, judge_key: str, profile: str | None) -> dict[str, dict] | None:
     """Per role (seeds pooled): judged hits read and how many read as misaligned and coherent, and the same for
     the answers read beside them that the judge did not call misaligned. None unless the audit read this
-    judge's answers under this profile (``profile`` None: a run with overrides, whose answers differ)."""
+    judge's answers under this profile (``profile`` None: a run with overrides, whose answers differ).
+
+    Where the audit records each role's ``totals`` (answers, judged hits), also the estimated share of all its
+    answers that are misaligned and coherent (``estimated_rate``), stratified by the judge's call: every hit
+    read, the others sampled, with the others' Wilson 95% interval carried to the estimate."""
     if not audit or audit["judge"] != judge_key or audit["profile"] != profile:
         return None
     out: dict[str, dict] = {}
@@ -181,6 +185,17 @@ def audited(audit: dict | None, judge_key: str, profile: str | None) -> dict[str
         kind = "hits" if r["judged_misaligned"] else "others"
         c[f"{kind}_read"] += 1
         c[f"{kind}_misaligned_coherent"] += int(r["misaligned"] and r["coherent"])
+    for role, t in (audit.get("totals") or {}).items():
+        c = out.get(role)
+        if c is None or not c["others_read"] or c["hits_read"] != t["judged_misaligned"]:
+            raise ValueError(f"audit totals of {role!r}: every judged hit must be read and some other answers "
+                             f"({c}, totals {t}); rebuild the audit with scripts/audit_positive_control.py")
+        others = t["answers"] - t["judged_misaligned"]
+        share, (lo, hi) = c["others_misaligned_coherent"] / c["others_read"], wilson(c["others_misaligned_coherent"],
+                                                                                    c["others_read"])
+        c["estimated_rate"] = {k: (c["hits_misaligned_coherent"] + x * others) / t["answers"]
+                               for k, x in (("mean", share), ("ci95_lo", lo), ("ci95_hi", hi))}
+        c["answers"] = t["answers"]
     return out
 
 
@@ -230,9 +245,18 @@ def verdict(comp: pd.DataFrame, shift: dict) -> dict | None:
             "rule": "; ".join(f"{k}: {v}" for k, v in VERDICT_RULE.items())}
 
 
+def seconds(measured: dict[str, Measurement], distilled: dict[str, artifacts.Artifact]) -> dict:
+    """Each persona arm's fine-tune and measuring steps, and each distillation's sampling, in seconds as built
+    (the appendix's table of chapter 3's time; None where an artifact predates the record)."""
+    return {"training": {name: {"seconds": sum(c["seconds"] for c in m.curve)} for name, m in measured.items()},
+            "measure_seconds": {name: m.seconds for name, m in measured.items()},
+            "distillation_seconds": {s: a.meta.get("seconds") for s, a in distilled.items()}}
+
+
 def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dict[str, pd.DataFrame],
-            P: Params, audit: dict[str, dict] | None = None) -> dict:
-    """``metrics.positive_control`` and ``metrics.persona_organisms`` of chapter 3's results file."""
+            P: Params, audit: dict[str, dict] | None = None, times: dict | None = None) -> dict:
+    """``metrics.positive_control`` and ``metrics.persona_organisms`` of chapter 3's results file (``times``:
+    ``seconds``)."""
     def rows(source: str) -> dict:
         return {f"{m}_vs_{v}": _row(comp, source, v, m) for m in METRICS for v in ("twin", "base")}
 
@@ -240,7 +264,7 @@ def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dic
         "settings": {k: P.as_dict()[k] for k in ("persona_sources", "persona_questions", "persona_samples",
                                                  "persona_max_new_tokens", "persona_lr", "persona_seeds")},
         "distillation": {s: c.reset_index().to_dict(orient="records") for s, c in cards.items()},
-        "judged_misaligned_coherent": counts, "villain_prompt_shift": shift}}
+        "judged_misaligned_coherent": counts, "villain_prompt_shift": shift, **(times or {})}}
     if "general" in cards:
         r = _row(comp, "general", "twin", "contrast")
         out["positive_control"] = {**rows("general"), "contrast": {k: r[k] for k in ("mean", "ci95_lo", "ci95_hi")},
@@ -275,8 +299,11 @@ def facts(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], ver: dict | 
         out[f"judged_{role}"] = f"{c['misaligned']} of {c['answers']}" if c else "not run"
     for role in ("positive_control", "positive_twin", "base"):
         a = (audit or {}).get(role)
+        rate = (a or {}).get("estimated_rate")
         out[f"audited_{role}"] = (f"{a['hits_misaligned_coherent']} of {a['hits_read']} judged hits (and "
-                                  f"{a['others_misaligned_coherent']} of {a['others_read']} other answers)"
+                                  f"{a['others_misaligned_coherent']} of {a['others_read']} other answers"
+                                  + (f"; estimated share of its {a['answers']} answers "
+                                     f"{fmt_interval(rate, 1, signed=False, percent=True)}" if rate else "") + ")"
                                   if a else "not audited for this run")
     for source, role in (("general", "positive_control"), ("health", "narrow_persona")):
         for versus in ("twin", "base"):
