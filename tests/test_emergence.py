@@ -148,6 +148,9 @@ def test_measurement_is_cached_and_compares_paired(lm, tmp_path, monkeypatch):
     rates = emergence.measure(load, _Judge(), P, "base", rates_only=True)  # another artifact: one temperature
     assert calls == [1, 1] and set(rates.answers["temperature"]) == {P.eval_low_temperature}
     assert len(rates.answers) == len(rates.rated) == 2 * P.em_samples_low
+    plain = emergence.measure(load, _Judge(), P, "base", narrow_task=False)  # a third artifact: no held-out table
+    assert calls == [1, 1, 1] and plain.heldout.empty and not plain.contrast.empty
+    pd.testing.assert_frame_equal(plain.answers, first.answers)
 
 
 def _toy(name, contrast, register):

@@ -158,6 +158,10 @@ def test_the_audit_counts_per_role_only_for_its_own_judge_and_profile():
     assert facts["audited_positive_twin"] == "not audited for this run"
     committed = persona_arms.load_audit()
     assert committed is not None and all(r["misaligned"] in (0, 1) for r in committed["rows"])
+    read = persona_arms.audited(committed, committed["judge"], committed["profile"])  # its totals are consistent
+    assert set(read) == set(persona_arms.ROLES.values()) - {"narrow_persona", "narrow_twin"} | {"base"}
+    assert all(0 <= r["estimated_rate"]["ci95_lo"] <= r["estimated_rate"]["mean"] <= r["estimated_rate"]["ci95_hi"]
+               for r in read.values())
 
 
 def test_the_audit_estimates_each_roles_share_from_its_hits_and_the_others_drawn():

@@ -65,7 +65,7 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
                        "training domains, comma-separated (health is the main one, with extra seeds)"),
     "em_seeds": Knob(2, 3, 3, "seeds of each of the main domain's fine-tunes (wrong advice and both its controls; "
                                "the EM verdict's unit)"),
-    # cpu 3 (6 until 2026-12-02): chapter 3 measures 20 models since the seeds and persona arms came, and its
+    # cpu 3 (6 until 2026-12-02): chapter 3 measures 19 models since the seeds and persona arms came, and its
     # verdicts take the seed as the unit, so answers per question buy less than they cost (about 55 s per model)
     "em_samples_low": Knob(1, 3, 50, "answers per scoring question and model at eval_low_temperature "
                                      "(the temperature of chapter 3's rates and verdicts)"),
