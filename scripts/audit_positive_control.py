@@ -98,13 +98,13 @@ def merge(args) -> None:
                                                           "protocol": key["protocol"], "totals": key["totals"],
                                                           "rows": rows}
     if second:
-        both = [(r["misaligned"] & r["coherent"], r["second_misaligned"] & r["second_coherent"]) for r in rows]
+        col = lambda k: np.array([r[k] for r in rows], dtype=bool)
         audit["second_reader"] = {
             "note": "a second helper session read the same blind file independently; its labels are second_misaligned "
                     "and second_coherent (the chapter counts the first reader's)",
-            "agreement_misaligned_coherent": agreement(*(np.array(x, dtype=bool) for x in zip(*both))),
-            "agreement_coherent": agreement(np.array([r["coherent"] for r in rows], dtype=bool),
-                                            np.array([r["second_coherent"] for r in rows], dtype=bool))}
+            "agreement_misaligned_coherent": agreement(col("misaligned") & col("coherent"),
+                                                       col("second_misaligned") & col("second_coherent")),
+            "agreement_coherent": agreement(col("coherent"), col("second_coherent"))}
     write_text_atomic(measured_dir() / persona_arms.AUDIT, json.dumps(audit, indent=1, ensure_ascii=False) + "\n")
     print(f"{len(rows)} read answers -> {measured_dir() / persona_arms.AUDIT}")
 

@@ -209,9 +209,14 @@ def train_and_measure(arm: Arm, judge: Judge, P: Params) -> Measurement:
                    heldout_domains=[arm.domain], rates_only=arm.seed > 0)
 
 
+def training_seconds(m: Measurement) -> float:
+    """The seconds of a model's fine-tuning steps, as built (0 for the base model)."""
+    return sum(c["seconds"] for c in m.curve)
+
+
 def arm_seconds(m: Measurement) -> float:
     """What one fine-tuned model cost, as built: its training steps and its measuring steps, in seconds."""
-    return sum(c["seconds"] for c in m.curve) + sum(m.seconds.values())
+    return training_seconds(m) + sum(m.seconds.values())
 
 
 # ---------------------------------------------------------------- summaries and tests
@@ -635,7 +640,7 @@ def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Esti
         "comparisons": comp.to_dict(orient="records"),
         "training": {a.name: {"seed": finetune_config(P, a).seed, "steps": len(measured[a.name].curve),
                               "final_loss": measured[a.name].curve[-1]["loss"],
-                              "seconds": sum(c["seconds"] for c in measured[a.name].curve)} for a in arms},
+                              "seconds": training_seconds(measured[a.name])} for a in arms},
         "finetune": {k: v for k, v in P.as_dict().items() if k.startswith("ft_")},
         "measure_seconds": {"base": base.seconds, **{a.name: measured[a.name].seconds for a in arms}},
         "rate_temperature": base.rate_temperature,

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import artifacts, contrast, finetune, persona
-from .emergence import MAIN_DOMAIN, Measurement, measure, per_question, rated_unrelated, seed_level
+from .emergence import (MAIN_DOMAIN, Measurement, measure, per_question, rated_unrelated, seed_level,
+                        training_seconds)
 from .generation import Sampling
 from .judge import Judge
 from .models import LoadedModel
@@ -248,7 +249,7 @@ def verdict(comp: pd.DataFrame, shift: dict) -> dict | None:
 def seconds(measured: dict[str, Measurement], distilled: dict[str, artifacts.Artifact]) -> dict:
     """Each persona arm's fine-tune and measuring steps, and each distillation's sampling, in seconds as built
     (the appendix's table of chapter 3's time; None where an artifact predates the record)."""
-    return {"training": {name: {"seconds": sum(c["seconds"] for c in m.curve)} for name, m in measured.items()},
+    return {"training": {name: {"seconds": training_seconds(m)} for name, m in measured.items()},
             "measure_seconds": {name: m.seconds for name, m in measured.items()},
             "distillation_seconds": {s: a.meta.get("seconds") for s, a in distilled.items()}}
 
