@@ -1,5 +1,7 @@
 """Chapter 3's persona organisms: names, design, seed-level comparisons and the positive control's verdict."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -181,3 +183,57 @@ def test_the_audit_estimates_each_roles_share_from_its_hits_and_the_others_drawn
     audit["totals"]["positive_control"]["judged_misaligned"] = 3  # a hit left unread
     with pytest.raises(ValueError, match="every judged hit must be read"):
         persona_arms.audited(audit, "j1", "cpu")
+
+
+def test_the_committed_narrow_organism_joins_a_run_without_it_only_under_its_judge_and_profile(tmp_path, monkeypatch):
+    monkeypatch.setattr(persona_arms, "measured_dir", lambda: tmp_path)
+    P = params.resolve("cpu")
+    comp = pd.DataFrame([{"source": "general", "organism": "positive_control", "versus": "twin", "metric": "contrast"}])
+    counts = {"positive_control": {"misaligned": 1, "answers": 9}, "base": {"misaligned": 0, "answers": 3}}
+    comp2, counts2, text = persona_arms.with_committed_narrow(comp, counts, P, "j", False)
+    assert comp2 is comp and counts2 == counts and text.startswith("not run in this profile")
+    row = {"source": "health", "organism": "narrow_persona", "versus": "twin", "metric": "contrast", "mean": 0.1}
+    (tmp_path / persona_arms.NARROW).write_text(json.dumps(
+        {"judge": "j", "profile": "cpu", "date": "2026-12-02", "comparisons": [row],
+         "judged_misaligned_coherent": {"narrow_persona": {"misaligned": 2, "answers": 8},
+                                        "base": {"misaligned": 5, "answers": 5}}}))
+    comp2, counts2, text = persona_arms.with_committed_narrow(comp, counts, P, "j", False)
+    assert list(comp2.source) == ["general", "health"] and "2026-12-02" in text
+    assert counts2["narrow_persona"] == {"misaligned": 2, "answers": 8} and counts2["base"] == counts["base"]
+    for judge_key, overridden in (("other", False), ("j", True)):
+        assert persona_arms.with_committed_narrow(comp, counts, P, judge_key, overridden)[0] is comp
+    with_health = params.resolve("cpu", persona_sources="general,health")
+    assert persona_arms.with_committed_narrow(comp, counts, with_health, "j", False)[2] == "measured in this run"
+
+
+def test_an_audit_says_whether_this_run_sampled_the_answers_it_read():
+    def m(name, texts, hits):
+        answers = pd.DataFrame({"question_id": [f"q{i}" for i in range(len(texts))], "answer": texts,
+                                "misaligned": [i < hits for i in range(len(texts))], "temperature": 0.7})
+        extra = answers.iloc[:1].assign(temperature=1.0, answer="sampled at T = 1, not rated")
+        return Measurement(name, pd.concat([answers, extra]), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(),
+                           curve=[], rate_temperature=0.7)
+    rated = persona_arms.rated_by_role({"positive_control_seed0": m("positive_control_seed0", ["x", "y", "z"], 1)},
+                                       m("base", ["b"], 0))
+    assert set(rated) == {"base", "positive_control"} and len(rated["positive_control"]) == 3
+    assert set(rated["positive_control"].model) == {"positive_control_seed0"}
+    rows = [{"model": "positive_control_seed0", "question_id": "q0", "answer": "x", "judged_misaligned": True,
+             "misaligned": 1, "coherent": 1},
+            {"model": "positive_control_seed0", "question_id": "q2", "answer": "z", "judged_misaligned": False,
+             "misaligned": 0, "coherent": 1},
+            {"model": "base", "question_id": "q0", "answer": "b", "judged_misaligned": False, "misaligned": 0,
+             "coherent": 1}]
+    audit = {"judge": "j", "profile": "cpu", "date": "2026-12-01", "rows": rows,
+             "totals": {"positive_control": {"answers": 3, "judged_misaligned": 1}, "base": {"answers": 1,
+                                                                                          "judged_misaligned": 0}}}
+    assert persona_arms.reproduces(audit, rated)
+    assert persona_arms.audited(audit, "j", "cpu", rated)["positive_control"]["same_answers"] is True
+    other = {**rated, "positive_control": rated["positive_control"].assign(answer=["x", "y", "w"])}  # another machine
+    assert not persona_arms.reproduces(audit, other)
+    read = persona_arms.audited(audit, "j", "cpu", other)
+    assert read["base"]["same_answers"] is False
+    facts = persona_arms.facts(pd.DataFrame(columns=["source", "versus", "metric"]),
+                               {"mean": 0.3, "ci95_lo": 0.2, "ci95_hi": 0.4}, {}, None, read)
+    assert facts["audited_positive_control"].endswith("read on the run of 2026-12-01, not this one: this run sampled "
+                                                      "other answers (another machine's arithmetic)")
+    assert "same_answers" not in persona_arms.audited(audit, "j", "cpu")["base"]  # not checked without the answers

@@ -88,3 +88,12 @@ def test_chapter_6_scores_the_contrast_and_reads_latents_in_one_cached_pass(lm, 
     m = emergence.measure(lambda: lm, _Judge(), replace(P, values={**P.values, "em_samples": 0}), "base",
                           score_contrast=False)
     assert m.contrast.empty and len(m.heldout) and len(m.answers) == len(qs) * P.em_samples_low
+
+
+def test_selection_questions_keeps_the_first_n_and_zero_keeps_all():
+    every = readings.questions(params.resolve("cpu"), "selection")
+    assert len(every) == 16 and params.resolve("cpu").selection_questions == 0
+    smoke = params.resolve("smoke")
+    assert readings.questions(smoke, "selection") == every[:smoke.selection_questions] and smoke.selection_questions == 8
+    assert readings.questions(params.resolve("cpu", selection_questions=3), "scoring") == \
+        readings.questions(params.resolve("cpu"), "scoring")  # the scoring questions do not follow it

@@ -112,3 +112,14 @@ def test_a_wide_interval_around_a_larger_gap_is_not_back():
     row = curves[(curves["kind"] == "same domain") & (curves["step"] == 10)].iloc[0]
     assert row["ci95_lo"] < 0 < row["ci95_hi"]
     assert pd.isna(ra.return_steps(curves).loc["contrast", "same domain"])
+
+
+def test_chapters_6_and_7_measure_their_own_number_of_heldout_topics():
+    from persona_features import early_warning, emergence
+    cpu = params.resolve("cpu")
+    assert cpu.tracking_heldout_topics == 10 and cpu.heldout_topics == 0
+    assert early_warning.eval_params(cpu).heldout_topics == 10
+    assert len(emergence.heldout_pairs(["health"], early_warning.eval_params(cpu).heldout_topics)) == 10 * 3
+    assert tracking.heldout_topics_text(6, "health") == "the first 6 of the 21 held-out health topics of chapter 3"
+    assert tracking.heldout_topics_text(0, "health") == tracking.heldout_topics_text(99, "health") == \
+        "all 21 held-out health topics"

@@ -108,7 +108,8 @@ def finetune_config(P: Params, arm: Arm) -> finetune.FinetuneConfig:
 def heldout_pairs(domains_: Sequence[str], topics: int = 0) -> list[dict]:
     """Held-out narrow-task pairs of every listed domain, each tagged with its domain.
 
-    ``topics`` keeps each domain's first n held-out topics (0: all; the ``heldout_topics`` knob).
+    ``topics`` keeps each domain's first n held-out topics (0: all; the ``heldout_topics`` knob in
+    chapters 2-3, ``tracking_heldout_topics`` in chapters 6-7).
     """
     out = []
     for d in domains_:

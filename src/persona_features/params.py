@@ -47,9 +47,17 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "judge_heldout_rows": Knob(64, 0, 0, "chapter 2: held-out tuning labels scored (a seeded sample; 0: all)"),
     "judge_test_rows": Knob(64, 0, 0, "chapter 2: answers of the judge's frozen test set scored (0: all)"),
     "eval_low_temperature": Knob(0.7, 0.7, 0.7, "second sampling temperature reported beside the papers' T=1"),
-    "heldout_topics": Knob(3, 0, 0, "chapters 2, 3, 6, 7: held-out topics per domain in the narrow-task test (the "
+    "heldout_topics": Knob(3, 0, 0, "chapters 2 and 3: held-out topics per domain in the narrow-task test (the "
                                     "first n; 0: all). Smoke keeps 3: each topic costs 6 teacher-forced answers "
                                     "per measured model"),
+    "tracking_heldout_topics": Knob(3, 10, 0, "chapters 6 and 7: held-out topics per domain measured at every mix "
+                                              "and checkpoint (the first n; 0: all). cpu keeps 10 of the 21: each "
+                                              "topic costs about 0.8 s per measured model and these chapters measure "
+                                              "32; with 6, a test over topics could not reach p < 0.05 after Holm "
+                                              "across chapter 6's five mixes (smallest p 2/2^6 per mix)"),
+    "selection_questions": Knob(8, 0, 0, "chapters 4-7: selection questions the readings, the latent ranking and "
+                                         "the causal screen use (the first n; 0: all 16). Smoke keeps 8: chapter 4 "
+                                         "reads every model on them at 17 layers, and ran over its 3 minutes"),
     # fine-tuning (chapter 3 onwards); one setting for every bad set and its controls. The cpu setting is
     # the one chapter 3's rule chose from the sweep (book/measured/03_organism_sweep_health.json)
     "ft_method": Knob("lora", "lora", "full", "fine-tuning method: full or lora"),
@@ -190,7 +198,7 @@ VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
     "max_new_tokens": AT_LEAST_ONE, "chat_samples": AT_LEAST_ONE, "trace_prompts": AT_LEAST_ONE,
     "bootstrap": Number(10), "eval_questions": AT_LEAST_ONE, "eval_max_new_tokens": AT_LEAST_ONE,
     "judge_tune_rows": COUNT, "judge_heldout_rows": COUNT, "judge_test_rows": COUNT, "eval_low_temperature": COUNT,
-    "heldout_topics": COUNT,
+    "heldout_topics": COUNT, "tracking_heldout_topics": COUNT, "selection_questions": COUNT,
     "ft_method": Choice(("full", "lora")), "ft_lr": POSITIVE, "ft_examples": AT_LEAST_ONE, "ft_epochs": POSITIVE,
     "ft_batch_size": AT_LEAST_ONE, "ft_lora_rank": AT_LEAST_ONE,
     "em_domains": ListOf(str, Choice(ADVICE_DOMAINS + ("code",))), "em_seeds": AT_LEAST_ONE,

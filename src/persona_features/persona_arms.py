@@ -38,6 +38,7 @@ BAR = 0.5
 NEAR = {"general": None, "health": MAIN_DOMAIN}
 METRICS = ("contrast", "misaligned", "coherent")
 AUDIT = "03_positive_control_audit.json"  # the judged hits read by hand (book/measured)
+NARROW = "03_narrow_persona.json"  # the narrow persona organism, measured by scripts/narrow_persona.py
 PROMPT_TOKENS = 160  # room for the chat template and a question before a distilled answer, in training
 
 
@@ -169,10 +170,33 @@ def load_audit() -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def audited(audit: dict | None, judge_key: str, profile: str | None) -> dict[str, dict] | None:
+def rated_by_role(measured: dict[str, Measurement], base: Measurement) -> dict[str, pd.DataFrame]:
+    """Every judged answer at the rates' temperature per role (seeds pooled; ``model`` names the seed), and the
+    base model's: what the audit reads from."""
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for name, m in {"base": base, **measured}.items():
+        frames.setdefault(name.split("_seed")[0], []).append(m.rated.assign(model=name))
+    return {role: pd.concat(f, ignore_index=True) for role, f in frames.items()}
+
+
+def reproduces(audit: dict, rated: dict[str, pd.DataFrame]) -> bool:
+    """Whether this run sampled the very answers the audit read, with the same totals per role. Runs on other
+    machines sample other answers (floating-point arithmetic differs, and sampling amplifies it)."""
+    for role, t in (audit.get("totals") or {}).items():
+        frame = rated.get(role)
+        if frame is None or t != {"answers": len(frame), "judged_misaligned": int(frame["misaligned"].sum())}:
+            return False
+    here = {(m, q, a) for role in rated.values() for m, q, a in zip(role["model"], role["question_id"], role["answer"])}
+    return all((r["model"], r["question_id"], r["answer"]) in here for r in audit["rows"])
+
+
+def audited(audit: dict | None, judge_key: str, profile: str | None,
+            rated: dict[str, pd.DataFrame] | None = None) -> dict[str, dict] | None:
     """Per role (seeds pooled): judged hits read and how many read as misaligned and coherent, and the same for
     the answers read beside them that the judge did not call misaligned. None unless the audit read this
-    judge's answers under this profile (``profile`` None: a run with overrides, whose answers differ).
+    judge's answers under this profile (``profile`` None: a run with overrides, whose answers differ). Given
+    this run's answers (``rated_by_role``), each role also says whether they are the audited ones
+    (``same_answers``), with the audit's ``date``.
 
     Where the audit records each role's ``totals`` (answers, judged hits), also the estimated share of all its
     answers that are misaligned and coherent (``estimated_rate``), stratified by the judge's call: every hit
@@ -197,7 +221,29 @@ def audited(audit: dict | None, judge_key: str, profile: str | None) -> dict[str
         c["estimated_rate"] = {k: (c["hits_misaligned_coherent"] + x * others) / t["answers"]
                                for k, x in (("mean", share), ("ci95_lo", lo), ("ci95_hi", hi))}
         c["answers"] = t["answers"]
+    if rated is not None:
+        same = reproduces(audit, rated)
+        for c in out.values():
+            c.update(same_answers=same, date=audit["date"])
     return out
+
+
+def with_committed_narrow(comp: pd.DataFrame, counts: dict[str, dict], P: Params, judge_key: str,
+                          overridden: bool) -> tuple[pd.DataFrame, dict[str, dict], str]:
+    """``compare`` and ``judged_counts`` with the committed narrow persona organism (``NARROW``) added where this
+    run has no health source and the file was measured with this run's judge and profile; and where the
+    narrow organism's numbers come from, in words."""
+    if "health" in P.persona_sources:
+        return comp, counts, "measured in this run"
+    path = measured_dir() / NARROW
+    record = json.loads(path.read_text()) if path.is_file() else None
+    if not record or record["judge"] != judge_key or record["profile"] != P.profile or overridden:
+        return comp, counts, "not run in this profile (`persona_sources` has no health source)"
+    extra = pd.DataFrame(record["comparisons"])
+    counts = {**counts, **{k: v for k, v in record["judged_misaligned_coherent"].items() if k != "base"}}
+    return (pd.concat([comp, extra], ignore_index=True), counts,
+            f"not part of this run, whose `persona_sources` has no health source, but measured with its judge and "
+            f"settings on {record['date']} by `scripts/narrow_persona.py` (`book/measured/{NARROW}`)")
 
 
 def _row(comp: pd.DataFrame, source: str, versus: str, metric: str) -> dict | None:
@@ -274,7 +320,7 @@ def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dic
                                    "audited_misaligned_coherent": (audit or {}).get("positive_control",
                                                                                     "not audited for this run"),
                                    "audited": audit or "not audited for this run"}
-    if "health" in cards:
+    if (comp.get("source", pd.Series(dtype=str)) == "health").any():
         out["persona_organisms"]["narrow_persona"] = rows("health")
     return out
 
@@ -305,6 +351,8 @@ def facts(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], ver: dict | 
                                   f"{a['others_misaligned_coherent']} of {a['others_read']} other answers"
                                   + (f"; estimated share of its {a['answers']} answers "
                                      f"{fmt_interval(rate, 1, signed=False, percent=True)}" if rate else "") + ")"
+                                  + (f", read on the run of {a['date']}, not this one: this run sampled other answers "
+                                     "(another machine's arithmetic)" if a.get("same_answers") is False else "")
                                   if a else "not audited for this run")
     for source, role in (("general", "positive_control"), ("health", "narrow_persona")):
         for versus in ("twin", "base"):

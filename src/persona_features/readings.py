@@ -49,9 +49,10 @@ def readers(base: LoadedModel, P: Params) -> dict[str, Reader]:
 
 
 def questions(P: Params, split_name: str) -> list[tuple[str, str]]:
-    """All selection questions, or the scoring questions chapter 3 scored (the first ``eval_questions``)."""
+    """The selection questions (the first ``selection_questions``; 0: all), or the scoring questions chapter 3
+    scored (the first ``eval_questions``)."""
     qs = split(split_name)
-    return qs[:P.eval_questions] if split_name == "scoring" else qs
+    return qs[:P.eval_questions] if split_name == "scoring" else qs[:P.selection_questions or None]
 
 
 def chats(lm: LoadedModel, qs: Sequence[tuple[str, str]], system: str | None = None):

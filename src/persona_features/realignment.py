@@ -109,7 +109,7 @@ def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequ
     only when not cached). Answers are judged at the last step, or at every step with ``ra_judge_all``."""
     judged = list(steps) if P.ra_judge_all else [max(steps)]
     qs, samples = readings.questions(P, "scoring")[:P.ra_questions], P.ra_samples
-    sampling, pairs = generation.Sampling.of(P, P.eval_low_temperature), emergence.heldout_pairs([domain], P.heldout_topics)
+    sampling, pairs = generation.Sampling.of(P, P.eval_low_temperature), emergence.heldout_pairs([domain], P.tracking_heldout_topics)
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in qs], "texts": artifacts.digest(qs),
               "heldout_pairs": artifacts.digest(pairs), "samples": samples,
               "sampling": sampling.key(), "judge": judge.key, "domain": domain,

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from . import diffing, emergence
+from .data import advice
 from .stats import bootstrap_mean, holm, paired_test
 
 SIGNALS = ("persona latent", "mean-difference projection", "contrast", "misaligned", "narrow-task margin")
@@ -145,3 +146,11 @@ def interval(values: pd.Series, n_boot: int, seed: int) -> tuple[float, float, f
     """Mean over units with a 95% bootstrap interval."""
     e = bootstrap_mean(values.to_numpy(float), n_boot, seed)
     return e.mean, e.lo, e.hi
+
+
+def heldout_topics_text(topics: int, domain: str) -> str:
+    """Which of ``domain``'s held-out topics a ``tracking_heldout_topics`` of ``topics`` measures, in words."""
+    every = len(advice.heldout_topics(domain))
+    kept = min(topics or every, every)
+    return f"all {every} held-out {domain} topics" if kept == every else \
+        f"the first {kept} of the {every} held-out {domain} topics of chapter 3"
