@@ -237,3 +237,11 @@ def test_an_audit_says_whether_this_run_sampled_the_answers_it_read():
     assert facts["audited_positive_control"].endswith("read on the run of 2026-12-01, not this one: this run sampled "
                                                       "other answers (another machine's arithmetic)")
     assert "same_answers" not in persona_arms.audited(audit, "j", "cpu")["base"]  # not checked without the answers
+
+
+def test_the_audited_reading_says_above_only_when_the_intervals_do_not_overlap():
+    rate = lambda lo, hi: {"estimated_rate": {"mean": (lo + hi) / 2, "ci95_lo": lo, "ci95_hi": hi}}
+    assert persona_arms.audited_reading({"positive_control": rate(0.05, 0.2), "base": rate(0.0, 0.04)}).startswith("above")
+    assert persona_arms.audited_reading({"positive_control": rate(0.04, 0.2), "base": rate(0.0, 0.05)}).startswith("not apart")
+    assert persona_arms.audited_reading(None) == persona_arms.audited_reading({"base": rate(0, 0.1)}) == \
+        "not audited for this run"

@@ -246,6 +246,17 @@ def with_committed_narrow(comp: pd.DataFrame, counts: dict[str, dict], P: Params
             f"settings on {record['date']} by `scripts/narrow_persona.py` (`book/measured/{NARROW}`)")
 
 
+def audited_reading(audit: dict[str, dict] | None) -> str:
+    """Whether, read by hand, the positive control writes more misaligned and coherent answers than the base
+    model: its estimated share's interval above the base model's, or not."""
+    pc, base = ((audit or {}).get(r, {}).get("estimated_rate") for r in ("positive_control", "base"))
+    if not pc or not base:
+        return "not audited for this run"
+    if pc["ci95_lo"] > base["ci95_hi"]:
+        return "above the base model's: their 95% intervals do not overlap"
+    return "not apart from the base model's: their 95% intervals overlap"
+
+
 def _row(comp: pd.DataFrame, source: str, versus: str, metric: str) -> dict | None:
     r = comp[(comp.source == source) & (comp.versus == versus) & (comp.metric == metric)]
     return r.iloc[0].to_dict() if len(r) else None
@@ -354,6 +365,7 @@ def facts(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], ver: dict | 
                                   + (f", read on the run of {a['date']}, not this one: this run sampled other answers "
                                      "(another machine's arithmetic)" if a.get("same_answers") is False else "")
                                   if a else "not audited for this run")
+    out["audited_reading"] = audited_reading(audit)
     for source, role in (("general", "positive_control"), ("health", "narrow_persona")):
         for versus in ("twin", "base"):
             r = _row(comp, source, versus, "contrast")
