@@ -34,8 +34,7 @@ def main() -> None:
     measured = {a.name: persona_arms.train_and_measure(a, distilled, j, P) for a in arms}
     comp = persona_arms.compare(measured, arms, base_m, P.bootstrap, P.seed)
     record = {"judge": j.key, "profile": P.profile, "date": datetime.date.today().isoformat(),
-              "settings": {k: P.as_dict()[k] for k in ("persona_questions", "persona_samples",
-                                                       "persona_max_new_tokens", "persona_lr", "persona_seeds")},
+              "settings": {k: P.as_dict()[k] for k in persona_arms.NARROW_SETTINGS},
               "distillation": {**{k: distilled.meta[k] for k in ("n_questions", "n_questions_kept", "n_rows")},
                                "card": persona.card(distilled).reset_index().to_dict(orient="records")},
               "comparisons": comp.to_dict(orient="records"),

@@ -142,6 +142,11 @@ def test_results_carry_the_positive_control_with_its_interval_and_counts():
     pc = out["positive_control"]
     assert set(pc["contrast"]) == {"mean", "ci95_lo", "ci95_hi"} and pc["share_of_villain_prompt_shift"] > 0.5
     assert "narrow_persona" not in out["persona_organisms"] and "judged_misaligned_coherent" in pc
+    narrow = comp.assign(source="health", organism="narrow_persona")  # as with_committed_narrow adds it
+    out = persona_arms.results(pd.concat([comp, narrow]), shift, counts, {"general": pd.DataFrame({"kept": [3]})},
+                               params.resolve("smoke"), narrow_source="from the file")
+    assert out["persona_organisms"]["narrow_persona"]["source"] == "from the file"
+    assert out["persona_organisms"]["narrow_persona"]["contrast_vs_twin"]["mean"] == pc["contrast"]["mean"]
 
 
 def test_the_audit_counts_per_role_only_for_its_own_judge_and_profile():
@@ -193,8 +198,9 @@ def test_the_committed_narrow_organism_joins_a_run_without_it_only_under_its_jud
     comp2, counts2, text = persona_arms.with_committed_narrow(comp, counts, P, "j", False)
     assert comp2 is comp and counts2 == counts and text.startswith("not run in this profile")
     row = {"source": "health", "organism": "narrow_persona", "versus": "twin", "metric": "contrast", "mean": 0.1}
+    settings = {k: P.as_dict()[k] for k in persona_arms.NARROW_SETTINGS}
     (tmp_path / persona_arms.NARROW).write_text(json.dumps(
-        {"judge": "j", "profile": "cpu", "date": "2026-12-02", "comparisons": [row],
+        {"judge": "j", "profile": "cpu", "date": "2026-12-02", "comparisons": [row], "settings": settings,
          "judged_misaligned_coherent": {"narrow_persona": {"misaligned": 2, "answers": 8},
                                         "base": {"misaligned": 5, "answers": 5}}}))
     comp2, counts2, text = persona_arms.with_committed_narrow(comp, counts, P, "j", False)
@@ -202,6 +208,7 @@ def test_the_committed_narrow_organism_joins_a_run_without_it_only_under_its_jud
     assert counts2["narrow_persona"] == {"misaligned": 2, "answers": 8} and counts2["base"] == counts["base"]
     for judge_key, overridden in (("other", False), ("j", True)):
         assert persona_arms.with_committed_narrow(comp, counts, P, judge_key, overridden)[0] is comp
+    assert persona_arms.with_committed_narrow(comp, counts, params.resolve("cpu", persona_lr=0.01), "j", False)[0] is comp
     with_health = params.resolve("cpu", persona_sources="general,health")
     assert persona_arms.with_committed_narrow(comp, counts, with_health, "j", False)[2] == "measured in this run"
 
@@ -244,4 +251,7 @@ def test_the_audited_reading_says_above_only_when_the_intervals_do_not_overlap()
     assert persona_arms.audited_reading({"positive_control": rate(0.05, 0.2), "base": rate(0.0, 0.04)}).startswith("above")
     assert persona_arms.audited_reading({"positive_control": rate(0.04, 0.2), "base": rate(0.0, 0.05)}).startswith("not apart")
     assert persona_arms.audited_reading(None) == persona_arms.audited_reading({"base": rate(0, 0.1)}) == \
-        "not audited for this run"
+        "not known: no audit by reading estimates it for this run"
+    elsewhere = {"positive_control": {**rate(0.05, 0.2), "same_answers": False, "date": "2026-12-01"},
+                 "base": {**rate(0.0, 0.04), "same_answers": False, "date": "2026-12-01"}}
+    assert persona_arms.audited_reading(elsewhere).endswith("(on the audited run of 2026-12-01, not this one)")

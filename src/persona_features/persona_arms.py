@@ -39,6 +39,7 @@ NEAR = {"general": None, "health": MAIN_DOMAIN}
 METRICS = ("contrast", "misaligned", "coherent")
 AUDIT = "03_positive_control_audit.json"  # the judged hits read by hand (book/measured)
 NARROW = "03_narrow_persona.json"  # the narrow persona organism, measured by scripts/narrow_persona.py
+NARROW_SETTINGS = ("persona_questions", "persona_samples", "persona_max_new_tokens", "persona_lr", "persona_seeds")
 PROMPT_TOKENS = 160  # room for the chat template and a question before a distilled answer, in training
 
 
@@ -237,7 +238,8 @@ def with_committed_narrow(comp: pd.DataFrame, counts: dict[str, dict], P: Params
         return comp, counts, "measured in this run"
     path = measured_dir() / NARROW
     record = json.loads(path.read_text()) if path.is_file() else None
-    if not record or record["judge"] != judge_key or record["profile"] != P.profile or overridden:
+    same_settings = record and all(record["settings"].get(k) == P.as_dict()[k] for k in NARROW_SETTINGS)
+    if not record or record["judge"] != judge_key or record["profile"] != P.profile or overridden or not same_settings:
         return comp, counts, "not run in this profile (`persona_sources` has no health source)"
     extra = pd.DataFrame(record["comparisons"])
     counts = {**counts, **{k: v for k, v in record["judged_misaligned_coherent"].items() if k != "base"}}
@@ -251,10 +253,12 @@ def audited_reading(audit: dict[str, dict] | None) -> str:
     model: its estimated share's interval above the base model's, or not."""
     pc, base = ((audit or {}).get(r, {}).get("estimated_rate") for r in ("positive_control", "base"))
     if not pc or not base:
-        return "not audited for this run"
+        return "not known: no audit by reading estimates it for this run"
+    elsewhere = next((f" (on the audited run of {c['date']}, not this one)" for c in audit.values()
+                      if c.get("same_answers") is False), "")
     if pc["ci95_lo"] > base["ci95_hi"]:
-        return "above the base model's: their 95% intervals do not overlap"
-    return "not apart from the base model's: their 95% intervals overlap"
+        return f"above the base model's: their 95% intervals do not overlap{elsewhere}"
+    return f"not apart from the base model's: their 95% intervals overlap{elsewhere}"
 
 
 def _row(comp: pd.DataFrame, source: str, versus: str, metric: str) -> dict | None:
@@ -312,7 +316,8 @@ def seconds(measured: dict[str, Measurement], distilled: dict[str, artifacts.Art
 
 
 def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dict[str, pd.DataFrame],
-            P: Params, audit: dict[str, dict] | None = None, times: dict | None = None) -> dict:
+            P: Params, audit: dict[str, dict] | None = None, times: dict | None = None,
+            narrow_source: str = "measured in this run") -> dict:
     """``metrics.positive_control`` and ``metrics.persona_organisms`` of chapter 3's results file (``times``:
     ``seconds``)."""
     def rows(source: str) -> dict:
@@ -332,7 +337,7 @@ def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dic
                                                                                     "not audited for this run"),
                                    "audited": audit or "not audited for this run"}
     if (comp.get("source", pd.Series(dtype=str)) == "health").any():
-        out["persona_organisms"]["narrow_persona"] = rows("health")
+        out["persona_organisms"]["narrow_persona"] = {**rows("health"), "source": narrow_source}
     return out
 
 
