@@ -79,13 +79,15 @@ def draw(rated: dict[str, pd.DataFrame], others_n: int, earlier: dict | None) ->
     ``others_n`` other answers per role that no earlier round read."""
     round_ = 1 + max((r.get("round", 1) for r in earlier["rows"]), default=0) if earlier else 1
     first_item = 1 + max(r["item"] for r in earlier["rows"]) if earlier else 0  # item numbers unique across rounds
+    if earlier and not persona_arms.reproduces(earlier, rated):  # else the earlier labels are not this run's
+        raise SystemExit("this run's answers are not the audited ones (another machine's arithmetic, say). Extend "
+                         "only from the cache that made the audit, or start a new audit without --extend")
     rng = random.Random(SEED + round_ - 1)
     items, totals = [], {}
     for role, frame in rated.items():
         hits, others = frame[frame["misaligned"]], frame[~frame["misaligned"]]
         totals[role] = {"answers": len(frame), "judged_misaligned": len(hits)}
-        if earlier:  # the same answers as the earlier rounds read, or their labels would not be this run's
-            _check_same_run(earlier, role, frame)
+        if earlier:
             read = {_identity(r) for r in earlier["rows"] if r["model"].split("_seed")[0] == role}
             hits = hits.iloc[:0]  # every hit was read in round 1
             others = others[[_identity(r) not in read for r in others.to_dict("records")]]
@@ -111,17 +113,6 @@ def _earlier(judge_key: str, profile: str) -> dict:
         raise SystemExit(f"--extend needs a committed audit of judge {judge_key} under profile {profile}; found "
                          f"{(audit or {}).get('judge')} / {(audit or {}).get('profile')}. Run pool without --extend")
     return audit
-
-
-def _check_same_run(audit: dict, role: str, rated: pd.DataFrame) -> None:
-    """Refuse to extend an audit whose answers this run does not reproduce (another machine's numerics, say)."""
-    here = {_identity(r) for r in rated.to_dict("records")}
-    missing = [r["item"] for r in audit["rows"] if r["model"].split("_seed")[0] == role and _identity(r) not in here]
-    t = audit["totals"][role]
-    if missing or t != {"answers": len(rated), "judged_misaligned": int(rated["misaligned"].sum())}:
-        raise SystemExit(f"{role}: this run's answers are not the audited ones (items {missing[:5]} not found; totals "
-                         f"{t} vs {len(rated)} answers, {int(rated['misaligned'].sum())} hits). Extend only from the "
-                         "cache that made the audit, or start a new audit without --extend")
 
 
 def _labels(path: Path, items: list[int]) -> dict[int, dict]:
