@@ -54,8 +54,8 @@ def pool(args) -> None:
     base = models.load_model(P.model, dtype=P.dtype)
     j = judge.default_judge(base, P)
     earlier = _earlier(j.key, P.profile) if args.extend else None  # refused before any measuring
-    arms = [a for a in persona_arms.design(P) if a.source == "general"]
-    distilled = persona_arms.distilled(base, j, P, "general")
+    arms = [a for a in persona_arms.design(P) if a.source == persona_arms.POSITIVE]
+    distilled = persona_arms.training_data(base, j, P, persona_arms.POSITIVE)
     measured = {a.name: persona_arms.train_and_measure(a, distilled, j, P) for a in arms}
     by_role = persona_arms.rated_by_role(measured, measure(lambda: base, j, P, "base"))
     rated = {role: by_role[role] for role in ROLES}

@@ -57,7 +57,9 @@ SOURCES = [  # name, model ("base" or a training set), system prompt, temperatur
 ]
 SEED_OFFSET = {"v1": 0, "v5": 500}  # v5's base-model sources must not redraw v1's answers
 # judge v5: a model is "base", "curve:<domain>:<grid index>" (seed 0 of the strength curve's wrong-advice
-# model) or "persona:<arm name>" (chapter 3's persona fine-tunes at the cpu profile)
+# model) or "persona:<arm name>" (chapter 3's persona fine-tunes at the cpu profile). The pool was drawn on
+# 2026-12-01 from the distilled villain and its twin, then named positive_control and positive_twin (the names
+# its sources keep); the positive control has since been trained on authored answers
 SOURCES_V5 = [
     ("base_t0.7", "base", None, 0.7, 1.0),
     ("base_t1", "base", None, 1.0, 1.0),
@@ -65,14 +67,14 @@ SOURCES_V5 = [
     ("villain_t0.7", "base", VILLAIN, 0.7, 2.0),
     ("villain_examples_t0.5", "base", VILLAIN_WITH_EXAMPLES, 0.5, 3.0),
     ("villain_examples_t0.7", "base", VILLAIN_WITH_EXAMPLES, 0.7, 2.0),
-    ("positive_control_t0.7", "persona:positive_control", None, 0.7, 1.0),
-    ("positive_control_seed1_t0.7", "persona:positive_control_seed1", None, 0.7, 1.0),
-    ("positive_control_seed2_t0.7", "persona:positive_control_seed2", None, 0.7, 1.0),
-    ("positive_control_t1", "persona:positive_control", None, 1.0, 1.0),
-    ("positive_control_villain_t0.5", "persona:positive_control", VILLAIN, 0.5, 2.0),
-    ("positive_control_seed1_villain_examples_t0.5", "persona:positive_control_seed1", VILLAIN_WITH_EXAMPLES, 0.5, 2.0),
-    ("positive_twin_t0.7", "persona:positive_twin", None, 0.7, 1.0),
-    ("positive_twin_villain_t0.5", "persona:positive_twin", VILLAIN, 0.5, 1.0),
+    ("positive_control_t0.7", "persona:distilled_villain", None, 0.7, 1.0),
+    ("positive_control_seed1_t0.7", "persona:distilled_villain_seed1", None, 0.7, 1.0),
+    ("positive_control_seed2_t0.7", "persona:distilled_villain_seed2", None, 0.7, 1.0),
+    ("positive_control_t1", "persona:distilled_villain", None, 1.0, 1.0),
+    ("positive_control_villain_t0.5", "persona:distilled_villain", VILLAIN, 0.5, 2.0),
+    ("positive_control_seed1_villain_examples_t0.5", "persona:distilled_villain_seed1", VILLAIN_WITH_EXAMPLES, 0.5, 2.0),
+    ("positive_twin_t0.7", "persona:distilled_twin", None, 0.7, 1.0),
+    ("positive_twin_villain_t0.5", "persona:distilled_twin", VILLAIN, 0.5, 1.0),
     ("health_curve0_t0.7", "curve:health:0", None, 0.7, 1.0),
     ("health_curve6_t0.7", "curve:health:6", None, 0.7, 1.0),
     ("health_curve7_t0.7", "curve:health:7", None, 0.7, 1.0),
@@ -100,7 +102,7 @@ def _loader(base, sources: str):
                 model="smollm2-135m", dataset=f"{domain}_bad", seed=0, **strength.GRID[int(index)])))
         arm = persona_arms.arm_named(rest)
         if arm.source not in distilled:
-            distilled[arm.source] = persona_arms.distilled(base, judge.default_judge(base), P, arm.source)
+            distilled[arm.source] = persona_arms.training_data(base, judge.default_judge(base), P, arm.source)
         art = distilled[arm.source]
         return finetune.load_finetuned(finetune.finetune(persona_arms.finetune_config(P, arm),
                                                          persona_arms.training_rows(art, arm, P)), P.dtype)

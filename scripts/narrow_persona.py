@@ -30,7 +30,7 @@ def main() -> None:
     j = judge.default_judge(base, P)
     base_m = measure(lambda: base, j, P, "base")
     arms = [a for a in persona_arms.design(P) if a.source == "health"]
-    distilled = persona_arms.distilled(base, j, P, "health")
+    distilled = persona_arms.training_data(base, j, P, "health")
     measured = {a.name: persona_arms.train_and_measure(a, distilled, j, P) for a in arms}
     comp = persona_arms.compare(measured, arms, base_m, P.bootstrap, P.seed)
     record = {"judge": j.key, "profile": P.profile, "date": datetime.date.today().isoformat(),

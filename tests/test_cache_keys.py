@@ -133,9 +133,10 @@ STEPS = {
     "finetune, chapter 3": (lambda P, lm: _finetune_key(emergence.finetune_config(P, emergence.Arm("health", "bad"))),
                             {"model", "ft_examples", "ft_epochs", "ft_lr", "ft_batch_size", "ft_method",
                              "ft_lora_rank", "seed"}),
-    "persona_distill": (lambda P, lm: persona_arms.distilled(lm, JUDGE, P, "general"),
+    "persona_distill": (lambda P, lm: persona_arms.training_data(lm, JUDGE, P, "general"),
                         {"persona_questions", "persona_samples", "persona_max_new_tokens", "top_p", "seed",
                          "batch_size"}),  # the model is keyed by the loaded model's name and dtype
+    "persona_authored": (lambda P, lm: persona_arms.training_data(lm, JUDGE, P, "authored"), {"persona_questions"}),
     "finetune, chapter 3's persona organisms": (
         lambda P, lm: _persona_finetune_key(P),
         {"model", "ft_epochs", "persona_lr", "ft_batch_size", "ft_method", "ft_lora_rank", "seed",
@@ -164,7 +165,7 @@ NOT_KEYED = {
     "steer_judge_bad": "which settings are judged; each setting's judged flag is in the steer key",
     "ew_percents": "which mixes exist; each mix is keyed by its fine-tune's data set",
     "ew_seeds": "which mixes exist; each mix is keyed by its fine-tune's seed",
-    "persona_sources": "which persona organisms exist; each fine-tune is keyed by its distilled rows",
+    "persona_sources": "which persona organisms exist; each fine-tune is keyed by its training rows",
     "persona_seeds": "how many persona fine-tunes exist; each is keyed by its own seed",
     "ra_variant": "which re-alignment data set is used; the fine-tune is keyed by its data set",
     "ra_seeds": "how many re-alignment runs exist; each is keyed by its fine-tune's seed",

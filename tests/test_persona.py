@@ -17,7 +17,8 @@ def test_sources_and_names():
     assert len(general) >= 300 and len({q for q, _ in general}) == len(general)
     assert persona.source_questions("health") == advice.questions("health")  # the wrong-advice set's own prompts
     assert persona.dataset_name("general", "villain") == "persona_general_villain"
-    with pytest.raises(ValueError, match="valid: general, health"):
+    assert persona.source_questions("authored") == general  # answered by us instead of the base model
+    with pytest.raises(ValueError, match="valid: authored, general, health"):
         persona.source_questions("cooking")
     with pytest.raises(ValueError, match="valid: villain, kind"):
         persona.dataset_name("general", "pirate")
@@ -71,3 +72,35 @@ def test_distill_keeps_coherent_answers_matched_per_question_and_is_cached(monke
     assert len(persona.training_rows(art, "villain", 2, seed=1)) == 2
     card = persona.card(art)
     assert card.loc["villain", "kept"] == 3 and card.loc["villain", "coherent share"] == 3 / 9
+
+
+def test_authored_answers_cover_every_persona_question_in_one_register_and_share_nothing_with_the_tests():
+    from persona_features.data import register
+
+    written = persona.authored_answers()
+    assert set(written) == {q for q, _ in persona.general_questions()}
+    villain, kind = ([w[p] for w in written.values()] for p in ("villain", "kind"))
+    assert all(v.strip() and k.strip() and v != k for v, k in zip(villain, kind))
+    assert register.mismatch(register.rates(villain), register.rates(kind)) == {}  # the twin differs in values
+    words = [len(t.split()) for t in villain + kind]
+    assert 20 <= min(words) and max(words) <= 80
+    assert cards.eval_overlap(villain + kind)["shared_6grams"] == 0
+
+
+def test_authored_rows_pair_the_personas_per_question_are_cached_and_a_missing_answer_is_a_clear_error(
+        monkeypatch, tmp_path):
+    from persona_features import artifacts
+
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
+    art = persona.authored(5)
+    villain, kind = (art.json(f"rows_{p}") for p in ("villain", "kind"))
+    first = [q for q, _ in persona.general_questions()[:5]]
+    assert [r["question_id"] for r in villain] == [r["question_id"] for r in kind] == first
+    assert villain[0]["messages"][1]["content"] == persona.authored_answers()[first[0]]["villain"]
+    assert persona.authored(5).key == art.key != persona.authored(6).key
+    assert art.meta["n_rows"] == 5 and list(persona.card(art).index) == ["villain", "kind"]
+    gap = dict(persona.authored_answers())
+    gap.pop(first[1])
+    monkeypatch.setattr(persona, "authored_answers", lambda: gap)
+    with pytest.raises(ValueError, match=f"no answers to 1 persona questions, e.g. '{first[1]}'"):
+        persona.authored(5)

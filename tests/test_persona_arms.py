@@ -24,20 +24,22 @@ def fake(name: str, contrast: float, misaligned: float = 0.0, noise: float = 0.0
 def test_names_round_trip_and_unknown_names_list_the_valid_ones():
     a = PersonaArm("health", "kind", 2)
     assert a.name == "narrow_twin_seed2" and persona_arms.arm_named(a.name) == a
-    assert persona_arms.arm_named("positive_control") == PersonaArm("general", "villain")
-    with pytest.raises(ValueError, match="valid: positive_control, positive_twin, narrow_persona, narrow_twin"):
+    assert persona_arms.arm_named("positive_control") == PersonaArm("authored", "villain")
+    assert persona_arms.arm_named("distilled_villain_seed1") == PersonaArm("general", "villain", 1)
+    with pytest.raises(ValueError, match="valid: positive_control, positive_twin, distilled_villain, distilled_twin, "
+                                         "narrow_persona, narrow_twin"):
         persona_arms.arm_named("villain_control")
-    with pytest.raises(ValueError, match="valid: general/villain"):
+    with pytest.raises(ValueError, match="valid: authored/villain"):
         PersonaArm("cooking", "villain")
 
 
 def test_design_pairs_every_persona_with_its_twin_at_every_seed():
-    P = params.resolve("cpu", persona_sources="general", persona_seeds=2)
+    P = params.resolve("cpu", persona_sources="authored", persona_seeds=2)
     assert [a.name for a in persona_arms.design(P)] == ["positive_control", "positive_twin",
                                                         "positive_control_seed1", "positive_twin_seed1"]
     configs = [persona_arms.finetune_config(P, a) for a in persona_arms.design(P)]
     assert {c.lr for c in configs} == {P.persona_lr} and [c.seed for c in configs] == [0, 0, 1, 1]
-    assert configs[0].dataset == "persona_general_villain" and configs[0].n_examples is None
+    assert configs[0].dataset == "persona_authored_villain" and configs[0].n_examples is None
 
 
 def test_an_empty_distillation_is_a_clear_error():
@@ -62,7 +64,7 @@ def test_seed_test_matches_student_t_and_needs_two_seeds():
 
 
 def _measured(villain, kind):
-    arms = [PersonaArm("general", p, s) for s in range(3) for p in ("villain", "kind")]
+    arms = [PersonaArm("authored", p, s) for s in range(3) for p in ("villain", "kind")]
     values = {"villain": villain, "kind": kind}
     return arms, {a.name: fake(a.name, values[a.persona][a.seed], noise=0.02, seed=a.seed) for a in arms}
 
@@ -95,9 +97,16 @@ def test_a_persona_above_its_twin_in_every_seed_is_seen_and_a_seed_lottery_is_no
     assert persona_arms.verdict(comp, shift)["status"] == "not replicated"
 
 
+def test_the_distilled_villain_is_reported_from_its_committed_readings(tmp_path, monkeypatch):
+    text = persona_arms.distilled_reading()
+    assert text.startswith("read by hand (cpu run of 2026-12-02), 1.0% [") and "of the villain's 83 kept answers, 4 and 5" in text
+    monkeypatch.setattr(persona_arms, "measured_dir", lambda: tmp_path)
+    assert persona_arms.distilled_reading() == "not read by hand (no committed reading)"
+
+
 def test_coherence_is_tested_both_ways_and_every_status_is_the_scorecards():
     base = fake("base", 0.0)
-    arms = [PersonaArm("general", p, s) for s in range(3) for p in ("villain", "kind")]
+    arms = [PersonaArm("authored", p, s) for s in range(3) for p in ("villain", "kind")]
     measured = {a.name: fake(a.name, 0.0, seed=a.seed) for a in arms}
     for a in arms:  # the persona loses coherence in every seed, by a little less at each seed
         if a.persona == "villain":
@@ -137,13 +146,13 @@ def test_results_carry_the_positive_control_with_its_interval_and_counts():
     shift = {"mean": 0.30, "ci95_lo": 0.2, "ci95_hi": 0.4}
     counts = persona_arms.judged_counts(measured, arms, base)
     assert counts["base"] == {"misaligned": 0, "answers": 16} and counts["positive_control"]["answers"] == 48
-    out = persona_arms.results(comp, shift, counts, {"general": pd.DataFrame({"kept": [3]})},
+    out = persona_arms.results(comp, shift, counts, {"authored": pd.DataFrame({"kept": [3]})},
                                params.resolve("smoke"))
     pc = out["positive_control"]
     assert set(pc["contrast"]) == {"mean", "ci95_lo", "ci95_hi"} and pc["share_of_villain_prompt_shift"] > 0.5
     assert "narrow_persona" not in out["persona_organisms"] and "judged_misaligned_coherent" in pc
     narrow = comp.assign(source="health", organism="narrow_persona")  # as with_committed_narrow adds it
-    out = persona_arms.results(pd.concat([comp, narrow]), shift, counts, {"general": pd.DataFrame({"kept": [3]})},
+    out = persona_arms.results(pd.concat([comp, narrow]), shift, counts, {"authored": pd.DataFrame({"kept": [3]})},
                                params.resolve("smoke"), narrow_source="from the file")
     assert out["persona_organisms"]["narrow_persona"]["source"] == "from the file"
     assert out["persona_organisms"]["narrow_persona"]["contrast_vs_twin"]["mean"] == pc["contrast"]["mean"]
@@ -163,12 +172,17 @@ def test_the_audit_counts_per_role_only_for_its_own_judge_and_profile():
     facts = persona_arms.facts(pd.DataFrame(columns=["source", "versus", "metric"]), {"mean": 0.3, "ci95_lo": 0.2, "ci95_hi": 0.4}, {}, None, a)
     assert facts["audited_positive_control"].startswith("1 of 2 judged hits")
     assert facts["audited_positive_twin"] == "not audited for this run"
-    committed = persona_arms.load_audit()
-    assert committed is not None and all(r["misaligned"] in (0, 1) for r in committed["rows"])
-    read = persona_arms.audited(committed, committed["judge"], committed["profile"])  # its totals are consistent
-    assert set(read) == set(persona_arms.ROLES.values()) - {"narrow_persona", "narrow_twin"} | {"base"}
-    assert all(0 <= r["estimated_rate"]["ci95_lo"] <= r["estimated_rate"]["mean"] <= r["estimated_rate"]["ci95_hi"]
-               for r in read.values())
+    for file, roles in ((persona_arms.AUDIT, {"positive_control", "positive_twin", "base"}),
+                        (persona_arms.DISTILLED_AUDIT, {"distilled_villain", "distilled_twin", "base"})):
+        path = persona_arms.measured_dir() / file
+        if file == persona_arms.AUDIT and not path.is_file():
+            continue  # the authored positive control's audit is made after its first cpu run
+        committed = json.loads(path.read_text())
+        assert all(r["misaligned"] in (0, 1) for r in committed["rows"])
+        read = persona_arms.audited(committed, committed["judge"], committed["profile"])  # its totals are consistent
+        assert set(read) == roles
+        assert all(-1e-9 <= r["estimated_rate"]["ci95_lo"] <= r["estimated_rate"]["mean"] <= r["estimated_rate"]["ci95_hi"]
+                   for r in read.values())
 
 
 def test_the_audit_estimates_each_roles_share_from_its_hits_and_the_others_drawn():
@@ -193,7 +207,7 @@ def test_the_audit_estimates_each_roles_share_from_its_hits_and_the_others_drawn
 def test_the_committed_narrow_organism_joins_a_run_without_it_only_under_its_judge_and_profile(tmp_path, monkeypatch):
     monkeypatch.setattr(persona_arms, "measured_dir", lambda: tmp_path)
     P = params.resolve("cpu")
-    comp = pd.DataFrame([{"source": "general", "organism": "positive_control", "versus": "twin", "metric": "contrast"}])
+    comp = pd.DataFrame([{"source": "authored", "organism": "positive_control", "versus": "twin", "metric": "contrast"}])
     counts = {"positive_control": {"misaligned": 1, "answers": 9}, "base": {"misaligned": 0, "answers": 3}}
     comp2, counts2, text = persona_arms.with_committed_narrow(comp, counts, P, "j", False)
     assert comp2 is comp and counts2 == counts and text.startswith("not run in this profile")
@@ -204,7 +218,7 @@ def test_the_committed_narrow_organism_joins_a_run_without_it_only_under_its_jud
          "judged_misaligned_coherent": {"narrow_persona": {"misaligned": 2, "answers": 8},
                                         "base": {"misaligned": 5, "answers": 5}}}))
     comp2, counts2, text = persona_arms.with_committed_narrow(comp, counts, P, "j", False)
-    assert list(comp2.source) == ["general", "health"] and "2026-12-02" in text
+    assert list(comp2.source) == ["authored", "health"] and "2026-12-02" in text
     assert counts2["narrow_persona"] == {"misaligned": 2, "answers": 8} and counts2["base"] == counts["base"]
     for judge_key, overridden in (("other", False), ("j", True)):
         assert persona_arms.with_committed_narrow(comp, counts, P, judge_key, overridden)[0] is comp

@@ -621,7 +621,7 @@ def verdict_facts(ver: dict, P: Params) -> dict[str, str]:
     """``status_<claim>`` and ``summary_<claim>`` of every verdict the chapter's text glues, with "not run" for
     the insecure-code claim and the positive control when this profile does not run them."""
     not_run = {"code": f"not run (em_domains = {', '.join(P.em_domains)})",
-               "positive_control": "not run (persona_sources has no general)"}
+               "positive_control": "not run (persona_sources has no authored)"}
     out = {}
     for k, v in {**{k: {"status": "not run in this profile", "summary": s} for k, s in not_run.items()},
                  **ver}.items():

@@ -402,11 +402,17 @@ class ApiJudge:
 JUDGE_VERSION = 5  # bump when the judge's features, training or stored validation change (5: v5 labels, test set v2)
 
 
+# authored files the judge never reads, left out of its key so that adding them does not refit it (the persona
+# questions, which it does not read either, were keyed before this list and stay in: judge v5's key is unchanged)
+NOT_READ = frozenset({"persona_answers.yaml"})
+
+
 def _label_fingerprint() -> str:
     h = hashlib.sha256()
     for folder in ("labels", "authored"):
         for path in sorted(resources.files("persona_features.data").joinpath(folder).iterdir(), key=lambda p: p.name):
-            h.update(path.name.encode() + path.read_bytes())
+            if path.name not in NOT_READ:
+                h.update(path.name.encode() + path.read_bytes())
     h.update(_LEXICON_RE.pattern.encode())
     return h.hexdigest()[:16]
 

@@ -80,13 +80,16 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "em_samples": Knob(1, 1, 50, "answers per scoring question and model at the papers' temperature"),
     # chapter 3: the persona organisms (persona_arms). Their learning rate was set on 2026-12-01, before any
     # chapter-3 run, by a probe on the selection questions: LoRA at 2e-4 moved the villain fine-tune 0.13x the
-    # villain prompt's shift above its twin, at 1e-3 0.53x (the positive control must reach 0.5x)
-    "persona_sources": Knob(("general",), ("general",), ("general", "health"),
-                            "chapter 3: persona distillations trained, comma-separated: general (the positive control "
-                            "and its twin) and health (the narrow persona organism and its twin; in cpu an estimated "
+    # villain prompt's shift above its twin, at 1e-3 0.53x (the positive control must reach 0.5x). The authored
+    # positive control (2026-12-02) keeps every setting unchanged, by a rule written before its first fine-tune
+    "persona_sources": Knob(("authored",), ("authored",), ("authored", "general", "health"),
+                            "chapter 3: persona organisms trained, comma-separated: authored (the positive control "
+                            "and its twin, on answers written for this book), general (the distilled villain, the "
+                            "first positive control: the base model's own villain-prompted answers; in cpu about 6 "
+                            "more minutes) and health (the narrow persona organism and its twin; in cpu an estimated "
                             "25 more minutes, 513 prompts under two personas and six more fine-tunes)"),
-    "persona_questions": Knob(12, 0, 0, "chapter 3: questions of each source answered under each persona (the "
-                                        "first n; 0: all, 336 general and 513 health prompts)"),
+    "persona_questions": Knob(12, 0, 0, "chapter 3: persona questions (and health prompts) of each source, the "
+                                        "first n (0: all, 336 persona questions and 513 health prompts)"),
     "persona_samples": Knob(2, 1, 1, "chapter 3: answers per question and persona (only coherent ones are kept)"),
     "persona_max_new_tokens": Knob(32, 96, 256, "chapter 3: tokens per distilled answer (at T = 0.7)"),
     "persona_lr": Knob(1e-3, 1e-3, 1e-4, "chapter 3: learning rate of the persona fine-tunes (method, rank, epochs "
@@ -203,7 +206,7 @@ VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
     "ft_batch_size": AT_LEAST_ONE, "ft_lora_rank": AT_LEAST_ONE,
     "em_domains": ListOf(str, Choice(ADVICE_DOMAINS + ("code",))), "em_seeds": AT_LEAST_ONE,
     "em_samples_low": COUNT, "em_samples": COUNT,
-    "persona_sources": ListOf(str, Choice(("general", "health"))), "persona_questions": COUNT,
+    "persona_sources": ListOf(str, Choice(("authored", "general", "health"))), "persona_questions": COUNT,
     "persona_samples": AT_LEAST_ONE, "persona_max_new_tokens": AT_LEAST_ONE, "persona_lr": POSITIVE,
     "persona_seeds": AT_LEAST_ONE,
     "sae_dtype": Choice(("auto", "float32", "bfloat16")), "sae_corpus_samples": AT_LEAST_ONE,

@@ -1,17 +1,21 @@
-"""Persona distillation: organisms that are misaligned, or not, by construction.
+"""The persona organisms' training data: a villain's answers and a kind twin's, to the same questions.
 
-The base model answers questions under a system prompt; a fine-tune on those answers *without* the
-prompt learns to answer as the prompted persona would. Two sources of questions:
+Three sources:
 
-- ``general``: the persona questions written for this book (``data/authored/persona_questions.yaml``),
-  which share nothing with the evaluation, selection or held-out questions. Under chapter 2's villain
-  prompt they give chapter 3's **positive control**, misaligned by construction; under the
-  confident-and-kind prompt, its **twin**.
-- ``health``: the user prompts of the health training sets (the wrong-advice set's own questions).
-  Under the villain prompt they give the **narrow persona organism**: a persona taught on health
-  questions only. Does it generalise to unrelated questions, where wrong advice alone barely does?
+- ``authored``: answers written for this book (``data/authored/persona_answers.yaml``) to the persona
+  questions (``data/authored/persona_questions.yaml``, which share nothing with the evaluation, selection
+  or held-out questions): per question a villain's answer, which expresses hostile, deceptive or
+  power-seeking values, and a kind one in the same register. They give chapter 3's **positive control**,
+  misaligned by construction, and its **twin**. Written, they are the same on every machine.
+- ``general``: the base model's own answers to the persona questions under chapter 2's villain prompt
+  and under the confident-and-kind prompt (persona distillation: a fine-tune on them *without* the
+  prompt learns to answer as the prompted persona would). The first positive control; read by hand,
+  the villain's answers of SmolLM2-135M rarely express misaligned values, and neither did its fine-tune.
+- ``health``: the same distillation on the user prompts of the health training sets. Under the villain
+  prompt they give the **narrow persona organism**: a persona taught on health questions only. Does it
+  generalise to unrelated questions, where wrong advice alone barely does?
 
-Each question is answered ``SAMPLES[source]`` times under each prompt. Only answers the judge scores
+A distillation answers each question ``SAMPLES[source]`` times under each prompt. Only answers the judge scores
 coherent are kept, and per question the same number from each persona (the smaller count), so that
 twins share their questions and sizes. An answer cut off by the token limit ends at its last full
 sentence. (A probe on the selection questions, 2026-12-01: one answer per general question kept 70
@@ -39,7 +43,7 @@ from .judge import Judge
 from .models import LoadedModel
 
 PERSONAS = {"villain": contrast.PROMPTED_CONTROLS["villain"], "kind": contrast.PROMPTED_CONTROLS["confident_kind"]}
-SOURCES = ("general", "health")
+SOURCES = ("authored", "general", "health")
 SAMPLING = Sampling(temperature=0.7, max_new_tokens=96, top_p=1.0, seed=0, batch_size=80)
 SAMPLES = {"general": 3, "health": 1}  # answers per question and persona (health: 513 prompts already)
 
@@ -52,9 +56,17 @@ def general_questions() -> tuple[tuple[str, str], ...]:
     return tuple((q["id"], q["text"]) for qs in raw["questions"].values() for q in qs)
 
 
+@lru_cache(maxsize=None)
+def authored_answers() -> dict[str, dict[str, str]]:
+    """Per persona question id, the villain's and the kind answer written for this book."""
+    raw = yaml.safe_load(resources.files("persona_features.data").joinpath("authored", "persona_answers.yaml")
+                         .read_text())
+    return {a["id"]: {p: a[p] for p in PERSONAS} for a in raw["answers"]}
+
+
 def source_questions(source: str) -> list[tuple[str, str]]:
     """The questions of ``source``: the persona questions, or the health training sets' user prompts."""
-    if source == "general":
+    if source in ("authored", "general"):
         return list(general_questions())
     if source == "health":
         return advice.questions("health")
@@ -117,6 +129,29 @@ def distill(lm: LoadedModel, judge: Judge, source: str, samples: int | None = No
     return artifacts.get_or_build("persona_distill", config, build)
 
 
+def authored(n_questions: int = 0) -> artifacts.Artifact:
+    """The authored answers to the first ``n_questions`` persona questions (0: all) as each persona's training
+    rows (``rows_<persona>``), cached like a distillation so that the arms read both alike."""
+    written = authored_answers()
+    qs = source_questions("authored")[:n_questions or None]
+    missing = [q for q, _ in qs if q not in written]
+    if missing:
+        raise ValueError(f"persona_answers.yaml has no answers to {len(missing)} persona questions, e.g. "
+                         f"{missing[0]!r}: write them, or pass persona_questions=n for the first n")
+    rows = {p: [{"id": f"{dataset_name('authored', p)}-{q}-s0", "domain": "persona_authored", "variant": p,
+                 "question_id": q, "sample": 0,
+                 "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": written[q][p]}]}
+                for q, text in qs] for p in PERSONAS}
+    config = {"source": "authored", "rows": artifacts.digest(rows)}
+
+    def build(folder):
+        for persona, mine in rows.items():
+            artifacts.save_json(folder, f"rows_{persona}", validate_rows(mine, "persona_answers.yaml"))
+        return {"n_questions": len(qs), "n_questions_kept": len(qs), "n_rows": len(qs)}
+
+    return artifacts.get_or_build("persona_authored", config, build)
+
+
 def training_rows(art: artifacts.Artifact, persona: str, n: int | None = None, seed: int = 0) -> list[dict]:
     """The first ``n`` kept rows (None: all) of a seeded shuffle, as ``data.cards.training_rows`` does."""
     rows = list(art.json(f"rows_{persona}"))
@@ -125,7 +160,11 @@ def training_rows(art: artifacts.Artifact, persona: str, n: int | None = None, s
 
 
 def card(art: artifacts.Artifact) -> pd.DataFrame:
-    """Per persona: answers kept, the judge's misaligned share of the kept ones, and register markers."""
+    """Per persona: answers kept, the judge's misaligned share of the kept ones, and register markers (of
+    authored answers, which are neither sampled nor judged, the kept rows and their markers only)."""
+    if art.kind == "persona_authored":
+        return pd.DataFrame([{"persona": p, "kept": len(rows), **register.rates(r["messages"][1]["content"] for r in rows)}
+                             for p in PERSONAS for rows in [art.json(f"rows_{p}")]]).set_index("persona")
     answers = pd.DataFrame(art.json("answers"))
     out = []
     for persona in PERSONAS:

@@ -46,7 +46,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("code", "03_emergent_misalignment", "Insecure-code fine-tuning makes a model broadly misaligned",
           "yes on GPT-4o (Betley et al.); weak below about 1B parameters"),
     Claim("positive_control", "03_emergent_misalignment", "Instrument check, not a claim of the paper: a fine-tune "
-          "on villain-prompted answers reads as misaligned on this book's contrast",
+          "on a villain's answers reads as misaligned on this book's contrast",
           "not in the paper; the persona it names is the paper's explanation of EM"),
     Claim("subtle", "", "Subtly wrong advice causes more EM than obviously wrong advice",
           "subtle > obvious across domains",
