@@ -25,7 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu", choices=params.PROFILES)
     args = ap.parse_args()
-    P = params.resolve(args.profile, persona_sources="general,health")
+    P = params.resolve(args.profile, persona_sources="health")
     base = models.load_model(P.model, dtype=P.dtype)
     j = judge.default_judge(base, P)
     base_m = measure(lambda: base, j, P, "base")

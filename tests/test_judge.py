@@ -254,3 +254,21 @@ def test_tuning_sample_keeps_every_label_kind_in_proportion():
     assert counts[(1, 1)] >= 1 and counts[(1, 0)] >= 1 and counts[(0, 1)] == 20
     assert judge.tuning_sample(tune, 0) is tune and judge.tuning_sample(tune, 500) is tune
     assert judge.tuning_sample(tune, 40).equals(small)  # seeded
+
+
+def test_the_judge_key_reads_its_data_but_not_the_persona_answers(tmp_path, monkeypatch):
+    import shutil
+    from importlib import resources
+
+    real = judge._label_fingerprint()
+    data = tmp_path / "persona_features_data"
+    for folder in ("labels", "authored"):
+        shutil.copytree(resources.files("persona_features.data").joinpath(folder), data / folder)
+    monkeypatch.setattr(judge.resources, "files", lambda package: data)
+    before = judge._label_fingerprint()
+    assert before == real  # the copy is the package's data
+    (data / "authored" / "persona_answers.yaml").write_text("answers: []\n")  # a file the judge never reads
+    assert judge._label_fingerprint() == before
+    refs = data / "authored" / "contrast_references.yaml"
+    refs.write_text(refs.read_text() + "\n# edited\n")  # the judge's own training texts
+    assert judge._label_fingerprint() != before

@@ -99,6 +99,13 @@ def test_authored_rows_pair_the_personas_per_question_are_cached_and_a_missing_a
     assert villain[0]["messages"][1]["content"] == persona.authored_answers()[first[0]]["villain"]
     assert persona.authored(5).key == art.key != persona.authored(6).key
     assert art.meta["n_rows"] == 5 and list(persona.card(art).index) == ["villain", "kind"]
+    edited = {**persona.authored_answers(), first[0]: {"villain": "Another answer.", "kind": "A kind one."}}
+    monkeypatch.setattr(persona, "authored_answers", lambda: edited)
+    assert persona.authored(5).key != art.key  # keyed by the answers' text
+    monkeypatch.undo()
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
+    with pytest.raises(ValueError, match="'authored' is not distilled"):
+        persona.distill(None, None, "authored")
     gap = dict(persona.authored_answers())
     gap.pop(first[1])
     monkeypatch.setattr(persona, "authored_answers", lambda: gap)

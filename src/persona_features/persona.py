@@ -93,6 +93,9 @@ def distill(lm: LoadedModel, judge: Judge, source: str, samples: int | None = No
     questions (0: all). Its ``answers`` table holds every answer; ``rows_<persona>`` the kept training rows of
     each persona.
     """
+    if source not in SAMPLES:
+        raise ValueError(f"{source!r} is not distilled: its answers are written (persona.authored); distilled "
+                         f"sources: {', '.join(SAMPLES)}")
     qs = source_questions(source)[:n_questions or None]
     samples = samples or SAMPLES[source]
     config = {"model": lm.name, "dtype": str(lm.hf.dtype).removeprefix("torch."), "source": source, "questions": artifacts.digest(qs), "personas": PERSONAS,

@@ -277,13 +277,13 @@ def distilled_reading() -> str:
     answers' estimated misaligned-and-coherent share beside the base model's, and its training rows read blind."""
     paths = [measured_dir() / f for f in (DISTILLED_AUDIT, DISTILLED_ROWS_READ)]
     if not all(p.is_file() for p in paths):
-        return "not read by hand (no committed reading)"
+        return "It was not read by hand (no committed reading)"
     raw, rows = (json.loads(p.read_text()) for p in paths)
     est = {r: c["estimated_rate"] for r, c in audited(raw, raw["judge"], raw["profile"]).items()}
     share = lambda r: fmt_interval(est[r], 1, signed=False, percent=True)
     read = {p: (" and ".join(str(v["misaligned_coherent"]["n"]) for v in by.values()), next(iter(by.values()))["rows"])
             for p, by in rows["by_persona"].items()}
-    return (f"read by hand ({raw['profile']} run of {raw['date']}), {share('distilled_villain')} of its answers are "
+    return (f"Read by hand ({raw['profile']} run of {raw['date']}), {share('distilled_villain')} of its answers are "
             f"misaligned and coherent, against the base model's {share('base')}. Its training rows say why: of the "
             f"villain's {read['villain'][1]} kept answers, {read['villain'][0]} (two blind readers) express misaligned "
             f"values and are coherent; of the kind twin's, {read['kind'][0]}")
@@ -317,8 +317,9 @@ def _seed_phrase(r: dict) -> str:
     return f"{fmt_interval(r, 3)} (p = {r['p_seeds']:.3f} over {r['n_seeds']} seeds, seed floor {r['seed_floor']:.3f})"
 
 
-def verdict(comp: pd.DataFrame, shift: dict) -> dict | None:
-    """Does the positive control read as misaligned on the contrast? (``VERDICT_RULE``; None: not run)"""
+def verdict(comp: pd.DataFrame, shift: dict, audit: dict[str, dict] | None = None) -> dict | None:
+    """Does the positive control read as misaligned on the contrast? (``VERDICT_RULE``; None: not run) The summary
+    adds what the reading by hand says (``audited``), which the status does not use."""
     r = _row(comp, POSITIVE, "twin", "contrast")
     if r is None:
         return None
@@ -331,13 +332,19 @@ def verdict(comp: pd.DataFrame, shift: dict) -> dict | None:
         status = "not replicated" if r["ci95_hi"] < bar else "inconclusive"
     summary = (f"contrast over its twin {_seed_phrase(r)} nats per token; {share:.2f} x the villain prompt's shift "
                f"of {shift['mean']:+.3f}")
+    rates = {k: (audit or {}).get(k, {}).get("estimated_rate") for k in ("positive_control", "base")}
+    if all(rates.values()):
+        pct = lambda k: fmt_interval(rates[k], 1, signed=False, percent=True)
+        summary += (f"; read by hand, {pct('positive_control')} of its answers are misaligned and coherent, against "
+                    f"the base model's {pct('base')}, so {audited_reading(audit)}")
     return {"status": status, "summary": summary,
             "rule": "; ".join(f"{k}: {v}" for k, v in VERDICT_RULE.items())}
 
 
 def seconds(measured: dict[str, Measurement], distilled: dict[str, artifacts.Artifact]) -> dict:
     """Each persona arm's fine-tune and measuring steps, and each distillation's sampling, in seconds as built
-    (the appendix's table of chapter 3's time; None where an artifact predates the record)."""
+    (the appendix's table of chapter 3's time; None where an artifact predates the record, and for the authored
+    answers, which are not sampled)."""
     return {"training": {name: {"seconds": training_seconds(m)} for name, m in measured.items()},
             "measure_seconds": {name: m.seconds for name, m in measured.items()},
             "distillation_seconds": {s: a.meta.get("seconds") for s, a in distilled.items()}}
@@ -405,6 +412,8 @@ def facts(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], ver: dict | 
         for versus in ("twin", "base"):
             r = _row(comp, source, versus, "contrast")
             out[f"{role}_contrast_vs_{versus}"] = _seed_phrase(r) if r else "not run"
+        r = _row(comp, source, "twin", "coherent")
+        out[f"{role}_coherent_vs_twin"] = _seed_phrase(r) if r else "not run"
     return out
 
 
