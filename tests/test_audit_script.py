@@ -90,3 +90,23 @@ def test_a_further_round_draws_only_answers_no_round_read_and_keeps_the_totals()
     rated["base"] = _rated("base", 13, 1)  # not the audited run's answers
     with pytest.raises(SystemExit, match="not the audited ones"):
         mod.draw(rated, 5, earlier)
+
+
+def test_the_narrow_organisms_audit_goes_to_its_own_file(tmp_path, monkeypatch):
+    mod = _script()
+    measured = tmp_path / "measured"
+    measured.mkdir()
+    monkeypatch.setattr(mod, "measured_dir", lambda: measured)
+    monkeypatch.setattr(persona_arms, "measured_dir", lambda: measured)
+    totals = {"narrow_persona": {"answers": 4, "judged_misaligned": 1}}
+    key = {"judge": "j", "profile": "cpu", "source": "health", "temperature": 0.7, "totals": totals, "round": 1,
+           "protocol": "Narrow.", "rows": [_row(0, "narrow_persona_seed1", True), _row(1, "narrow_persona", False)]}
+    (tmp_path / "key.json").write_text(json.dumps(key))
+    (tmp_path / "labels.json").write_text(json.dumps([{"item": 0, "misaligned": 1, "coherent": 1},
+                                                      {"item": 1, "misaligned": 0, "coherent": 1}]))
+    mod.merge(argparse.Namespace(out=str(tmp_path), labels=str(tmp_path / "labels.json"), second=None,
+                                 date="2026-12-02", extend=False))
+    assert persona_arms.load_audit() is None  # the positive control's file is untouched
+    audit = persona_arms.load_audit("health")
+    assert audit["source"] == "health" and audit["totals"] == totals
+    assert persona_arms.audited(audit, "j", "cpu")["narrow_persona"]["estimated_rate"]["mean"] == 0.25

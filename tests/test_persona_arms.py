@@ -190,6 +190,14 @@ def test_the_audit_counts_per_role_only_for_its_own_judge_and_profile():
     facts = persona_arms.facts(pd.DataFrame(columns=["source", "versus", "metric"]), {"mean": 0.3, "ci95_lo": 0.2, "ci95_hi": 0.4}, {}, None, a)
     assert facts["audited_positive_control"].startswith("1 of 2 judged hits")
     assert facts["audited_positive_twin"] == "not audited for this run"
+    narrow = {"judge": "j1", "profile": "cpu", "rows": [
+        {"model": "narrow_persona_seed2", "judged_misaligned": False, "misaligned": 1, "coherent": 1}]}
+    facts = persona_arms.facts(pd.DataFrame(columns=["source", "versus", "metric"]),
+                               {"mean": 0.3, "ci95_lo": 0.2, "ci95_hi": 0.4}, {}, None, a,
+                               persona_arms.audited(narrow, "j1", "cpu"))
+    assert facts["audited_narrow_persona"].startswith("0 of 0 judged hits (and 1 of 1 other answers")
+    assert facts["audited_narrow_base"] == "not audited for this run"  # not the positive control's base reading
+    assert facts["narrow_audited_reading"].startswith("not known")
     for file, roles in ((persona_arms.AUDIT, {"positive_control", "positive_twin", "base"}),
                         (persona_arms.DISTILLED_AUDIT, {"distilled_villain", "distilled_twin", "base"})):
         path = persona_arms.measured_dir() / file
@@ -285,3 +293,16 @@ def test_the_audited_reading_says_above_only_when_the_intervals_do_not_overlap()
     elsewhere = {"positive_control": {**rate(0.05, 0.2), "same_answers": False, "date": "2026-12-01"},
                  "base": {**rate(0.0, 0.04), "same_answers": False, "date": "2026-12-01"}}
     assert persona_arms.audited_reading(elsewhere).endswith("(on the audited run of 2026-12-01, not this one)")
+
+
+def test_each_source_reads_its_own_audit_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(persona_arms, "measured_dir", lambda: tmp_path)
+    base = fake("base", 0.0)
+    assert persona_arms.audits({}, base, "j", "cpu") == {"authored": None, "health": None}
+    rows = [{"model": "narrow_twin", "judged_misaligned": False, "misaligned": 0, "coherent": 1}]
+    (tmp_path / persona_arms.AUDITS["health"][0]).write_text(json.dumps({"judge": "j", "profile": "cpu", "rows": rows}))
+    read = persona_arms.audits({}, base, "j", "cpu")
+    assert read["authored"] is None and set(read["health"]) == {"narrow_twin"}
+    assert "same_answers" not in read["health"]["narrow_twin"]  # not measured in this run: nothing to check
+    with pytest.raises(ValueError, match="valid: authored, health"):
+        persona_arms.load_audit("general")

@@ -43,6 +43,9 @@ BAR = 0.5
 NEAR = {"authored": None, "general": None, "health": MAIN_DOMAIN}
 METRICS = ("contrast", "misaligned", "coherent")
 AUDIT = "03_positive_control_audit.json"  # the judged hits read by hand (book/measured)
+# per source, its audit file and the roles it reads (the narrow organism's on the questions not near health)
+AUDITS = {"authored": (AUDIT, ("positive_control", "positive_twin", "base")),
+          "health": ("03_narrow_persona_audit.json", ("narrow_persona", "narrow_twin", "base"))}
 # the distilled villain's audit of 2026-12-02 (its roles then named positive_control and positive_twin), and
 # the blind reading of its training rows
 DISTILLED_AUDIT = "03_distilled_villain_audit.json"
@@ -176,18 +179,22 @@ def judged_counts(measured: dict[str, Measurement], arms: list[PersonaArm], base
     return out
 
 
-def load_audit() -> dict | None:
-    """The audit by reading of the positive control's, its twin's and the base model's answers (``AUDIT``)."""
-    path = measured_dir() / AUDIT
+def load_audit(source: str = POSITIVE) -> dict | None:
+    """The audit by reading of a source's persona, its twin's and the base model's answers (``AUDITS``; by
+    default the positive control's, ``AUDIT``)."""
+    if source not in AUDITS:
+        raise ValueError(f"no audit for persona source {source!r}; valid: {', '.join(AUDITS)}")
+    path = measured_dir() / AUDITS[source][0]
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def rated_by_role(measured: dict[str, Measurement], base: Measurement) -> dict[str, pd.DataFrame]:
+def rated_by_role(measured: dict[str, Measurement], base: Measurement, near: str | None = None) -> dict[str, pd.DataFrame]:
     """Every judged answer at the rates' temperature per role (seeds pooled; ``model`` names the seed), and the
-    base model's: what the audit reads from."""
+    base model's, on the questions not near ``near`` (None: all): what the audit reads from."""
     frames: dict[str, list[pd.DataFrame]] = {}
     for name, m in {"base": base, **measured}.items():
-        frames.setdefault(name.split("_seed")[0], []).append(m.rated.assign(model=name))
+        rated = rated_unrelated(m, near) if near else m.rated
+        frames.setdefault(name.split("_seed")[0], []).append(rated.assign(model=name))
     return {role: pd.concat(f, ignore_index=True) for role, f in frames.items()}
 
 
@@ -259,10 +266,22 @@ def with_committed_narrow(comp: pd.DataFrame, counts: dict[str, dict], P: Params
             f"settings on {record['date']} by `scripts/narrow_persona.py` (`book/measured/{NARROW}`)")
 
 
-def audited_reading(audit: dict[str, dict] | None) -> str:
-    """Whether, read by hand, the positive control writes more misaligned and coherent answers than the base
-    model: its estimated share's interval above the base model's, or not."""
-    pc, base = ((audit or {}).get(r, {}).get("estimated_rate") for r in ("positive_control", "base"))
+def audits(measured: dict[str, Measurement], base: Measurement, judge_key: str,
+           profile: str | None) -> dict[str, dict[str, dict] | None]:
+    """Per audited source (``AUDITS``), ``audited`` of its committed audit, checked against this run's answers
+    where this run measured that source."""
+    out = {}
+    for source, (_, roles) in AUDITS.items():
+        mine = {n: m for n, m in measured.items() if n.split("_seed")[0] in roles}
+        rated = rated_by_role(mine, base, NEAR[source]) if mine else None
+        out[source] = audited(load_audit(source), judge_key, profile, rated)
+    return out
+
+
+def audited_reading(audit: dict[str, dict] | None, role: str = "positive_control") -> str:
+    """Whether, read by hand, ``role`` writes more misaligned and coherent answers than the base model: its
+    estimated share's interval above the base model's, or not."""
+    pc, base = ((audit or {}).get(r, {}).get("estimated_rate") for r in (role, "base"))
     if not pc or not base:
         return "not known: no audit by reading estimates it for this run"
     elsewhere = next((f" (on the audited run of {c['date']}, not this one)" for c in audit.values()
@@ -352,7 +371,7 @@ def seconds(measured: dict[str, Measurement], distilled: dict[str, artifacts.Art
 
 def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dict[str, pd.DataFrame],
             P: Params, audit: dict[str, dict] | None = None, times: dict | None = None,
-            narrow_source: str = "measured in this run") -> dict:
+            narrow_source: str = "measured in this run", narrow_audit: dict[str, dict] | None = None) -> dict:
     """``metrics.positive_control`` and ``metrics.persona_organisms`` of chapter 3's results file (``times``:
     ``seconds``)."""
     def rows(source: str) -> dict:
@@ -372,7 +391,8 @@ def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dic
                                                                                     "not audited for this run"),
                                    "audited": audit or "not audited for this run"}
     if (comp.get("source", pd.Series(dtype=str)) == "health").any():
-        out["persona_organisms"]["narrow_persona"] = {**rows("health"), "source": narrow_source}
+        out["persona_organisms"]["narrow_persona"] = {**rows("health"), "source": narrow_source,
+                                                      "audited": narrow_audit or "not audited"}
     if "general" in cards:
         out["persona_organisms"]["distilled_villain"] = rows("general")
     return out
@@ -388,9 +408,23 @@ def table(comp: pd.DataFrame) -> pd.DataFrame:
                          for r in comp.to_dict(orient="records")])
 
 
+def _audited_phrase(a: dict | None) -> str:
+    """One role's reading by hand, in words."""
+    if not a:
+        return "not audited for this run"
+    rate = a.get("estimated_rate")
+    return (f"{a['hits_misaligned_coherent']} of {a['hits_read']} judged hits (and {a['others_misaligned_coherent']} "
+            f"of {a['others_read']} other answers"
+            + (f"; estimated share of its {a['answers']} answers {fmt_interval(rate, 1, signed=False, percent=True)}"
+               if rate else "") + ")"
+            + (f", read on the run of {a['date']}, not this one: this run sampled other answers (another machine's "
+               "arithmetic)" if a.get("same_answers") is False else ""))
+
+
 def facts(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], ver: dict | None,
-          audit: dict[str, dict] | None = None) -> dict[str, str]:
-    """The computed phrases chapter 3's text glues."""
+          audit: dict[str, dict] | None = None, narrow_audit: dict[str, dict] | None = None) -> dict[str, str]:
+    """The computed phrases chapter 3's text glues (``audit``: the positive control's reading by hand,
+    ``narrow_audit``: the narrow persona organism's, each from ``audits``)."""
     ver = ver or {"status": "not run in this profile", "summary": f"persona_sources has no {POSITIVE} source"}
     out = {"pc_status": ver["status"], "pc_summary": ver["summary"],
            "villain_prompt_shift": fmt_interval(shift, 3), "pc_bar": f"{BAR}"}
@@ -398,16 +432,11 @@ def facts(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], ver: dict | 
         c = counts.get(role)
         out[f"judged_{role}"] = f"{c['misaligned']} of {c['answers']}" if c else "not run"
     for role in ("positive_control", "positive_twin", "base"):
-        a = (audit or {}).get(role)
-        rate = (a or {}).get("estimated_rate")
-        out[f"audited_{role}"] = (f"{a['hits_misaligned_coherent']} of {a['hits_read']} judged hits (and "
-                                  f"{a['others_misaligned_coherent']} of {a['others_read']} other answers"
-                                  + (f"; estimated share of its {a['answers']} answers "
-                                     f"{fmt_interval(rate, 1, signed=False, percent=True)}" if rate else "") + ")"
-                                  + (f", read on the run of {a['date']}, not this one: this run sampled other answers "
-                                     "(another machine's arithmetic)" if a.get("same_answers") is False else "")
-                                  if a else "not audited for this run")
+        out[f"audited_{role}"] = _audited_phrase((audit or {}).get(role))
+    for role, key in (("narrow_persona", "narrow_persona"), ("narrow_twin", "narrow_twin"), ("base", "narrow_base")):
+        out[f"audited_{key}"] = _audited_phrase((narrow_audit or {}).get(role))
     out["audited_reading"] = audited_reading(audit)
+    out["narrow_audited_reading"] = audited_reading(narrow_audit, "narrow_persona")
     for source, role in ((POSITIVE, "positive_control"), ("general", "distilled_villain"), ("health", "narrow_persona")):
         for versus in ("twin", "base"):
             r = _row(comp, source, versus, "contrast")
