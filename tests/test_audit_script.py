@@ -22,15 +22,20 @@ def _row(item, model, hit):
             "judged_misaligned": hit, "alignment": 10.0 if hit else 80.0, "coherence": 70.0}
 
 
+def _script_writing_into(tmp_path, monkeypatch):
+    """The script, with its measured folder (and persona_arms') in ``tmp_path``."""
+    mod, measured = _script(), tmp_path / "measured"
+    measured.mkdir()
+    monkeypatch.setattr(mod, "measured_dir", lambda: measured)
+    monkeypatch.setattr(persona_arms, "measured_dir", lambda: measured)
+    return mod, measured
+
+
 TOTALS = {"positive_control": {"answers": 10, "judged_misaligned": 1}, "base": {"answers": 5, "judged_misaligned": 0}}
 
 
 def test_a_further_round_appends_its_rows_and_keeps_the_totals(tmp_path, monkeypatch):
-    mod = _script()
-    measured = tmp_path / "measured"
-    measured.mkdir()
-    monkeypatch.setattr(mod, "measured_dir", lambda: measured)
-    monkeypatch.setattr(persona_arms, "measured_dir", lambda: measured)
+    mod, measured = _script_writing_into(tmp_path, monkeypatch)
     first = [{**_row(0, "positive_control_seed0", True), "misaligned": 1, "coherent": 1, "note": ""},
              {**_row(1, "base", False), "misaligned": 0, "coherent": 1, "note": ""}]
     (measured / persona_arms.AUDIT).write_text(json.dumps(
@@ -93,11 +98,7 @@ def test_a_further_round_draws_only_answers_no_round_read_and_keeps_the_totals()
 
 
 def test_the_narrow_organisms_audit_goes_to_its_own_file(tmp_path, monkeypatch):
-    mod = _script()
-    measured = tmp_path / "measured"
-    measured.mkdir()
-    monkeypatch.setattr(mod, "measured_dir", lambda: measured)
-    monkeypatch.setattr(persona_arms, "measured_dir", lambda: measured)
+    mod, measured = _script_writing_into(tmp_path, monkeypatch)
     totals = {"narrow_persona": {"answers": 4, "judged_misaligned": 1}}
     key = {"judge": "j", "profile": "cpu", "source": "health", "temperature": 0.7, "totals": totals, "round": 1,
            "protocol": "Narrow.", "rows": [_row(0, "narrow_persona_seed1", True), _row(1, "narrow_persona", False)]}
