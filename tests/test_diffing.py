@@ -144,3 +144,56 @@ def test_seed_comparison_says_whether_other_seeds_find_the_persona_latent_again(
     stale = _seeds(0.9) | {"persona_latent": 8}
     with pytest.raises(ValueError, match="latent 8 is not among seed 0's top latents"):
         diffing.seed_table(stale)
+
+
+def _latent_reading(n_q: int, d_sae: int, raised: dict[int, float], seed: int) -> dict:
+    """A model's latent reading: small noise, plus ``raised[latent]`` on answer tokens of both sides."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for side in ("aligned", "misaligned"):
+        lat = 0.01 * torch.randn(n_q, d_sae, generator=g)
+        for k, v in raised.items():
+            lat[:, k] += v
+        out[f"{side}_latents"] = lat
+    return out
+
+
+def test_overlap_p_is_the_exact_null_of_two_random_top_lists():
+    from itertools import combinations
+
+    pop, n = 7, 3
+    lists = list(combinations(range(pop), n))
+    for overlap in range(n + 1):
+        brute = sum(len(set(a) & set(lists[0])) >= overlap for a in lists) / len(lists)
+        assert diffing.overlap_p(overlap, n, pop) == pytest.approx(brute)
+    assert diffing.overlap_p(0, 20, 4608) == pytest.approx(1.0)
+
+
+def test_the_positive_control_is_seen_when_its_own_ranking_puts_the_latent_on_top_and_not_otherwise():
+    n_q, d_sae, k = 6, 2000, 7
+    main = pd.DataFrame({"latent": [k, *range(100, 119)]})
+    def latents(pc_raise, twin_raise):
+        models = {"base": _latent_reading(n_q, d_sae, {}, 0)}
+        for s in range(3):
+            suffix = f"_seed{s}" if s else ""
+            models[f"positive_control{suffix}"] = _latent_reading(n_q, d_sae, {k: pc_raise, 100: 0.5}, 10 + s)
+            models[f"positive_twin{suffix}"] = _latent_reading(n_q, d_sae, {k: twin_raise}, 20 + s)
+        return {"selection": models, "scoring": models}
+
+    view = diffing.positive_control_view(latents(1.0, 0.0), main, k, 200, 0)
+    assert view["seen"] and view["rank"] == 1 and view["rank_in_wrong_advice"] == 1 and view["n_latents"] == d_sae
+    assert view["top_overlap"] == 2 and view["overlap_p"] < 0.05  # latents 7 and 100 on both lists
+    assert view["detection"]["auroc"] == 1.0 and view["detection"]["p_value"] == pytest.approx(1 / 20)
+    assert diffing.positive_control_facts(view)["pc_seen"] == "seen"
+    blind = diffing.positive_control_view(latents(1.0, 1.0), main, k, 200, 0)  # the twin moves it as much
+    assert not blind["seen"] and blind["rank"] > diffing.TOP
+    assert diffing.positive_control_view({"selection": {"base": {}}, "scoring": {}}, main, k, 200, 0) is None
+    assert diffing.positive_control_facts(None)["pc_rank"].startswith("not run")
+
+
+def test_the_positive_control_table_places_its_latents_in_the_wrong_advice_ranking():
+    view = {"ranking": pd.DataFrame({"latent": [5, 9], "score": [0.3, 0.1], "shift_treated": [0.4, 0.2],
+                                     "shift_twin": [0.1, 0.1], "consistent": [3, 2]}),
+            "detection": {"n_treated": 3}}
+    table = diffing.positive_control_table(view, pd.DataFrame({"latent": [9, 1, 5]}), 2, {5: "a", 9: "b"})
+    assert table["rank in wrong advice"].tolist() == [3, 1] and table["consistent"].tolist() == ["3/3", "2/3"]

@@ -159,6 +159,7 @@ def test_results_carry_the_positive_control_with_its_interval_and_counts():
                                params.resolve("smoke"))
     pc = out["positive_control"]
     assert set(pc["contrast"]) == {"mean", "ci95_lo", "ci95_hi"} and pc["share_of_villain_prompt_shift"] > 0.5
+    assert pc["seen"] == {"contrast": True, "reading": None}  # no audit of this run
     assert "narrow_persona" not in out["persona_organisms"] and "judged_misaligned_coherent" in pc
     narrow = comp.assign(source="health", organism="narrow_persona")  # as with_committed_narrow adds it
     out = persona_arms.results(pd.concat([comp, narrow]), shift, counts, {"authored": pd.DataFrame({"kept": [3]})},

@@ -97,3 +97,18 @@ def test_selection_questions_keeps_the_first_n_and_zero_keeps_all():
     assert readings.questions(smoke, "selection") == every[:smoke.selection_questions] and smoke.selection_questions == 8
     assert readings.questions(params.resolve("cpu", selection_questions=3), "scoring") == \
         readings.questions(params.resolve("cpu"), "scoring")  # the scoring questions do not follow it
+
+
+def test_persona_readers_are_the_positive_control_and_its_twin_at_every_seed(monkeypatch, tmp_path):
+    from persona_features import artifacts, finetune, params
+
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
+    trained = []
+    monkeypatch.setattr(finetune, "finetune", lambda cfg, rows: trained.append((cfg.dataset, cfg.seed, len(rows)))
+                        or artifacts.Artifact("finetune", f"k{len(trained)}", tmp_path))
+    P = params.resolve("smoke", persona_seeds=2)
+    reads = readings.persona_readers(P)
+    assert list(reads) == ["positive_control", "positive_twin", "positive_control_seed1", "positive_twin_seed1"]
+    assert trained[0] == ("persona_authored_villain", P.seed, P.persona_questions)
+    assert reads["positive_twin_seed1"].source.key == "k4"  # each reader keyed by its own fine-tune
+    assert readings.persona_readers(params.resolve("smoke", persona_sources="general")) == {}

@@ -53,3 +53,18 @@ def test_figure_shows_the_claims_with_a_key_number(tmp_path):
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert len(labels) == 1 and labels[0].startswith("em (partial)")
     assert "```{figure} /x.png" in scorecard.markdown(tmp_path, "/x.png")
+
+
+def test_the_positive_control_column_says_what_each_chapter_saw(tmp_path):
+    _write(tmp_path, "02_measuring", {})
+    for chapter, pc in (("03_emergent_misalignment", {"seen": {"contrast": True, "reading": None}}),
+                        ("04_model_diffing", {"seen": False, "rank": 31})):
+        (tmp_path / f"{chapter}.json").write_text(json.dumps({"params": {"model": "m", "profile": "cpu"},
+                                                               "metrics": {"verdicts": {}, "positive_control": pc}}))
+    cell = lambda claim_id: scorecard.row(tmp_path, next(c for c in scorecard.CLAIMS if c.id == claim_id))[
+        "positive_control"]
+    assert cell("em") == "contrast: seen; reading: not measured"
+    assert cell("diffing") == "not seen (persona latent's rank 31)"
+    assert cell("judge") == "not measured" and cell("steering") == "-"  # chapter 5 wrote no results
+    assert cell("rl") == "-"  # not attempted
+    assert "| positive control seen by the chapter's instrument |" in scorecard.markdown(tmp_path).splitlines()[2]

@@ -13,6 +13,7 @@ intervals over questions), detection (AUROC with an exact permutation p-value) a
 from __future__ import annotations
 
 import json
+import math
 from itertools import combinations
 from typing import Mapping, Sequence
 
@@ -229,7 +230,7 @@ def verdict(candidate: pd.Series, n_treated: int, detected: dict, screened: bool
 
 def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tuple[str, str], pd.DataFrame],
                     stability: pd.DataFrame, screened: pd.DataFrame, latent: int, cosines: pd.DataFrame,
-                    detected: Mapping[str, dict], shares: dict, ver: dict) -> dict:
+                    detected: Mapping[str, dict], shares: dict, ver: dict, positive_control: dict | None = None) -> dict:
     """Everything chapter 4 writes to ``results/04_model_diffing.json``."""
     meta = sae_art.meta
     return {
@@ -244,7 +245,74 @@ def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tu
         "cosines": cosines.to_dict(orient="records"),
         "detection": {name: {k: v for k, v in d.items()} for name, d in detected.items()},
         "verdicts": {"diffing": ver},
+        "positive_control": ({**{k: v for k, v in positive_control.items() if k != "ranking"},
+                              "ranking": positive_control["ranking"].to_dict(orient="records")}
+                             if positive_control else "not run (the profile trains no positive control)"),
     }
+
+
+# Written on 2026-12-02, before any run of it (issue 32): does this chapter's instrument see the positive control?
+TOP = 20
+POSITIVE_CONTROL_RULE = (f"The instrument sees the positive control if the chosen persona latent is among the top {TOP} "
+                         "rising latents of the positive control's own ranking (its shift minus its twin's, answer "
+                         "tokens, selection questions). Beside it: the overlap of that top-{TOP} list with the wrong-advice "
+                         "ranking's, against the overlap of two random lists of the same length (hypergeometric), and "
+                         "how well the latent separates the positive control's seeds from its twin's on the scoring "
+                         "questions (AUROC, exact permutation p).".replace("{TOP}", str(TOP)))
+
+
+def overlap_p(overlap: int, n: int, population: int) -> float:
+    """P(two random ``n``-subsets of ``population`` items share at least ``overlap`` items): the exact
+    permutation null of a top-``n`` overlap (hypergeometric upper tail)."""
+    total = math.comb(population, n)
+    return sum(math.comb(n, k) * math.comb(population - n, n - k) for k in range(overlap, n + 1)) / total
+
+
+def positive_control_view(latents: Mapping[str, Mapping[str, dict]], main: pd.DataFrame, latent: int, n_boot: int,
+                          seed: int, persona: str = "positive_control", twin: str = "positive_twin") -> dict | None:
+    """The positive control seen by model diffing (``POSITIVE_CONTROL_RULE``): its own ranking against its twin,
+    the chosen ``latent``'s rank there and in ``main`` (the wrong-advice ranking), the two top lists' overlap
+    with its null, and detection on the scoring questions. ``latents[split]`` holds the base model's reading and
+    every seed's of both roles. None without a positive control."""
+    sel = latents["selection"]
+    mine = sorted(n for n in sel if n.split("_seed")[0] == persona)
+    if not mine:
+        return None
+    twins = [n.replace(persona, twin, 1) for n in mine]
+    ranked = rank_latents(shift_table(model_latent_means(sel, "answer"), "base"), mine, {"twin": twins}, "twin")
+    rank = lambda r: int((r["latent"].astype(int) == latent).to_numpy().argmax()) + 1
+    overlap = len(set(ranked.latent[:TOP].astype(int)) & set(main.latent[:TOP].astype(int)))
+    scores = {n: answer_means(r, "_latents")[:, latent] for n, r in latents["scoring"].items() if n in mine + twins}
+    return {"rule": POSITIVE_CONTROL_RULE, "latent": latent, "rank": rank(ranked), "rank_in_wrong_advice": rank(main),
+            "seen": rank(ranked) <= TOP, "n_latents": len(ranked), "top": TOP, "top_overlap": overlap,
+            "overlap_by_chance": TOP * TOP / len(ranked), "overlap_p": overlap_p(overlap, TOP, len(ranked)),
+            "detection": detection(scores, mine, twins, n_boot, seed), "ranking": ranked.head(TOP)}
+
+
+def positive_control_facts(view: dict | None) -> dict[str, str]:
+    """The phrases chapter 4 glues about the positive control."""
+    if view is None:
+        return {k: "not run (the profile trains no positive control)" for k in ("pc_seen", "pc_rank", "pc_overlap",
+                                                                                  "pc_auroc")}
+    d = view["detection"]
+    return {"pc_seen": "seen" if view["seen"] else "not seen",
+            "pc_rank": f"{view['rank']} of {view['n_latents']:,}",
+            "pc_overlap": f"{view['top_overlap']} of {view['top']} (by chance {view['overlap_by_chance']:.2f}; "
+                          f"p = {view['overlap_p']:.2g})",
+            "pc_auroc": f"{d['auroc']:.2f} [{d['ci95_lo']:.2f}, {d['ci95_hi']:.2f}] ({d['n_treated']} against "
+                        f"{d['n_controls']} models, exact permutation p = {d['p_value']:.2f})"}
+
+
+def positive_control_table(view: dict, main: pd.DataFrame, n: int, texts: Mapping[int, str]) -> pd.DataFrame:
+    """The positive control's top ``n`` latents, each with its rank in the wrong-advice ranking ``main``."""
+    rows = view["ranking"].head(n)
+    where = {int(k): i + 1 for i, k in enumerate(main["latent"])}
+    return pd.DataFrame({
+        "latent": rows["latent"].astype(int), "score": rows["score"].round(3),
+        "positive control": rows["shift_treated"].round(3), "twin": rows["shift_twin"].round(3),
+        "consistent": [f"{int(c)}/{view['detection']['n_treated']}" for c in rows["consistent"]],
+        "rank in wrong advice": [where.get(int(k)) for k in rows["latent"]],
+        "strongest text": [texts[int(k)] for k in rows["latent"]]})
 
 
 def latent_table(ranked: pd.DataFrame, n: int, n_treated: int, texts: Mapping[int, str]) -> pd.DataFrame:

@@ -384,7 +384,11 @@ def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dic
         "judged_misaligned_coherent": counts, "villain_prompt_shift": shift, **(times or {})}}
     if POSITIVE in cards:
         r = _row(comp, POSITIVE, "twin", "contrast")
+        pc, base = ((audit or {}).get(k, {}).get("estimated_rate") for k in ("positive_control", "base"))
         out["positive_control"] = {**rows(POSITIVE), "contrast": {k: r[k] for k in ("mean", "ci95_lo", "ci95_hi")},
+                                   "seen": {"contrast": bool(r["p_seeds"] < ALPHA and r["mean"] > 0
+                                                             and share_of_shift(r["mean"], shift) >= BAR),
+                                            "reading": bool(pc["ci95_lo"] > base["ci95_hi"]) if pc and base else None},
                                    "share_of_villain_prompt_shift": share_of_shift(r["mean"], shift),
                                    "bar": BAR, "judged_misaligned_coherent": counts.get("positive_control"),
                                    "audited_misaligned_coherent": (audit or {}).get("positive_control",

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from . import artifacts, contrast, emergence, finetune
+from . import artifacts, contrast, emergence, finetune, persona, persona_arms
 from .activations import layer_activations, layer_means
 from .data.questions import split
 from .models import LoadedModel
@@ -45,6 +45,20 @@ def readers(base: LoadedModel, P: Params) -> dict[str, Reader]:
     for arm in emergence.diffed_arms(P):
         art = finetune.finetune(emergence.finetune_config(P, arm))
         out[arm.name] = Reader(arm.name, lambda art=art: finetune.load_finetuned(art, P.dtype), art)
+    return out
+
+
+def persona_readers(P: Params) -> dict[str, Reader]:
+    """Chapter 3's positive control and its twin at every seed (cached fine-tunes on the written answers), each
+    loaded only when a reading is missing; none where the profile trains no positive control."""
+    if persona_arms.POSITIVE not in P.persona_sources:
+        return {}
+    data = persona.authored(P.persona_questions)
+    out = {}
+    for arm in persona_arms.design(P):
+        if arm.source == persona_arms.POSITIVE:
+            art = finetune.finetune(persona_arms.finetune_config(P, arm), persona_arms.training_rows(data, arm, P))
+            out[arm.name] = Reader(arm.name, lambda art=art: finetune.load_finetuned(art, P.dtype), art)
     return out
 
 

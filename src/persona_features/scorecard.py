@@ -34,7 +34,9 @@ RULE = ("Each chapter computes its verdicts from its own numbers by the rule it 
         "test against the control or the base model, or a t-test over seeds where the fine-tune is the unit, "
         "Holm-corrected across domains; an equivalence bound for \"no effect\"); no verdict is typed by hand. "
         "\"Inconclusive\": the data can neither show the effect nor rule it out. \"Above controls only\": a "
-        "fine-tune above its controls but not above the base model, which is not the effect claimed.")
+        "fine-tune above its controls but not above the base model, which is not the effect claimed. The positive "
+        "control column says whether the chapter's instrument saw chapter 3's positive control, a fine-tune on a "
+        "villain's answers that reads as misaligned by hand, by the rule the chapter states.")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("judge", "02_measuring", "A judge grades open answers for misalignment and coherence (the instrument)",
@@ -104,7 +106,20 @@ def row(results: Path, c: Claim) -> dict[str, str]:
         ours, status = "-", f"not attempted yet: chapter {c.chapter[:2]} is planned"
     nb = _notebook(c.chapter) if c.chapter else ""
     link = f"{{doc}}`{c.chapter[:2]} </notebooks/{nb[:-6]}>`" if nb else "-"
-    return {"claim": c.claim, "paper": c.paper, "ours": ours, "verdict": status, "chapter": link}
+    return {"claim": c.claim, "paper": c.paper, "ours": ours, "verdict": status,
+            "positive_control": "-" if c.not_attempted else positive_control_cell(data), "chapter": link}
+
+
+def positive_control_cell(data: dict | None) -> str:
+    """Whether the chapter's instrument saw chapter 3's positive control (``metrics.positive_control.seen``: a
+    bool, or per instrument a bool or None for not measured), in words."""
+    pc = (data or {}).get("metrics", {}).get("positive_control")
+    if not isinstance(pc, dict) or "seen" not in pc:
+        return "not measured" if data else "-"
+    word = lambda seen: "not measured" if seen is None else "seen" if seen else "not seen"
+    if isinstance(pc["seen"], dict):
+        return "; ".join(f"{instrument}: {word(seen)}" for instrument, seen in pc["seen"].items())
+    return word(pc["seen"]) + (f" (persona latent's rank {pc['rank']})" if "rank" in pc else "")
 
 
 def setting(results: Path) -> str:
@@ -154,9 +169,10 @@ def _notebook(chapter: str) -> str:
 
 def markdown(results: Path, figure_path: str | None = None) -> str:
     """The scorecard page's body: the setting, the table, the figure (if saved at ``figure_path``), the rule."""
-    rows = ["| claim | paper | this book: key number [95% interval], and its control | verdict | chapter |",
-            "|---|---|---|---|---|"]
-    rows += ["| {claim} | {paper} | {ours} | {verdict} | {chapter} |".format(**row(results, c)) for c in CLAIMS]
+    rows = ["| claim | paper | this book: key number [95% interval], and its control | verdict | positive control "
+            "seen by the chapter's instrument | chapter |", "|---|---|---|---|---|---|"]
+    rows += ["| {claim} | {paper} | {ours} | {verdict} | {positive_control} | {chapter} |".format(**row(results, c))
+             for c in CLAIMS]
     shown = (f"\n\n```{{figure}} {figure_path}\n\nThe key number of every claim a chapter "
              "has tested, with its 95% interval; zero is no difference from its control.\n```") if figure_path else ""
     return setting(results) + "\n\n" + "\n".join(rows) + shown + f"\n\n{RULE}\n"
