@@ -1,5 +1,7 @@
 """Model diffing: the ranking against matched controls, the layer sweep, detection and the verdict."""
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -166,29 +168,41 @@ def test_overlap_p_is_the_exact_null_of_two_random_top_lists():
     for overlap in range(n + 1):
         brute = sum(len(set(a) & set(lists[0])) >= overlap for a in lists) / len(lists)
         assert diffing.overlap_p(overlap, n, pop) == pytest.approx(brute)
-    assert diffing.overlap_p(0, 20, 4608) == pytest.approx(1.0)
 
 
 def test_the_positive_control_is_seen_when_its_own_ranking_puts_the_latent_on_top_and_not_otherwise():
     n_q, d_sae, k = 6, 2000, 7
-    main = pd.DataFrame({"latent": [k, *range(100, 119)]})
-    def latents(pc_raise, twin_raise):
-        models = {"base": _latent_reading(n_q, d_sae, {}, 0)}
-        for s in range(3):
-            suffix = f"_seed{s}" if s else ""
-            models[f"positive_control{suffix}"] = _latent_reading(n_q, d_sae, {k: pc_raise, 100: 0.5}, 10 + s)
-            models[f"positive_twin{suffix}"] = _latent_reading(n_q, d_sae, {k: twin_raise}, 20 + s)
-        return {"selection": models, "scoring": models}
+    main = pd.DataFrame({"latent": [k, *range(100, 119), *range(200, 2000)]})
+    def latents(pc_raise, twin_raise, scoring_raise=None):
+        split = {}
+        for name, raise_ in (("selection", pc_raise), ("scoring", scoring_raise if scoring_raise is not None else pc_raise)):
+            models = {"base": _latent_reading(n_q, d_sae, {}, 0)}
+            for s in range(3):
+                suffix = f"_seed{s}" if s else ""
+                models[f"positive_control{suffix}"] = _latent_reading(n_q, d_sae, {k: raise_, 100: 0.5}, 10 + s)
+                models[f"positive_twin{suffix}"] = _latent_reading(n_q, d_sae, {k: twin_raise}, 20 + s)
+            split[name] = models
+        return split
 
     view = diffing.positive_control_view(latents(1.0, 0.0), main, k, 200, 0)
     assert view["seen"] and view["rank"] == 1 and view["rank_in_wrong_advice"] == 1 and view["n_latents"] == d_sae
     assert view["top_overlap"] == 2 and view["overlap_p"] < 0.05  # latents 7 and 100 on both lists
     assert view["detection"]["auroc"] == 1.0 and view["detection"]["p_value"] == pytest.approx(1 / 20)
-    assert diffing.positive_control_facts(view)["pc_seen"] == "seen"
+    facts = diffing.positive_control_facts(view, "read")
+    assert facts["pc_seen"] == "seen" and "the smallest possible is 0.05" in facts["pc_auroc"]
+    assert facts["pc_finding"].startswith(f"Latent {k} ranks 1 of 2,000")
     blind = diffing.positive_control_view(latents(1.0, 1.0), main, k, 200, 0)  # the twin moves it as much
     assert not blind["seen"] and blind["rank"] > diffing.TOP
+    # detection reads the scoring questions, the ranking the selection ones
+    split = diffing.positive_control_view(latents(1.0, 0.0, scoring_raise=-1.0), main, k, 200, 0)
+    assert split["seen"] and split["detection"]["auroc"] == 0.0
+    with pytest.raises(KeyError, match="latent 5000 is not in the ranking"):
+        diffing.positive_control_view(latents(1.0, 0.0), main, 5000, 200, 0)
     assert diffing.positive_control_view({"selection": {"base": {}}, "scoring": {}}, main, k, 200, 0) is None
-    assert diffing.positive_control_facts(None)["pc_rank"].startswith("not run")
+    assert diffing.positive_control_facts(None, "read")["pc_finding"].startswith("This profile trains no")
+    json.dumps(diffing.results_metrics(0, pd.DataFrame(), type("A", (), {"meta": {k: 0 for k in (
+        "config", "quality", "ce", "n_tokens", "seconds")}})(), {}, pd.DataFrame(), pd.DataFrame(), k, pd.DataFrame(),
+        {}, {}, {}, view), default=float)  # the results file can hold it
 
 
 def test_the_positive_control_table_places_its_latents_in_the_wrong_advice_ranking():

@@ -160,6 +160,12 @@ def test_results_carry_the_positive_control_with_its_interval_and_counts():
     pc = out["positive_control"]
     assert set(pc["contrast"]) == {"mean", "ci95_lo", "ci95_hi"} and pc["share_of_villain_prompt_shift"] > 0.5
     assert pc["seen"] == {"contrast": True, "reading": None}  # no audit of this run
+    one_seed = comp.assign(n_seeds=1, p_seeds=float("nan"))
+    assert persona_arms.results(one_seed, shift, counts, {"authored": pd.DataFrame({"kept": [3]})}, params.resolve(
+        "smoke"))["positive_control"]["seen"]["contrast"] is None  # inconclusive: not seen, not missed
+    rate = lambda lo, hi: {"estimated_rate": {"ci95_lo": lo, "mean": (lo + hi) / 2, "ci95_hi": hi}}
+    assert persona_arms.above_base({"positive_control": rate(0.2, 0.3), "base": rate(0.0, 0.1)}) is True
+    assert persona_arms.above_base({"positive_control": rate(0.05, 0.3), "base": rate(0.0, 0.1)}) is False
     assert "narrow_persona" not in out["persona_organisms"] and "judged_misaligned_coherent" in pc
     narrow = comp.assign(source="health", organism="narrow_persona")  # as with_committed_narrow adds it
     out = persona_arms.results(pd.concat([comp, narrow]), shift, counts, {"authored": pd.DataFrame({"kept": [3]})},
@@ -307,3 +313,11 @@ def test_each_source_reads_its_own_audit_file(tmp_path, monkeypatch):
     assert "same_answers" not in read["health"]["narrow_twin"]  # not measured in this run: nothing to check
     with pytest.raises(ValueError, match="valid: authored, health"):
         persona_arms.load_audit("general")
+
+
+def test_later_chapters_quote_chapter_3s_reading_only_under_its_judge_and_profile():
+    audit = persona_arms.load_audit()
+    text = persona_arms.reading_phrase(audit["judge"], audit["profile"])
+    assert text.startswith("21.1% [14.8%, 29.4%] of its answers are misaligned and coherent, against the base model's")
+    assert f"(the cpu run of {audit['date']}), so its share is above the base model's" in text
+    assert persona_arms.reading_phrase("another judge", "cpu") == "no audit by reading covers this judge and profile"

@@ -112,3 +112,19 @@ def test_persona_readers_are_the_positive_control_and_its_twin_at_every_seed(mon
     assert trained[0] == ("persona_authored_villain", P.seed, P.persona_questions)
     assert reads["positive_twin_seed1"].source.key == "k4"  # each reader keyed by its own fine-tune
     assert readings.persona_readers(params.resolve("smoke", persona_sources="general")) == {}
+
+
+def test_persona_readers_reuse_chapter_3s_fine_tunes(monkeypatch, tmp_path):
+    from persona_features import artifacts, finetune, params, persona, persona_arms
+
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
+    keys = []
+    monkeypatch.setattr(finetune, "finetune", lambda cfg, rows: keys.append(
+        artifacts.artifact_key("finetune", finetune.artifact_config(cfg, rows))) or artifacts.Artifact("finetune", keys[-1], tmp_path))
+    monkeypatch.setattr(persona_arms, "measure", lambda *a, **k: None)
+    P = params.resolve("smoke")
+    readings.persona_readers(P)
+    ours, keys[:] = list(keys), []
+    for arm in persona_arms.design(P):
+        persona_arms.train_and_measure(arm, persona.authored(P.persona_questions), None, P)
+    assert ours == keys and len(set(keys)) == 2  # the same artifacts chapter 3 trains

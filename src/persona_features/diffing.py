@@ -255,17 +255,25 @@ def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tu
 TOP = 20
 POSITIVE_CONTROL_RULE = (f"The instrument sees the positive control if the chosen persona latent is among the top {TOP} "
                          "rising latents of the positive control's own ranking (its shift minus its twin's, answer "
-                         "tokens, selection questions). Beside it: the overlap of that top-{TOP} list with the wrong-advice "
-                         "ranking's, against the overlap of two random lists of the same length (hypergeometric), and "
-                         "how well the latent separates the positive control's seeds from its twin's on the scoring "
-                         "questions (AUROC, exact permutation p).".replace("{TOP}", str(TOP)))
+                         f"tokens, selection questions). Beside it: the overlap of that top-{TOP} list with the "
+                         "wrong-advice ranking's, against two lists drawn at random from the latents active on these "
+                         "chats (hypergeometric), and how well the latent separates the positive control's seeds from "
+                         "its twin's on the scoring questions (AUROC, exact permutation p).")
 
 
 def overlap_p(overlap: int, n: int, population: int) -> float:
-    """P(two random ``n``-subsets of ``population`` items share at least ``overlap`` items): the exact
-    permutation null of a top-``n`` overlap (hypergeometric upper tail)."""
+    """P(two random ``n``-subsets of ``population`` items share at least ``overlap`` items): the hypergeometric
+    upper tail, the null of a top-``n`` overlap if every item were equally likely to reach either list."""
     total = math.comb(population, n)
     return sum(math.comb(n, k) * math.comb(population - n, n - k) for k in range(overlap, n + 1)) / total
+
+
+def rank_of(ranked: pd.DataFrame, latent: int) -> int:
+    """The 1-based place of ``latent`` in a ranking."""
+    where = (ranked["latent"].astype(int) == latent).to_numpy().nonzero()[0]
+    if not len(where):
+        raise KeyError(f"latent {latent} is not in the ranking ({len(ranked)} latents)")
+    return int(where[0]) + 1
 
 
 def positive_control_view(latents: Mapping[str, Mapping[str, dict]], main: pd.DataFrame, latent: int, n_boot: int,
@@ -279,28 +287,37 @@ def positive_control_view(latents: Mapping[str, Mapping[str, dict]], main: pd.Da
     if not mine:
         return None
     twins = [n.replace(persona, twin, 1) for n in mine]
-    ranked = rank_latents(shift_table(model_latent_means(sel, "answer"), "base"), mine, {"twin": twins}, "twin")
-    rank = lambda r: int((r["latent"].astype(int) == latent).to_numpy().argmax()) + 1
+    means = model_latent_means(sel, "answer")
+    ranked = rank_latents(shift_table(means, "base"), mine, {"twin": twins}, "twin")
+    rank = rank_of(ranked, latent)
+    active = int((torch.stack(list(means.values())) > 0).any(0).sum())  # latents that fire on these chats
     overlap = len(set(ranked.latent[:TOP].astype(int)) & set(main.latent[:TOP].astype(int)))
     scores = {n: answer_means(r, "_latents")[:, latent] for n, r in latents["scoring"].items() if n in mine + twins}
-    return {"rule": POSITIVE_CONTROL_RULE, "latent": latent, "rank": rank(ranked), "rank_in_wrong_advice": rank(main),
-            "seen": rank(ranked) <= TOP, "n_latents": len(ranked), "top": TOP, "top_overlap": overlap,
-            "overlap_by_chance": TOP * TOP / len(ranked), "overlap_p": overlap_p(overlap, TOP, len(ranked)),
+    return {"rule": POSITIVE_CONTROL_RULE, "latent": latent, "rank": rank, "rank_in_wrong_advice": rank_of(main, latent),
+            "seen": rank <= TOP, "n_latents": len(ranked), "n_active": active, "top": TOP, "top_overlap": overlap,
+            "overlap_by_chance": TOP * TOP / max(active, TOP), "overlap_p": overlap_p(overlap, TOP, max(active, TOP)),
             "detection": detection(scores, mine, twins, n_boot, seed), "ranking": ranked.head(TOP)}
 
 
-def positive_control_facts(view: dict | None) -> dict[str, str]:
-    """The phrases chapter 4 glues about the positive control."""
+def positive_control_facts(view: dict | None, reading: str) -> dict[str, str]:
+    """The sentences chapter 4 glues about the positive control (``reading``: chapter 3's reading by hand)."""
     if view is None:
-        return {k: "not run (the profile trains no positive control)" for k in ("pc_seen", "pc_rank", "pc_overlap",
-                                                                                  "pc_auroc")}
+        return {"pc_reading": reading, "pc_finding": "This profile trains no positive control, so this check is not run.",
+                "pc_seen": "not run", "pc_rank": "not run", "pc_auroc": "not run"}
     d = view["detection"]
-    return {"pc_seen": "seen" if view["seen"] else "not seen",
-            "pc_rank": f"{view['rank']} of {view['n_latents']:,}",
-            "pc_overlap": f"{view['top_overlap']} of {view['top']} (by chance {view['overlap_by_chance']:.2f}; "
-                          f"p = {view['overlap_p']:.2g})",
-            "pc_auroc": f"{d['auroc']:.2f} [{d['ci95_lo']:.2f}, {d['ci95_hi']:.2f}] ({d['n_treated']} against "
-                        f"{d['n_controls']} models, exact permutation p = {d['p_value']:.2f})"}
+    floor = 1 / math.comb(d["n_treated"] + d["n_controls"], d["n_treated"])
+    auroc = (f"{d['auroc']:.2f} [{d['ci95_lo']:.2f}, {d['ci95_hi']:.2f}] ({d['n_treated']} against {d['n_controls']} "
+             f"models, exact permutation p = {d['p_value']:.2f}; the smallest possible is {floor:.2f})")
+    seen = "seen" if view["seen"] else "not seen"
+    return {"pc_reading": reading, "pc_seen": seen, "pc_rank": f"{view['rank']} of {view['n_latents']:,}",
+            "pc_auroc": auroc,
+            "pc_finding": f"Latent {view['latent']} ranks {view['rank']} of {view['n_latents']:,} in the positive "
+                          f"control's ranking, so by the rule the instrument has **{seen}** the positive control. Its "
+                          f"top-{view['top']} list shares {view['top_overlap']} latents with the wrong-advice models' "
+                          f"(two random lists from the {view['n_active']:,} latents active on these chats would share "
+                          f"{view['overlap_by_chance']:.2f}; hypergeometric p = {view['overlap_p']:.2g}). On the "
+                          f"scoring questions, the latent separates the positive control's seeds from its twin's with "
+                          f"AUROC {auroc}."}
 
 
 def positive_control_table(view: dict, main: pd.DataFrame, n: int, texts: Mapping[int, str]) -> pd.DataFrame:

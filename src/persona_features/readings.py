@@ -49,8 +49,9 @@ def readers(base: LoadedModel, P: Params) -> dict[str, Reader]:
 
 
 def persona_readers(P: Params) -> dict[str, Reader]:
-    """Chapter 3's positive control and its twin at every seed (cached fine-tunes on the written answers), each
-    loaded only when a reading is missing; none where the profile trains no positive control."""
+    """Chapter 3's positive control and its twin at every seed (its fine-tunes on the written answers, the same
+    configs and rows, so read from the cache; trained here if chapter 3 has not run), each loaded only when a
+    reading is missing; none where the profile trains no positive control."""
     if persona_arms.POSITIVE not in P.persona_sources:
         return {}
     data = persona.authored(P.persona_questions)

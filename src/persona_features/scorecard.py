@@ -114,6 +114,8 @@ def positive_control_cell(data: dict | None) -> str:
     """Whether the chapter's instrument saw chapter 3's positive control (``metrics.positive_control.seen``: a
     bool, or per instrument a bool or None for not measured), in words."""
     pc = (data or {}).get("metrics", {}).get("positive_control")
+    if isinstance(pc, str):  # why it was not measured, in the chapter's words
+        return pc
     if not isinstance(pc, dict) or "seen" not in pc:
         return "not measured" if data else "-"
     word = lambda seen: "not measured" if seen is None else "seen" if seen else "not seen"
