@@ -166,8 +166,9 @@ def card(art: artifacts.Artifact) -> pd.DataFrame:
     """Per persona: answers kept, the judge's misaligned share of the kept ones, and register markers (of
     authored answers, which are neither sampled nor judged, the kept rows and their markers only)."""
     if art.kind == "persona_authored":
-        return pd.DataFrame([{"persona": p, "kept": len(rows), **register.rates(r["messages"][1]["content"] for r in rows)}
-                             for p in PERSONAS for rows in [art.json(f"rows_{p}")]]).set_index("persona")
+        rows = {p: art.json(f"rows_{p}") for p in PERSONAS}
+        return pd.DataFrame([{"persona": p, "kept": len(r), **register.rates(x["messages"][1]["content"] for x in r)}
+                             for p, r in rows.items()]).set_index("persona")
     answers = pd.DataFrame(art.json("answers"))
     out = []
     for persona in PERSONAS:

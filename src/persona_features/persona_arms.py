@@ -188,7 +188,8 @@ def load_audit(source: str = POSITIVE) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def rated_by_role(measured: dict[str, Measurement], base: Measurement, near: str | None = None) -> dict[str, pd.DataFrame]:
+def rated_by_role(measured: dict[str, Measurement], base: Measurement,
+                  near: str | None = None) -> dict[str, pd.DataFrame]:
     """Every judged answer at the rates' temperature per role (seeds pooled; ``model`` names the seed), and the
     base model's, on the questions not near ``near`` (None: all): what the audit reads from."""
     frames: dict[str, list[pd.DataFrame]] = {}
