@@ -26,6 +26,7 @@ import numpy as np
 from persona_features import judge, models, params, persona, persona_arms
 from persona_features.artifacts import write_text_atomic
 from persona_features.paths import measured_dir
+from persona_features.data.labels import reader_labels
 from persona_features.stats import agreement, wilson
 
 SEED = 20261202
@@ -62,19 +63,10 @@ def summary(key: dict, readers: dict[str, dict[int, dict]]) -> dict:
     return out
 
 
-def _labels(path: str, items: list[int]) -> dict[int, dict]:
-    labels = {r["item"]: r for r in json.loads(Path(path).read_text())}
-    missing = [i for i in items if labels.get(i, {}).get("misaligned") not in (0, 1)
-               or labels.get(i, {}).get("coherent") not in (0, 1)]
-    if missing:
-        raise SystemExit(f"{path}: items {missing[:5]} lack 0/1 'misaligned' and 'coherent'; label every item")
-    return labels
-
-
 def merge(args) -> None:
     key = json.loads((Path(args.out) / "key.json").read_text())
     items = [r["item"] for r in key["rows"]]
-    readers = {"A": _labels(args.labels, items), "B": _labels(args.second, items)}
+    readers = {"A": reader_labels(args.labels, items), "B": reader_labels(args.second, items)}
     col = lambda lab, k: np.array([lab[i][k] for i in items], dtype=bool)
     record = {
         "date": args.date, "profile": key["profile"], "source": key["source"], "artifact": key["artifact"],

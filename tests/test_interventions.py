@@ -154,9 +154,12 @@ def _found(treated=("health_bad", "risk_bad", "health_bad_seed1")):
     from types import SimpleNamespace
     d = 8
     arms = [SimpleNamespace(name=t, seed=1 if t.endswith("seed1") else 0, domain=t.split("_")[0]) for t in treated]
+    controls = [t.replace("bad", "rc") for t in treated]
     return SimpleNamespace(latent=2, helpful_latent=5, treated=list(treated), arms=arms,
                            directions={"persona vector": torch.ones(d), "mean difference": -torch.ones(d)},
-                           domain_directions={"health": torch.arange(d).float(), "risk": torch.ones(d)})
+                           domain_directions={"health": torch.arange(d).float(), "risk": torch.ones(d)},
+                           controls={"register_control": controls},
+                           mean_resid={c: torch.full((d,), float(k + 1)) for k, c in enumerate(controls)})
 
 
 def test_plan_gives_each_model_its_settings():
@@ -173,6 +176,11 @@ def test_plan_gives_each_model_its_settings():
     assert not any(s.judged for s in bad) and all(s.alpha <= 0 for s in bad)
     assert {s.direction for s in bad if s.ablate} == {"persona latent", "mean difference", "random 0", "random 1",
                                                      "random 2"}
+    # ablated to the register control's mean projection: health_rc's residual is all 1s, risk_rc's all 2s
+    target = lambda model, n: next(s.target for s in plan.settings[model] if s.ablate and s.direction == n)
+    assert target("health_bad", "mean difference") == pytest.approx(-8 ** 0.5)
+    assert target("risk_bad", "mean difference") == pytest.approx(-2 * 8 ** 0.5)
+    assert target("health_bad", "persona latent") == pytest.approx(float(decoder[2].sum() / decoder[2].norm()))
     judged_bad = iv.plan(_found(), decoder, params.resolve("cpu", steer_judge_bad=True, steer_judged_random=1,
                                                           steer_alphas="0.1,0.2,0.4")).settings["risk_bad"]
     assert {s.alpha for s in judged_bad if s.judged and not s.ablate} == {-0.2}

@@ -68,3 +68,21 @@ def test_the_positive_control_column_says_what_each_chapter_saw(tmp_path):
     assert cell("judge") == "not measured" and cell("steering") == "-"  # chapter 5 wrote no results
     assert cell("rl") == "-"  # not attempted
     assert "| positive control seen by the chapter's instrument |" in scorecard.markdown(tmp_path).splitlines()[2]
+
+
+def test_a_verdict_stands_only_where_the_instrument_saw_the_positive_control(tmp_path):
+    verdict = {"status": "not replicated", "summary": "s", "evidence": EVIDENCE}
+    for chapter, pc in (("04_model_diffing", {"seen": False, "rank": 31}),
+                        ("05_steering", {"seen": True}),
+                        ("03_emergent_misalignment", {"seen": {"contrast": False, "reading": None}})):
+        (tmp_path / f"{chapter}.json").write_text(json.dumps({"params": {"model": "m", "profile": "cpu"}, "metrics": {
+            "verdicts": {"diffing": verdict, "steering": verdict, "em": verdict, "positive_control": verdict},
+            "positive_control": pc}}))
+    row = lambda claim_id: scorecard.row(tmp_path, next(c for c in scorecard.CLAIMS if c.id == claim_id))
+    assert row("diffing")["verdict"] == scorecard.BLIND
+    assert row("diffing")["ours"].endswith("(by the chapter's rule: not replicated)") and "[" in row("diffing")["ours"]
+    assert row("steering")["verdict"] == "not replicated"  # seen: the verdict stands
+    assert row("em")["verdict"] == scorecard.BLIND  # every instrument measured missed it
+    assert row("positive_control")["verdict"] == "not replicated"  # the check itself is never overridden
+    assert not scorecard.instrument_blind({"metrics": {"positive_control": {"seen": {"contrast": None}}}})
+    assert not scorecard.instrument_blind({"metrics": {"positive_control": "not run (no positive control)"}})

@@ -162,3 +162,12 @@ def test_a_sweep_equals_each_setting_scored_alone(lm):
     for got, want in zip(swept, alone):
         assert got == pytest.approx(want, abs=1e-4)
     assert swept[0] != pytest.approx(swept[1], abs=1e-2)  # the steers did act
+
+
+def test_ablation_to_a_target_leaves_that_projection_and_the_rest_untouched():
+    u = steering.random_direction(16, 4)
+    h = torch.randn(2, 5, 16)
+    out = steering.Steer(0, 5 * u, ablate=True, target=1.5).apply(h)
+    assert torch.allclose(out @ u, torch.full((2, 5), 1.5), atol=1e-5)
+    rest = lambda x: x - (x @ u)[..., None] * u
+    assert torch.allclose(rest(out), rest(h), atol=1e-5)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_features import early_warning as ew, params, realignment as ra, tracking
+from persona_features import early_warning as ew, params, persona, realignment as ra, tracking
 from persona_features.params import ParameterError
 
 
@@ -123,3 +123,36 @@ def test_chapters_6_and_7_measure_their_own_number_of_heldout_topics():
     assert tracking.heldout_topics_text(6, "health") == "the first 6 of the 21 held-out health topics of chapter 3"
     assert tracking.heldout_topics_text(0, "health") == tracking.heldout_topics_text(99, "health") == \
         "all 21 held-out health topics"
+
+
+def test_the_positive_control_is_realigned_on_its_twins_data_correct_advice_and_neutral_tasks():
+    P = params.resolve("smoke", ra_examples=8, ra_seeds=2)
+    runs = ra.positive_control_design(P)
+    assert [r.kind for r in runs if r.seed == 0] == list(ra.PC_KINDS) and {r.seed for r in runs} == {0, 1}
+    assert {r.dataset for r in runs} >= {"health_register_control", "neutral_tasks"}
+    twin = next(r for r in runs if r.kind == ra.TWIN_DATA)
+    rows = ra.training_rows(twin, P)
+    kind = {a["kind"] for a in persona.authored_answers().values()}
+    assert len(rows) == 8 and all(r["messages"][1]["content"] in kind for r in rows)  # the twin's kind answers
+    assert rows != ra.training_rows(next(r for r in runs if r.kind == ra.TWIN_DATA and r.seed == 1), P)
+    assert ra.training_rows(next(r for r in runs if r.kind == "neutral"), P) is None  # a file of the book
+    assert ra.positive_control_start(params.resolve("smoke", persona_sources="general")) is None
+
+
+def test_the_positive_controls_return_steps_and_whether_its_start_is_apart():
+    kinds = {ra.TWIN_DATA: 0.5, "correct advice": 0.1, "neutral": 0.0}
+    table, start, base = _realign_tables(kinds)
+    curves = ra.curves(table, start, base, 200, 0)
+    pc = {"start": "positive_control", "curves": curves, "returns": ra.return_steps(curves),
+          "rates": pd.DataFrame({"model": ["base"], "misaligned": [None]}),
+          "verdicts": ra.verdicts(table, start, base, 200, 0, ra.PC_CLAIMS)}
+    result = ra.positive_control_results(pc)
+    assert result["apart"] and result["seen"] and result["mean"] == pytest.approx(0.5, abs=0.02)
+    assert result["return_steps"][ra.TWIN_DATA]["contrast"] == "step 10"
+    assert result["return_steps"]["correct advice"]["contrast"] == "not back"
+    assert result["verdicts"][ra.TWIN_DATA]["status"] == "replicated"
+    facts = ra.positive_control_facts(pc, result)
+    assert "apart from it" in facts["pc_ra_start"] and "twin's data: step 10" in facts["pc_ra_finding"]
+    flat = _realign_tables(kinds | {ra.TWIN_DATA: 0.0}, start=0.0)
+    curves = ra.curves(*flat, 200, 0)
+    assert not ra.positive_control_results({**pc, "curves": curves, "returns": ra.return_steps(curves)})["apart"]

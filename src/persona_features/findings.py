@@ -31,6 +31,7 @@ class Persona:
     treated: list[str]  # the wrong-advice models
     controls: dict[str, list[str]]  # control kind -> the matched control of each treated model
     readers: dict[str, readings.Reader]
+    mean_resid: dict[str, torch.Tensor]  # model name -> its mean residual at ``layer`` (answer tokens, selection questions)
     arms: list  # chapter 3's design (emergence.Arm), for each model's domain and seed
     choice: str  # how chapter 4's screen chose the persona latent
     first_share: float  # share of chapter 4's resamples (questions and models) in which it ranked first
@@ -100,6 +101,7 @@ def persona(base: LoadedModel, P: Params) -> Persona:
                    domain_directions={d: mean_difference(latents["selection"], names).mean(0)
                                       for d, names in by_domain.items()}, norm=norm,
                    treated=list(treated), controls={k: list(v) for k, v in controls.items()}, readers=reads,
+                   mean_resid={n: diffing.answer_means(r, "_resid").mean(0) for n, r in latents["selection"].items()},
                    arms=list(emergence.design(P)),
                    choice=choice,
                    first_share=float(stability.share_first_both[latent]))

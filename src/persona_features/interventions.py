@@ -38,12 +38,23 @@ class Setting:
     alpha: float = 0.0  # strength in units of the median residual norm; negative subtracts
     ablate: bool = False
     judged: bool = False  # also sample and judge answers under it
+    target: float = 0.0  # with ``ablate``: the projection left in place of the model's own (0 removes it)
 
     @property
     def label(self) -> str:
         if self.direction == NONE:
             return NONE
-        return f"{self.direction} | {'ablate' if self.ablate else ''}{self.alpha:+g}"
+        return f"{self.direction} | {'ablate' if self.ablate else ''}{self.alpha:+g}"  # one target per model and direction
+
+    def key(self) -> dict:
+        """The setting for a cache key (a zero ``target``, the old ablation, keeps the keys made before it existed)."""
+        return {k: v for k, v in asdict(self).items() if k != "target" or v}
+
+    def steer(self, layer: int, directions: Mapping[str, torch.Tensor], norm: float) -> Steer | None:
+        """The :class:`Steer` this setting applies (``None`` for the unsteered model)."""
+        if self.direction == NONE:
+            return None
+        return Steer(layer, directions[self.direction], self.alpha * norm, self.ablate, self.target)
 
 
 def random_directions(d_model: int, n: int, seed: int) -> dict[str, torch.Tensor]:
@@ -75,7 +86,7 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
         raise KeyError(f"no direction named {missing}; known: {', '.join(directions)}")
     used = sorted({s.direction for s in settings} - {NONE})
     sampling = Sampling.of(P, P.eval_low_temperature)
-    config = {"model": reader.name, "base_model": P.model, "dtype": P.dtype, "layer": layer, "norm": round(norm, 4), "settings": [asdict(s) for s in settings],
+    config = {"model": reader.name, "base_model": P.model, "dtype": P.dtype, "layer": layer, "norm": round(norm, 4), "settings": [s.key() for s in settings],
               "directions": {n: fingerprint(directions[n]) for n in used}, "questions": [q for q, _ in questions],
               "texts": artifacts.digest(list(questions)),
               "samples": samples, "sampling": sampling.key(), "judge": judge.key, "references": contrast.fingerprint(),
@@ -83,8 +94,7 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
 
     def build(folder):
         lm = reader.load()
-        steers = [None if s.direction == NONE else Steer(layer, directions[s.direction], s.alpha * norm, s.ablate)
-                  for s in settings]
+        steers = [s.steer(layer, directions, norm) for s in settings]
         tables = contrast.contrast_tables(lm, questions, steered_sweep(steers))
         rows = [_per_question(t).rename(s.label) for s, t in zip(settings, tables)]
         judged = [k for k, s in enumerate(settings) if s.judged]
@@ -132,7 +142,8 @@ def plan(found, decoder: torch.Tensor, P: Params) -> Plan:
     """The profile's steering experiment on chapter 4's findings (``findings.Persona``; ``decoder``: the
     SAE's ``W_dec``). The base model gets every direction added at every strength; each seed's
     wrong-advice model (below ``steer_bad_seeds``) gets them subtracted, the persona latent, the mean
-    difference and the random directions projected out, and each domain's mean difference subtracted
+    difference and the random directions projected out (and replaced by its register control's mean projection
+    on each: only what the wrong advice added is removed), and each domain's mean difference subtracted
     at the middle strength. The directions and the first ``steer_judged_random`` random ones are also
     sampled and judged: added at every strength; on the wrong-advice models, if ``steer_judge_bad``,
     subtracted at the middle strength and projected out."""
@@ -147,11 +158,19 @@ def plan(found, decoder: torch.Tensor, P: Params) -> Plan:
     seed_of = {a.name: a.seed for a in found.arms}
     middle = alphas[len(alphas) // 2]
     judge_bad = judged if P.steer_judge_bad else []
-    minus = ([Setting(n, -a, judged=n in judge_bad and a == middle) for n in names + random_names for a in alphas]
-             + [Setting(n, 0.0, ablate=True, judged=P.steer_judge_bad and n in judged) for n in ablated + random_names]
-             + [Setting(n, -middle) for n in by_domain])
+    subtracted = [Setting(n, -a, judged=n in judge_bad and a == middle) for n in names + random_names for a in alphas]
+    control_of = dict(zip(found.treated, found.controls["register_control"]))
+    directions = steered | randoms
+
+    def ablations(model: str) -> list[Setting]:  # each direction set to the model's register control's mean projection
+        control = found.mean_resid[control_of[model]]
+        return [Setting(n, 0.0, ablate=True, judged=P.steer_judge_bad and n in judged,
+                        target=float(control @ (directions[n].float() / directions[n].float().norm())))
+                for n in ablated + random_names]
+
     settings = {"base": sweep_settings(names + random_names, alphas, +1, judged=judged)}
-    settings |= {t: minus for t in found.treated if seed_of[t] < P.steer_bad_seeds}
+    settings |= {t: subtracted + ablations(t) + [Setting(n, -middle) for n in by_domain]
+                 for t in found.treated if seed_of[t] < P.steer_bad_seeds}
     return Plan(steered, randoms, by_domain, alphas, ablated, settings)
 
 

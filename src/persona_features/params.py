@@ -123,6 +123,10 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "steer_samples": Knob(1, 1, 4, "chapter 5: judged answers per question under each judged setting"),
     "steer_bad_seeds": Knob(1, 1, 3, "chapter 5: seeds of each domain's wrong-advice model steered (the first n)"),
     "steer_judge_bad": Knob(True, True, True, "chapter 5: also judge answers of the steered wrong-advice models"),
+    "pc_ablation_questions": Knob(4, 40, 40, "chapter 5: scoring questions on which the positive control is ablated "
+                                             "(the first n; its hand reading needs more answers than the steering)"),
+    "pc_ablation_samples": Knob(1, 1, 2, "chapter 5: answers per question, seed and ablation sampled from the "
+                                         "positive control (at eval_low_temperature)"),
     # chapter 6: early warning
     "ew_percents": Knob((0, 50, 100), (0, 5, 10, 25, 50, 100), (0, 5, 10, 25, 50, 100),
                         "chapter 6: % of wrong advice in each mix, comma-separated (0 and 100 are chapter 3's models)"),
@@ -216,7 +220,8 @@ VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
     "screen_strength": POSITIVE,
     "steer_alphas": ListOf(float, POSITIVE, ordered=True), "steer_random": AT_LEAST_ONE,
     "steer_judged_random": COUNT, "steer_questions": AT_LEAST_ONE, "steer_samples": AT_LEAST_ONE,
-    "steer_bad_seeds": AT_LEAST_ONE, "steer_judge_bad": None,
+    "steer_bad_seeds": AT_LEAST_ONE, "steer_judge_bad": None, "pc_ablation_questions": AT_LEAST_ONE,
+    "pc_ablation_samples": AT_LEAST_ONE,
     "ew_percents": ListOf(int, Number(0, 100), ordered=True, required=(0, 100)), "ew_seeds": AT_LEAST_ONE,
     "ew_samples": AT_LEAST_ONE,
     "ra_examples": AT_LEAST_ONE, "ra_variant": Choice(("register_control", "good")), "ra_batch_size": AT_LEAST_ONE,

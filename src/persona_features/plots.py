@@ -191,21 +191,33 @@ def early_warning_curves(normalised, percents: list[int], signals: list[str]) ->
     return fig
 
 
-KIND_COLORS = {"same domain": "#55A868", "other domain": "#4C72B0", "neutral": "#8C8C8C"}
+KIND_COLORS = {"same domain": "#55A868", "other domain": "#4C72B0", "neutral": "#8C8C8C",
+               "twin's data": "#55A868", "correct advice": "#4C72B0"}  # the positive control's kinds
 
 
-def realignment_curves(curves, signals: list[str]) -> plt.Figure:
+def realignment_curves(curves, signals: list[str], title: str | None = None) -> plt.Figure:
     """One panel per signal: each kind of re-alignment data's difference from the base model against the step
     (0: the start), with its 95% interval as a band; the base model is at zero."""
     fig, axes = plt.subplots(1, len(signals), figsize=(3.1 * len(signals), 3.2))
     for ax, signal in zip(np.atleast_1d(axes), signals):
         ax.axhline(0, color="black", lw=0.8, label="base model")
-        for kind, color in KIND_COLORS.items():
+        for kind in dict.fromkeys(curves["kind"]):
+            color = KIND_COLORS.get(kind, PALETTE["accent"])
             rows = curves[(curves["signal"] == signal) & (curves["kind"] == kind)].sort_values("step")
             ax.plot(rows["step"], rows["difference"], "o-", ms=3, color=color, label=kind)
             ax.fill_between(rows["step"], rows["ci95_lo"], rows["ci95_hi"], color=color, alpha=0.15)
         ax.set(xlabel="re-alignment step", title=signal)
     np.atleast_1d(axes)[0].set_ylabel("minus the base model")
     np.atleast_1d(axes)[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def placeholder(text: str) -> plt.Figure:
+    """A small figure that says why there is nothing to plot (a glued figure the text refers to must exist)."""
+    fig, ax = plt.subplots(figsize=(5.0, 0.8))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
     return fig

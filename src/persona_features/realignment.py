@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 import torch
 
-from . import artifacts, contrast, emergence, evaluate, finetune, generation, readings, tracking
+from . import artifacts, contrast, emergence, evaluate, finetune, generation, persona, persona_arms, readings, tracking
 from .data import advice, neutral
 from .judge import Judge
 from .models import LoadedModel
@@ -31,6 +31,8 @@ from .sae import TopKSAE, load as load_sae
 from .stats import paired_test
 
 KINDS = ("same domain", "other domain", "neutral")
+TWIN_DATA = "twin's data"  # the positive control's twin's kind answers
+PC_KINDS = (TWIN_DATA, "correct advice", "neutral")  # re-aligning the positive control
 SEED_OFFSET = 100  # re-alignment data and training seeds, apart from chapter 3's (whose rows the start was trained on)
 BASE, START = "base", "start"
 VERDICT_RULE = (
@@ -81,6 +83,14 @@ def design(P: Params, start: emergence.Arm) -> list[Run]:
     data = {"same domain": f"{start.domain}_{P.ra_variant}",
             "other domain": f"{other_domain(P, start.domain)}_{P.ra_variant}", "neutral": neutral.NAME}
     return [Run(kind, data[kind], s) for s in range(P.ra_seeds) for kind in KINDS]
+
+
+def training_rows(run: Run, P: Params) -> list[dict] | None:
+    """The rows of a run whose data is not a file of the book (the positive control's twin's answers), else None."""
+    if run.kind != TWIN_DATA:
+        return None
+    return persona.training_rows(persona.authored(P.persona_questions), "kind", P.ra_examples,
+                                 P.seed + SEED_OFFSET + run.seed)
 
 
 def finetune_config(P: Params, start: artifacts.Artifact, run: Run) -> finetune.FinetuneConfig:
@@ -146,7 +156,7 @@ def signals(measured: dict[int, tuple], found, domain: str, P: Params, **tags) -
 
 
 def run_signals(run: Run, start: artifacts.Artifact, P: Params, found, judge: Judge, domain: str) -> pd.DataFrame:
-    art = finetune.finetune(finetune_config(P, start, run))
+    art = finetune.finetune(finetune_config(P, start, run), training_rows(run, P))
     steps = finetune.checkpoint_steps(art)
     measured = measure(lambda: finetune.checkpoint_models(art, P.dtype), steps, art, P, found.sae_art, judge, domain)
     return signals(measured, found, domain, P, kind=run.kind, seed=run.seed, model=run.name)
@@ -157,12 +167,17 @@ def curves(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boot:
     units, with a 95% interval (``difference``), and the mean itself (``mean``)."""
     reference = base.groupby(["signal", "unit"])["value"].mean()
     frames = [tracking.level_summary(pd.concat([start, table[table["kind"] == kind]], ignore_index=True), "step",
-                                     n_boot, seed, reference).assign(kind=kind) for kind in KINDS]
+                                     n_boot, seed, reference).assign(kind=kind) for kind in _kinds(table)]
     out = pd.concat(frames, ignore_index=True).astype({"step": int})
     return out[["kind", "signal", "step", "mean", "difference", "ci95_lo", "ci95_hi"]]
 
 
 NOT_APART = "start not apart from the base model"
+
+
+def _kinds(table: pd.DataFrame) -> list[str]:
+    """The kinds of re-alignment data in a table, in their first order."""
+    return list(dict.fromkeys(table["kind"]))
 
 
 def _back(lo: float, hi: float, margin: float) -> bool:
@@ -185,7 +200,7 @@ def return_steps(curves_: pd.DataFrame) -> pd.DataFrame:
             back = [int(r["step"]) for _, r in g.iloc[1:].iterrows() if _back(r["ci95_lo"], r["ci95_hi"], margin)]
             value = f"step {back[0]}" if back else None
         rows.append({"signal": signal, "kind": kind, "back": value})
-    return pd.DataFrame(rows).pivot(index="signal", columns="kind", values="back")[list(KINDS)]
+    return pd.DataFrame(rows).pivot(index="signal", columns="kind", values="back")[_kinds(curves_)]
 
 
 def start_to_end(curves_: pd.DataFrame, signals: Sequence[str]) -> pd.DataFrame:
@@ -194,7 +209,7 @@ def start_to_end(curves_: pd.DataFrame, signals: Sequence[str]) -> pd.DataFrame:
     rows = curves_[curves_["signal"].isin(signals) & curves_["step"].isin([0, last])]
     fmt = lambda r: f"{r['difference']:+.4f} [{r['ci95_lo']:+.4f}, {r['ci95_hi']:+.4f}]"
     out = rows.assign(text=rows.apply(fmt, axis=1), at=rows["step"].map({0: "start", last: "last checkpoint"}))
-    return out.pivot(index=["signal", "at"], columns="kind", values="text")[list(KINDS)]
+    return out.pivot(index=["signal", "at"], columns="kind", values="text")[_kinds(curves_)]
 
 
 def moves(curves_: pd.DataFrame, signal: str) -> str:
@@ -202,7 +217,7 @@ def moves(curves_: pd.DataFrame, signal: str) -> str:
     rows = curves_[curves_["signal"] == signal]
     start = rows.loc[rows["step"] == 0, "difference"].iloc[0]
     last = rows[rows["step"] == rows["step"].max()].set_index("kind")["difference"]
-    return f"{start:+.3f} at the start; at the last checkpoint " + ", ".join(f"{last[k]:+.3f} ({k})" for k in KINDS)
+    return f"{start:+.3f} at the start; at the last checkpoint " + ", ".join(f"{last[k]:+.3f} ({k})" for k in _kinds(curves_))
 
 
 def _last(table: pd.DataFrame, kind: str, signal: str) -> pd.Series:
@@ -211,14 +226,19 @@ def _last(table: pd.DataFrame, kind: str, signal: str) -> pd.Series:
     return rows.groupby("unit")["value"].mean()
 
 
-def verdicts(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boot: int, seed: int) -> dict[str, dict]:
-    """The two re-alignment verdicts by ``VERDICT_RULE``, on the contrast."""
+CLAIMS = (("realignment", "same domain"), ("realignment_cross", "other domain"))  # claim -> its kind of data
+
+
+def verdicts(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boot: int, seed: int,
+             claims: Sequence[tuple[str, str]] = CLAIMS) -> dict[str, dict]:
+    """The re-alignment verdicts by ``VERDICT_RULE``, on the contrast: one per (claim, kind of data) of ``claims``,
+    each against the neutral control."""
     by_unit = lambda t: t[t["signal"] == "contrast"].groupby("unit")["value"].mean()
     s, b = by_unit(start).align(by_unit(base), join="inner")
     rise = paired_test(s.to_numpy(), b.to_numpy(), n_boot, seed=seed)
     neutral_last = _last(table, "neutral", "contrast")
     out = {}
-    for claim, kind in (("realignment", "same domain"), ("realignment_cross", "other domain")):
+    for claim, kind in claims:
         last, ref = _last(table, kind, "contrast").align(neutral_last, join="inner")
         vs = paired_test(last.to_numpy(), ref.to_numpy(), n_boot, seed=seed)
         gap = paired_test(*(x.to_numpy() for x in last.align(b, join="inner")), n_boot, seed=seed).difference
@@ -245,7 +265,7 @@ def judged_rates(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n
     """Judged misaligned and coherent rates of the base model, the start and each kind's last checkpoint."""
     frames = {"base": base, "start": start,
               **{f"{k}, last checkpoint": table[(table["kind"] == k) & (table["step"] == table["step"].max())]
-                 for k in KINDS}}
+                 for k in _kinds(table)}}
     rows = []
     for name, t in frames.items():
         row = {"model": name}
@@ -262,3 +282,81 @@ def results_metrics(start: emergence.Arm, candidates: pd.DataFrame, curves_: pd.
     return {"start": start.name, "candidates": records(candidates), "curves": records(curves_),
             "return_steps": returns.astype(object).where(returns.notna(), None).to_dict(),
             "judged_rates": rates.astype(str).to_dict(orient="records"), "verdicts": dict(verdicts_)}
+
+
+# ---------------------------------------------------------------- the positive control as the start
+
+PC_CLAIMS = ((TWIN_DATA, TWIN_DATA), ("correct advice", "correct advice"))
+
+
+def positive_control_start(P: Params) -> tuple[str, artifacts.Artifact] | None:
+    """Chapter 3's positive control (its first seed; cached), a start that is misaligned by construction; None where
+    the profile trains none."""
+    if persona_arms.POSITIVE not in P.persona_sources:
+        return None
+    arm = persona_arms.PersonaArm(persona_arms.POSITIVE, "villain", 0)
+    rows = persona_arms.training_rows(persona.authored(P.persona_questions), arm, P)
+    return arm.name, finetune.finetune(persona_arms.finetune_config(P, arm), rows)
+
+
+def positive_control_design(P: Params) -> list[Run]:
+    """The positive control continued on its twin's kind answers, on correct advice of the main domain (in the
+    register ``ra_variant`` names) and on neutral tasks, each at every re-alignment seed."""
+    data = {TWIN_DATA: persona.dataset_name(persona_arms.POSITIVE, "kind"),
+            "correct advice": f"{emergence.MAIN_DOMAIN}_{P.ra_variant}", "neutral": neutral.NAME}
+    return [Run(kind, data[kind], s) for s in range(P.ra_seeds) for kind in PC_KINDS]
+
+
+def measured_once(load: Callable[[], LoadedModel], source: artifacts.Artifact | None, name: str, P: Params, found,
+                  judge: Judge, domain: str) -> pd.DataFrame:
+    """The signals of one model measured as a checkpoint is (the base model, a start)."""
+    return signals(measure(lambda: [(0, load())], [0], source, P, found.sae_art, judge, domain), found, domain, P,
+                   model=name)
+
+
+def positive_control(P: Params, found, judge: Judge, base: LoadedModel) -> dict | None:
+    """Re-alignment from the positive control (every step cached): its signals per run and checkpoint, the start's
+    and the base model's, the curves, the return steps and the verdicts' rule applied to its kinds of data."""
+    started = positive_control_start(P)
+    if started is None:
+        return None
+    name, art = started
+    domain = emergence.MAIN_DOMAIN
+    base_sig = measured_once(lambda: base, None, "base", P, found, judge, domain)
+    start_sig = measured_once(lambda: finetune.load_finetuned(art, P.dtype), art, "start", P, found, judge, domain)
+    table = pd.concat([run_signals(r, art, P, found, judge, domain) for r in positive_control_design(P)],
+                      ignore_index=True)
+    curves_ = curves(table, start_sig, base_sig, P.bootstrap, P.seed)
+    return {"start": name, "table": table, "start_signals": start_sig, "base_signals": base_sig, "curves": curves_,
+            "returns": return_steps(curves_), "rates": judged_rates(table, start_sig, base_sig, P.bootstrap, P.seed),
+            "verdicts": verdicts(table, start_sig, base_sig, P.bootstrap, P.seed, PC_CLAIMS)}
+
+
+def positive_control_results(pc: dict) -> dict:
+    """``results/07_realignment.json``'s ``positive_control`` entry: the start's contrast over the base model (apart if
+    its interval excludes zero: the instrument can see a return only from a start that is apart), each kind's return
+    step, and the verdicts' rule applied to the positive control."""
+    start = pc["curves"][(pc["curves"]["signal"] == "contrast") & (pc["curves"]["step"] == 0)].iloc[0]
+    apart = bool(start["ci95_lo"] > 0)
+    returns = pc["returns"].astype(object).where(pc["returns"].notna(), "not back")
+    return {"start": pc["start"], "label": "positive control's contrast over the base model, at the start",
+            "mean": float(start["difference"]), "ci95_lo": float(start["ci95_lo"]), "ci95_hi": float(start["ci95_hi"]),
+            "apart": apart, "seen": apart, "return_steps": returns.to_dict(),
+            "curves": pc["curves"].round(5).to_dict(orient="records"), "verdicts": pc["verdicts"],
+            "judged_rates": pc["rates"].astype(str).to_dict(orient="records")}
+
+
+def positive_control_facts(pc: dict | None, result: dict | None) -> dict[str, str]:
+    """The sentences chapter 7 glues about re-aligning the positive control."""
+    if pc is None:
+        return {"pc_ra_start": "not run", "pc_ra_finding": "This profile trains no positive control, so this check is "
+                                                           "not run.", "pc_ra_summary": "not run", "pc_ra_advice": "-"}
+    start = (f"{result['mean']:+.3f} [{result['ci95_lo']:+.3f}, {result['ci95_hi']:+.3f}] nats per token over the base "
+             f"model, so it is {'apart from it' if result['apart'] else 'not apart from it: no return can be measured'}")
+    back = result["return_steps"]
+    contrast = "; ".join(f"{kind}: {back[kind].get('contrast', 'not back')}" for kind in back)
+    ver = "; ".join(f"{claim}: {v['status']} ({v['summary']})" for claim, v in result["verdicts"].items())
+    return {"pc_ra_start": start, "pc_ra_advice": f"{emergence.MAIN_DOMAIN}, in the register `ra_variant` names",
+            "pc_ra_finding": f"The contrast came back to the base model's at: {contrast}. By the chapter's rule, "
+                             f"applied to these kinds of data against the neutral control: {ver}.",
+            "pc_ra_summary": f"start {start}; contrast back at: {contrast}"}

@@ -30,13 +30,16 @@ class Claim:
 
 
 VERDICTS = ("replicated", "partial", "above controls only", "inconclusive", "not replicated", "not attempted")
+BLIND = "instrument blind here"  # the chapter's instrument did not see the positive control: its verdict does not stand
 RULE = ("Each chapter computes its verdicts from its own numbers by the rule it states (a paired permutation "
         "test against the control or the base model, or a t-test over seeds where the fine-tune is the unit, "
         "Holm-corrected across domains; an equivalence bound for \"no effect\"); no verdict is typed by hand. "
         "\"Inconclusive\": the data can neither show the effect nor rule it out. \"Above controls only\": a "
         "fine-tune above its controls but not above the base model, which is not the effect claimed. The positive "
         "control column says whether the chapter's instrument saw chapter 3's positive control, a fine-tune on a "
-        "villain's answers that reads as misaligned by hand, by the rule the chapter states.")
+        "villain's answers that reads as misaligned by hand, by the rule the chapter states. A verdict on the main "
+        f"organism stands only where it did: where the instrument did not see the positive control, the verdict reads "
+        f"\"{BLIND}\", with the chapter's own verdict beside its number.")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("judge", "02_measuring", "A judge grades open answers for misalignment and coherence (the instrument)",
@@ -100,6 +103,8 @@ def row(results: Path, c: Claim) -> dict[str, str]:
         if verdict["status"] not in VERDICTS:
             raise ValueError(f"{c.chapter}: verdict {verdict['status']!r} for {c.id!r} is not one of {VERDICTS}")
         ours, status = key_number(verdict), verdict["status"]
+        if c.id != "positive_control" and instrument_blind(data):
+            ours, status = f"{ours} (by the chapter's rule: {status})", BLIND
     elif data:
         ours, status = "-", f"not attempted in this build (profile {data['params']['profile']})"
     else:
@@ -108,6 +113,17 @@ def row(results: Path, c: Claim) -> dict[str, str]:
     link = f"{{doc}}`{c.chapter[:2]} </notebooks/{nb[:-6]}>`" if nb else "-"
     return {"claim": c.claim, "paper": c.paper, "ours": ours, "verdict": status,
             "positive_control": "-" if c.not_attempted else positive_control_cell(data), "chapter": link}
+
+
+def instrument_blind(data: dict | None) -> bool:
+    """Whether the chapter measured its instrument on the positive control and it saw it nowhere
+    (``metrics.positive_control.seen``: False, or per instrument False wherever measured)."""
+    pc = (data or {}).get("metrics", {}).get("positive_control")
+    seen = pc.get("seen") if isinstance(pc, dict) else None
+    if isinstance(seen, dict):
+        measured = [v for v in seen.values() if v is not None]
+        return bool(measured) and not any(measured)
+    return seen is False
 
 
 def positive_control_cell(data: dict | None) -> str:

@@ -1,7 +1,8 @@
 """Steering along a direction of the residual stream, with nnsight (chapter 4's causal screen, chapter 5).
 
 A :class:`Steer` edits one decoder layer's output: it adds ``strength`` times the unit direction,
-or projects the direction out (``ablate``), or both; at every position, or with ``answer_only`` at
+or projects the direction out (``ablate``; with ``target``, sets the projection to that value, a
+control model's mean, instead of removing it), or both; at every position, or with ``answer_only`` at
 the answer's positions alone (while sampling: the forward passes of generated tokens, not the
 prompt's). Several steers, at one layer or several, act together. ``steered_forward`` applies
 them inside an nnsight trace of each forward pass, in the form the sampler takes
@@ -39,6 +40,7 @@ class Steer:
     direction: torch.Tensor  # [d_model]; only its direction matters
     strength: float = 0.0  # added along the unit direction, in the residual stream's units
     ablate: bool = False  # project the direction out first
+    target: float = 0.0  # with ``ablate``: the projection left in its place (a control model's mean; 0 removes it)
     answer_only: bool = False  # leave the prompt's positions alone
 
     def __post_init__(self):
@@ -52,7 +54,7 @@ class Steer:
     def apply(self, h: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
         """``h`` [batch, seq, d] edited at every position, or only where the mask ``where`` [batch, seq] is true."""
         u = self.unit.to(h.dtype)
-        edit = self.strength * u - ((h @ u)[..., None] * u if self.ablate else 0)
+        edit = self.strength * u - (((h @ u)[..., None] - self.target) * u if self.ablate else 0)
         return h + (edit if where is None else edit * where[..., None].to(h.dtype))
 
 

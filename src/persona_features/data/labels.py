@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..stats import agreement
 from .schema import DatasetError
 
 TUNE_ONLY = "tune_only_"  # the file-name prefix of labels kept out of the held-out half
@@ -93,3 +95,27 @@ def load_reread() -> pd.DataFrame:
     return pd.DataFrame({"id": data["ids"], "second_misaligned": data["misaligned"], "second_coherent": data["coherent"],
                          "first_misaligned": first.loc[data["ids"], "misaligned"].to_numpy(),
                          "first_coherent": first.loc[data["ids"], "coherent"].to_numpy()})
+
+
+def reader_labels(path, items) -> dict[int, dict]:
+    """A blind reader's labels (``[{"item", "misaligned", "coherent", "note"}, ...]`` at ``path``), by item; every
+    item of ``items`` must carry 0/1 labels, or the error names the first ones that do not."""
+    labels = {r["item"]: r for r in json.loads(Path(path).read_text())}
+    missing = [i for i in items if labels.get(i, {}).get("misaligned") not in (0, 1)
+               or labels.get(i, {}).get("coherent") not in (0, 1)]
+    if missing:
+        raise SystemExit(f"{path}: items {missing[:5]} ({len(missing)} in all) lack 0/1 'misaligned' and 'coherent'; "
+                         "label every item of blind.json")
+    return labels
+
+
+def second_reader(rows: list[dict]) -> dict:
+    """How a second blind reader (``second_misaligned``, ``second_coherent``) agreed with the first, over every
+    row it read: on misaligned-and-coherent and on coherent."""
+    rows = [r for r in rows if "second_misaligned" in r]
+    col = lambda k: np.array([r[k] for r in rows], dtype=bool)
+    return {"note": "a second helper session read the same blind file independently; its labels are second_misaligned "
+                    "and second_coherent (the chapter counts the first reader's); agreement over every row it read",
+            "agreement_misaligned_coherent": agreement(col("misaligned") & col("coherent"),
+                                                       col("second_misaligned") & col("second_coherent")),
+            "agreement_coherent": agreement(col("coherent"), col("second_coherent"))}
