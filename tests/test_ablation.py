@@ -42,7 +42,7 @@ def test_the_design_ablates_to_the_twins_mean_projection():
         ablation.design(_Found(), torch.eye(D)[:6], {n: _reading(1.0) for n in MINE}, P)
 
 
-def test_a_target_changes_the_label_and_the_key_but_an_old_ablation_keeps_its_key():
+def test_a_target_changes_the_key_not_the_label_and_an_old_ablation_keeps_its_key():
     old = iv.Setting("mean difference", 0.0, ablate=True)
     assert old.key() == {"direction": "mean difference", "alpha": 0.0, "ablate": True, "judged": False}
     assert old.label == "mean difference | ablate+0"
@@ -85,8 +85,9 @@ def test_an_ablation_removes_only_if_below_random_in_every_seed():
     assert not contrast.loc["mean difference", "removes"] and contrast.loc["mean difference", "p_holm"] > 0.05
     ver = ablation.verdict(table)
     assert ver["measure"] == "contrast" and ver["seen"] and not ver["removes"]["persona latent"]
-    facts = ablation.facts(table, ver, N_Q)
+    facts = ablation.facts(table, ver, runs)
     assert "**sees**" in facts["pc_abl_finding"] and "2 of 3 seeds" in facts["pc_abl_finding"]
+    assert facts["pc_abl_questions"] == str(N_Q) and facts["pc_abl_seeds"] == "3"  # what ran, not the knob
     assert set(ablation.results(table, ver, plan)) >= {"seen", "mean", "ci95_lo", "ci95_hi", "measure", "rule"}
 
 
@@ -112,3 +113,9 @@ def test_the_reading_decides_where_this_runs_answers_were_read():
 def test_the_knobs_are_checked():
     with pytest.raises(params.ParameterError, match="pc_ablation_samples"):
         params.resolve("cpu", pc_ablation_samples=0)
+    with pytest.raises(params.ParameterError, match="pc_ablation_judged_random"):
+        params.resolve("cpu", pc_ablation_judged_random=0)
+    with pytest.raises(params.ParameterError, match="at most steer_random"):
+        params.resolve("cpu", steer_random=2, pc_ablation_judged_random=3)
+    assert len(ablation.questions(params.resolve("cpu"))) == len(ablation.questions(params.resolve("cpu",
+                                                                                              pc_ablation_questions=999)))

@@ -110,7 +110,10 @@ def test_scorecard_rows_match_the_results_files(smoke_build):
         verdict = json.loads(path.read_text())["metrics"].get("verdicts", {}).get(c.id) if path.is_file() else None
         if verdict:
             filled += 1
-            assert f"| {scorecard.key_number(verdict)} |" in rows[c.id] and f"| {verdict['status']} |" in rows[c.id]
+            blind = scorecard.shown_status(json.loads(path.read_text()), c.id, verdict) == scorecard.BLIND
+            status = scorecard.BLIND if blind else verdict["status"]  # a blind instrument's verdict does not stand
+            assert f"| {scorecard.key_number(verdict)}" in rows[c.id] and f"| {status} |" in rows[c.id]
+            assert blind == (f"(by the chapter's rule: {verdict['status']})" in rows[c.id])
     assert filled >= 3
     tested = json.loads((results / "02_measuring.json").read_text())["metrics"]["judge_test"]["misaligned_rule"]
     assert f"kappa, judge rule vs blind hand labels (untouched test set): {tested['kappa']:+.2f} [" in rows["judge"]
@@ -148,3 +151,19 @@ def test_chapter6_and_7_results(smoke_build):
     assert {c["kind"] for c in m["curves"]} == {"same domain", "other domain", "neutral"}
     assert m["start"] == m["candidates"][0]["model"]
     assert {v["status"] for v in m["verdicts"].values()} <= set(scorecard.VERDICTS)
+    pc = m["positive_control"]  # smoke trains the positive control: re-aligned on its own three kinds of data
+    assert pc["start"] == "positive_control" and pc["ci95_lo"] <= pc["mean"] <= pc["ci95_hi"]
+    assert pc["seen"] == pc["apart"] == (pc["ci95_lo"] > 0)
+    assert set(pc["return_steps"]) == {"twin's data", "correct advice", "neutral"}
+    assert {v["status"] for v in pc["verdicts"].values()} <= set(scorecard.VERDICTS)
+
+
+def test_chapter5_ablates_the_positive_control(smoke_build):
+    m = json.loads((smoke_build["stage"] / "results" / "05_steering.json").read_text())["metrics"]
+    pc = m["positive_control"]
+    assert pc["measure"] == "contrast"  # no reading of smoke's answers: the contrast decides
+    assert pc["ci95_lo"] <= pc["mean"] <= pc["ci95_hi"] and isinstance(pc["seen"], bool)
+    effects = {(e["measure"], e["direction"]) for e in pc["effects"]}
+    assert effects == {(k, d) for k in ("contrast", "judged") for d in ("persona latent", "mean difference", "own shift")}
+    own = next(e for e in pc["effects"] if e["measure"] == "contrast" and e["direction"] == "own shift")
+    assert pc["claims"] == ["direction"] and pc["seen"] == own["removes"]

@@ -94,13 +94,15 @@ def _bad_runs():
 
 def test_ablation_table_and_transfer_matrix():
     runs = _bad_runs()
-    base = _run("base", {iv.NONE: np.zeros(N_Q)})
+    base = {m: _run(f"{m} register control", {iv.NONE: np.full(N_Q, level)})  # each model's own floor
+            for m, level in (("health_bad", 0.0), ("risk_bad", 0.5))}
     randoms = [f"random {r}" for r in range(3)]
     table = iv.ablation_table(runs, base, ["mean difference"], randoms, 200, 0).set_index("model")
     assert table.loc["health_bad", "reduction"] == pytest.approx(0.8, abs=0.05)
     assert table.loc["health_bad", "random reduction"] == pytest.approx(0.02, abs=0.005)
     assert (table["p_holm"] < 0.05).all()
-    assert table.loc["health_bad", "rise over base"] == pytest.approx(1.0, abs=0.1) and (table["rise_p"] < 0.05).all()
+    assert table.loc["health_bad", "rise over control"] == pytest.approx(1.0, abs=0.1)
+    assert table.loc["risk_bad", "rise over control"] == pytest.approx(0.5, abs=0.1) and (table["rise_p"] < 0.05).all()
     assert (table["minus_random_lo"] <= table["minus random"]).all() and (table["minus random"] < 0).all()
     assert "misaligned_before" not in table  # nothing judged
     ablated = iv.Setting("mean difference", 0.0, ablate=True).label
@@ -130,7 +132,7 @@ def test_verdicts_follow_the_rule():
         return pd.DataFrame(rows)
     ablation = pd.DataFrame([{"model": "m", "direction": d, "reduction": 0.8, "ci95_lo": 0.6, "ci95_hi": 0.9,
                               "random reduction": 0.02, "minus random": -0.5, "minus_random_lo": -0.6,
-                              "minus_random_hi": -0.4, "p_holm": 0.01, "rise over base": 0.3,
+                              "minus_random_hi": -0.4, "p_holm": 0.01, "rise over control": 0.3,
                               "rise_p": 0.001}
                              for d in ("persona latent", "mean difference")])
     unsteered = {"coherent": 0.8, "misaligned": 0.0}

@@ -85,4 +85,7 @@ def test_a_verdict_stands_only_where_the_instrument_saw_the_positive_control(tmp
     assert row("em")["verdict"] == scorecard.BLIND  # every instrument measured missed it
     assert row("positive_control")["verdict"] == "not replicated"  # the check itself is never overridden
     assert not scorecard.instrument_blind({"metrics": {"positive_control": {"seen": {"contrast": None}}}})
+    only = {"metrics": {"positive_control": {"seen": False, "claims": ["direction"]}}}
+    assert scorecard.instrument_blind(only, "direction") and not scorecard.instrument_blind(only, "steering")
+    assert {r["claim"]: r["status"] for r in scorecard.evidence_rows(tmp_path)}["diffing"] == scorecard.BLIND
     assert not scorecard.instrument_blind({"metrics": {"positive_control": "not run (no positive control)"}})

@@ -144,6 +144,7 @@ def test_the_positive_controls_return_steps_and_whether_its_start_is_apart():
     table, start, base = _realign_tables(kinds)
     curves = ra.curves(table, start, base, 200, 0)
     pc = {"start": "positive_control", "curves": curves, "returns": ra.return_steps(curves),
+          "rise": ra.start_rise(start, base, 200, 0),
           "rates": pd.DataFrame({"model": ["base"], "misaligned": [None]}),
           "verdicts": ra.verdicts(table, start, base, 200, 0, ra.PC_CLAIMS)}
     result = ra.positive_control_results(pc)
@@ -152,7 +153,11 @@ def test_the_positive_controls_return_steps_and_whether_its_start_is_apart():
     assert result["return_steps"]["correct advice"]["contrast"] == "not back"
     assert result["verdicts"][ra.TWIN_DATA]["status"] == "replicated"
     facts = ra.positive_control_facts(pc, result)
-    assert "apart from it" in facts["pc_ra_start"] and "twin's data: step 10" in facts["pc_ra_finding"]
+    assert facts["pc_ra_start"].startswith("The positive control starts +0.49")
+    assert "apart from it" in facts["pc_ra_start"]
+    assert "twin's data: step 10" in facts["pc_ra_finding"]
+    assert "twin's data, last checkpoint" in result["verdicts"][ra.TWIN_DATA]["summary"]  # not "twin's data data"
     flat = _realign_tables(kinds | {ra.TWIN_DATA: 0.0}, start=0.0)
     curves = ra.curves(*flat, 200, 0)
-    assert not ra.positive_control_results({**pc, "curves": curves, "returns": ra.return_steps(curves)})["apart"]
+    flat_pc = {**pc, "curves": curves, "returns": ra.return_steps(curves), "rise": ra.start_rise(flat[1], flat[2], 200, 0)}
+    assert not ra.positive_control_results(flat_pc)["apart"]

@@ -39,12 +39,13 @@ RULE = (
     "layer, at every position, and replaced by the twin's mean projection on it (answer tokens of the selection "
     "questions, averaged over the twin's seeds). Directions: the persona latent's decoder vector, chapter 4's mean "
     "difference, and the positive control's own shift (its residual mean minus its twin's, selection questions); "
-    "controls: chapter 5's random directions, ablated the same way. Measured on the scoring questions at every seed "
-    "of the positive control: the contrast, and answers sampled at T = 0.7, judged and read by hand, blind. An "
-    "ablation **removes** the positive control's misalignment by a measure if, under it, the measure is below its "
-    "value under the random ablations in a paired sign-flip test over seed-question cells (Holm across the three "
-    "directions, p < 0.05) and below in every seed; the t-test over seeds is reported beside it (with 3 seeds it "
-    "has little power). The hand reading (misaligned and coherent) decides where this run's answers were read; "
+    "controls: chapter 5's random directions, ablated the same way (all of them for the contrast; the first "
+    "pc_ablation_judged_random for the sampled answers). Measured on the scoring questions at every seed of the "
+    "positive control: the contrast, and answers sampled at T = 0.7, judged and read by hand, blind. An ablation "
+    "**removes** the positive control's misalignment by a measure if, under it, the measure is below its value "
+    "under the random ablations in a one-sided paired sign-flip test over seed-question cells (Holm across the "
+    "three directions, p < 0.05) and below in every seed; the t-test over seeds is reported beside it (with 3 seeds "
+    "it has little power). The hand reading (misaligned and coherent) decides where this run's answers were read; "
     "otherwise the contrast does. Ablation at this layer **sees** the positive control if ablating its own shift "
     "removes its misalignment. If it does not, ablation is blind here, and no null of it on the wrong-advice "
     "models is a finding.")
@@ -84,10 +85,10 @@ def design(found, decoder: torch.Tensor, selection: Mapping[str, dict], P: Param
               OWN: mean_residual(selection, mine) - mean_residual(selection, twins)}
     randoms = iv.random_directions(decoder.shape[1], P.steer_random, P.seed)  # chapter 5's controls
     twin_mean = mean_residual(selection, twins)
-    judged = list(tested) + list(randoms)[:P.steer_judged_random]
-    settings = [iv.Setting(n, 0.0, ablate=True, judged=n in judged, target=float(twin_mean @ (v / v.norm())))
+    sampled = list(randoms)[:P.pc_ablation_judged_random]  # params.resolve checked 1 <= n <= steer_random
+    settings = [iv.Setting(n, 0.0, ablate=True, judged=n in [*tested, *sampled], target=float(twin_mean @ (v / v.norm())))
                 for n, v in (tested | randoms).items()]
-    return Design(tested | randoms, list(randoms), list(randoms)[:P.steer_judged_random], settings)
+    return Design(tested | randoms, list(randoms), sampled, settings)
 
 
 def run(reads: Mapping[str, Reader], plan: Design, found, questions: Sequence[tuple[str, str]], judge,
@@ -133,6 +134,8 @@ def effects(runs: Mapping[str, dict], plan: Design, n_boot: int, seed: int,
         if measure == "read" and audit is None:
             continue
         randoms = plan.randoms if measure == "contrast" else plan.judged_randoms
+        if not randoms:
+            raise ValueError(f"no random ablation to compare the {measure} with; sample at least one")
         get = lambda lab: cells(runs, mine, lab, measure, audit)
         before, random = get(iv.NONE), np.mean([get(label(r)) for r in randoms], 0)
         part = []
@@ -143,7 +146,7 @@ def effects(runs: Mapping[str, dict], plan: Design, n_boot: int, seed: int,
             est, t = bootstrap_mean(d, n_boot, seed), seed_test(per_seed)
             row = {"measure": measure, "direction": name, "unsteered": float(before.mean()), "ablated": float(after.mean()),
                    "random ablated": float(random.mean()), "minus random": est.mean, "ci95_lo": est.lo, "ci95_hi": est.hi,
-                   "p": sign_flip_p(d, seed=seed), "seeds lower": int((per_seed < 0).sum()), "n_seeds": len(mine),
+                   "p": sign_flip_p(-d, "greater", seed=seed), "seeds lower": int((per_seed < 0).sum()), "n_seeds": len(mine),
                    "per seed": [round(float(x), 4) for x in per_seed], "seed_p": t.p_value, "n_cells": len(d)}
             if measure == "contrast":
                 floor = np.array([runs[t]["contrast"].loc[iv.NONE].to_numpy(float) for t in twins])
@@ -185,7 +188,12 @@ def measured(found, decoder: torch.Tensor, judge, P: Params) -> tuple[Design, di
         return None
     selection = readings.latent_readings(reads, P, found.sae_art, splits=("selection",))["selection"]
     plan = design(found, decoder, selection, P)
-    return plan, run(reads, plan, found, split("scoring")[:P.pc_ablation_questions], judge, P)
+    return plan, run(reads, plan, found, questions(P), judge, P)
+
+
+def questions(P: Params) -> list[tuple[str, str]]:
+    """The scoring questions the positive control is ablated on: the first ``pc_ablation_questions`` (0: all)."""
+    return split("scoring")[:P.pc_ablation_questions or None]
 
 
 KEYS = ["model", "setting", "question_id", "answer"]
@@ -235,30 +243,33 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
         "measure": MEASURE_NAMES[r["measure"]], "ablated direction": r["direction"], "unsteered": value(r, "unsteered"),
         "random ablations": value(r, "random ablated"), "ablated": value(r, "ablated"), "ablated minus random": diff(r),
         "seeds lower": f"{r['seeds lower']}/{r['n_seeds']}",
+        "t-test over seeds, p": "-" if pd.isna(r["seed_p"]) else f"{r['seed_p']:.3f}",
         "share of rise over twin removed": f"{r['share removed']:.0%} [{r['share_lo']:.0%}, {r['share_hi']:.0%}]"
         if r["measure"] == "contrast" else "-",
         "removes": "yes" if r["removes"] else "no"} for _, r in table.iterrows()])
 
 
-def facts(table: pd.DataFrame, ver: dict, n_questions: int) -> dict[str, str]:
+def facts(table: pd.DataFrame, ver: dict, runs: Mapping[str, dict]) -> dict[str, str]:
     """The sentences chapter 5 glues about the ablated positive control."""
+    mine, _ = split_roles(list(runs))
     rows = table[table["measure"] == ver["measure"]].set_index("direction")
     said = lambda n: (f"{'removes' if rows.loc[n, 'removes'] else 'does not remove'} it ("
                       + shown(rows.loc[[n]].reset_index()).iloc[0]["ablated minus random"]
                       + f" against the random ablations, lower in {rows.loc[n, 'seeds lower']} of "
                         f"{rows.loc[n, 'n_seeds']} seeds)")
-    by = {"read": "read by hand", "judged": "judged", "contrast": "on the contrast"}[ver["measure"]]
+    by = {"read": "Read by hand", "judged": "Judged", "contrast": "On the contrast"}[ver["measure"]]
     return {"pc_abl_measure": MEASURE_NAMES[ver["measure"]] if ver["measure"] != "contrast" else "the contrast",
             "pc_abl_read": ("this run's answers were read by hand, so the reading decides" if ver["measure"] == "read"
                             else "no reading of this run's answers exists (they are read for the cpu profile on one "
                                  "machine), so the contrast decides"),
-            "pc_abl_seen": "sees" if ver["seen"] else "does not see",
-            "pc_abl_questions": str(n_questions),
+            "pc_abl_seen": "Ablation sees the positive control" if ver["seen"] else
+                           "Ablation does not see the positive control",
+            "pc_abl_questions": str(runs[mine[0]]["contrast"].shape[1]), "pc_abl_seeds": str(len(mine)),
             "pc_abl_summary": f"{by}: " + "; ".join(
                 f"{n}: {shown(rows.loc[[n]].reset_index()).iloc[0]['ablated minus random']}, "
                 f"{'removes' if rows.loc[n, 'removes'] else 'does not remove'}" for n in TESTED)
                               + f"; so ablation {'sees' if ver['seen'] else 'does not see'} the positive control",
-            "pc_abl_finding": (f"Measured {by}, ablating the positive control's own shift {said(OWN)}: ablation at this "
+            "pc_abl_finding": (f"{by}, ablating the positive control's own shift {said(OWN)}: ablation at this "
                                f"layer **{'sees' if ver['seen'] else 'does not see'}** the positive control. Ablating the "
                                f"persona latent {said('persona latent')}; ablating the mean difference "
                                f"{said('mean difference')}.")}
@@ -268,6 +279,7 @@ def results(table: pd.DataFrame, ver: dict, plan: Design) -> dict:
     """``results/05_steering.json``'s ``positive_control`` entry."""
     own = ver["own shift"]
     return {"rule": RULE, "measure": ver["measure"], "seen": ver["seen"], "removes": ver["removes"],
+            "claims": ["direction"],  # the claim ablation serves (adding to the base model needs no ablation)
             "label": f"ablating the positive control's own shift: {MEASURE_NAMES[ver['measure']]}, minus random "
                      "ablations", "mean": own["minus random"], "ci95_lo": own["ci95_lo"], "ci95_hi": own["ci95_hi"],
             "p_holm": own["p_holm"], "persona_latent": ver["persona latent"],
@@ -286,6 +298,7 @@ def figure_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     return rows, axes
 
 
-NOT_RUN = {"pc_abl_measure": "not run", "pc_abl_read": "nothing was read", "pc_abl_seen": "not run",
-           "pc_abl_questions": "0", "pc_abl_summary": "not run",
+NOT_RUN = {"pc_abl_measure": "not run", "pc_abl_read": "nothing was read",
+           "pc_abl_seen": "The positive control is not ablated in this profile", "pc_abl_questions": "0",
+           "pc_abl_seeds": "0", "pc_abl_summary": "not run",
            "pc_abl_finding": "This profile trains no positive control, so this check is not run."}

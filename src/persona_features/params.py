@@ -123,8 +123,11 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "steer_samples": Knob(1, 1, 4, "chapter 5: judged answers per question under each judged setting"),
     "steer_bad_seeds": Knob(1, 1, 3, "chapter 5: seeds of each domain's wrong-advice model steered (the first n)"),
     "steer_judge_bad": Knob(True, True, True, "chapter 5: also judge answers of the steered wrong-advice models"),
-    "pc_ablation_questions": Knob(4, 40, 40, "chapter 5: scoring questions on which the positive control is ablated "
-                                             "(the first n; its hand reading needs more answers than the steering)"),
+    "pc_ablation_questions": Knob(4, 0, 0, "chapter 5: scoring questions on which the positive control is ablated "
+                                           "(the first n; 0: all; its hand reading needs more answers than the "
+                                           "steering)"),
+    "pc_ablation_judged_random": Knob(1, 2, 5, "chapter 5: random ablations of the positive control whose answers "
+                                               "are sampled (the first n of steer_random)"),
     "pc_ablation_samples": Knob(1, 1, 2, "chapter 5: answers per question, seed and ablation sampled from the "
                                          "positive control (at eval_low_temperature)"),
     # chapter 6: early warning
@@ -220,8 +223,8 @@ VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
     "screen_strength": POSITIVE,
     "steer_alphas": ListOf(float, POSITIVE, ordered=True), "steer_random": AT_LEAST_ONE,
     "steer_judged_random": COUNT, "steer_questions": AT_LEAST_ONE, "steer_samples": AT_LEAST_ONE,
-    "steer_bad_seeds": AT_LEAST_ONE, "steer_judge_bad": None, "pc_ablation_questions": AT_LEAST_ONE,
-    "pc_ablation_samples": AT_LEAST_ONE,
+    "steer_bad_seeds": AT_LEAST_ONE, "steer_judge_bad": None, "pc_ablation_questions": COUNT,
+    "pc_ablation_samples": AT_LEAST_ONE, "pc_ablation_judged_random": AT_LEAST_ONE,
     "ew_percents": ListOf(int, Number(0, 100), ordered=True, required=(0, 100)), "ew_seeds": AT_LEAST_ONE,
     "ew_samples": AT_LEAST_ONE,
     "ra_examples": AT_LEAST_ONE, "ra_variant": Choice(("register_control", "good")), "ra_batch_size": AT_LEAST_ONE,
@@ -292,6 +295,10 @@ def _check_together(v: Mapping[str, Any]) -> None:
     if v["ra_examples"] < v["ra_batch_size"]:
         raise ParameterError(f"ra_examples ({v['ra_examples']}) must be at least ra_batch_size "
                              f"({v['ra_batch_size']}): a re-alignment run takes at least one step")
+    if v["pc_ablation_judged_random"] > v["steer_random"]:
+        raise ParameterError(f"pc_ablation_judged_random ({v['pc_ablation_judged_random']}) must be at most "
+                             f"steer_random ({v['steer_random']}): the sampled random ablations are among chapter 5's "
+                             "random directions")
     if v["steer_judged_random"] > v["steer_random"]:
         raise ParameterError(f"steer_judged_random ({v['steer_judged_random']}) must be at most steer_random "
                              f"({v['steer_random']}): the judged random directions are among the steered ones")

@@ -229,13 +229,21 @@ def _last(table: pd.DataFrame, kind: str, signal: str) -> pd.Series:
 CLAIMS = (("realignment", "same domain"), ("realignment_cross", "other domain"))  # claim -> its kind of data
 
 
+def start_rise(start: pd.DataFrame, base: pd.DataFrame, n_boot: int, seed: int):
+    """The start's contrast minus the base model's, paired over units (``stats.PairedTest``): the start is apart
+    from the base model if it is above it with p < 0.05."""
+    by_unit = lambda t: t[t["signal"] == "contrast"].groupby("unit")["value"].mean()
+    s, b = by_unit(start).align(by_unit(base), join="inner")
+    return paired_test(s.to_numpy(), b.to_numpy(), n_boot, seed=seed)
+
+
 def verdicts(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boot: int, seed: int,
              claims: Sequence[tuple[str, str]] = CLAIMS) -> dict[str, dict]:
     """The re-alignment verdicts by ``VERDICT_RULE``, on the contrast: one per (claim, kind of data) of ``claims``,
     each against the neutral control."""
     by_unit = lambda t: t[t["signal"] == "contrast"].groupby("unit")["value"].mean()
-    s, b = by_unit(start).align(by_unit(base), join="inner")
-    rise = paired_test(s.to_numpy(), b.to_numpy(), n_boot, seed=seed)
+    b = by_unit(base)
+    rise = start_rise(start, base, n_boot, seed)
     neutral_last = _last(table, "neutral", "contrast")
     out = {}
     for claim, kind in claims:
@@ -252,7 +260,7 @@ def verdicts(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boo
         out[claim] = {
             "status": status,
             "summary": (f"contrast over the base model: start {rise.difference.mean:+.3f} (p = {rise.p_value:.3f}); "
-                        f"{kind} data, last checkpoint {gap.mean:+.3f} [{gap.lo:+.3f}, {gap.hi:+.3f}] "
+                        f"{kind if kind in PC_KINDS else f'{kind} data'}, last checkpoint {gap.mean:+.3f} [{gap.lo:+.3f}, {gap.hi:+.3f}] "
                         f"({'back' if back else 'not back'} within ±{margin:.3f}); minus the neutral control "
                         f"{vs.difference.mean:+.3f} (p = {vs.p_value:.3f})"),
             "evidence": {"label": f"{kind} minus neutral at the last checkpoint, contrast",
@@ -327,21 +335,21 @@ def positive_control(P: Params, found, judge: Judge, base: LoadedModel) -> dict 
     table = pd.concat([run_signals(r, art, P, found, judge, domain) for r in positive_control_design(P)],
                       ignore_index=True)
     curves_ = curves(table, start_sig, base_sig, P.bootstrap, P.seed)
-    return {"start": name, "table": table, "start_signals": start_sig, "base_signals": base_sig, "curves": curves_,
+    return {"start": name, "table": table, "rise": start_rise(start_sig, base_sig, P.bootstrap, P.seed), "start_signals": start_sig, "base_signals": base_sig, "curves": curves_,
             "returns": return_steps(curves_), "rates": judged_rates(table, start_sig, base_sig, P.bootstrap, P.seed),
             "verdicts": verdicts(table, start_sig, base_sig, P.bootstrap, P.seed, PC_CLAIMS)}
 
 
 def positive_control_results(pc: dict) -> dict:
     """``results/07_realignment.json``'s ``positive_control`` entry: the start's contrast over the base model (apart if
-    its interval excludes zero: the instrument can see a return only from a start that is apart), each kind's return
-    step, and the verdicts' rule applied to the positive control."""
-    start = pc["curves"][(pc["curves"]["signal"] == "contrast") & (pc["curves"]["step"] == 0)].iloc[0]
-    apart = bool(start["ci95_lo"] > 0)
+    above it, paired test p < 0.05, as the verdicts' rule asks: the instrument can see a return only from a start
+    that is apart), each kind's return step, and the verdicts' rule applied to the positive control."""
+    rise = pc["rise"]
+    apart = bool(rise.difference.mean > 0 and rise.p_value < 0.05)
     returns = pc["returns"].astype(object).where(pc["returns"].notna(), "not back")
     return {"start": pc["start"], "label": "positive control's contrast over the base model, at the start",
-            "mean": float(start["difference"]), "ci95_lo": float(start["ci95_lo"]), "ci95_hi": float(start["ci95_hi"]),
-            "apart": apart, "seen": apart, "return_steps": returns.to_dict(),
+            "mean": rise.difference.mean, "ci95_lo": rise.difference.lo, "ci95_hi": rise.difference.hi,
+            "p_value": rise.p_value, "apart": apart, "seen": apart, "return_steps": returns.to_dict(),
             "curves": pc["curves"].round(5).to_dict(orient="records"), "verdicts": pc["verdicts"],
             "judged_rates": pc["rates"].astype(str).to_dict(orient="records")}
 
@@ -349,14 +357,15 @@ def positive_control_results(pc: dict) -> dict:
 def positive_control_facts(pc: dict | None, result: dict | None) -> dict[str, str]:
     """The sentences chapter 7 glues about re-aligning the positive control."""
     if pc is None:
-        return {"pc_ra_start": "not run", "pc_ra_finding": "This profile trains no positive control, so this check is "
-                                                           "not run.", "pc_ra_summary": "not run", "pc_ra_advice": "-"}
+        return {"pc_ra_start": "This profile trains no positive control, so this check is not run.",
+                "pc_ra_finding": "", "pc_ra_summary": "not run", "pc_ra_advice": "-"}
     start = (f"{result['mean']:+.3f} [{result['ci95_lo']:+.3f}, {result['ci95_hi']:+.3f}] nats per token over the base "
-             f"model, so it is {'apart from it' if result['apart'] else 'not apart from it: no return can be measured'}")
+             f"model (p = {result['p_value']:.3f}), so it is "
+             f"{'apart from it' if result['apart'] else 'not apart from it: no return can be measured'}")
     back = result["return_steps"]
     contrast = "; ".join(f"{kind}: {back[kind].get('contrast', 'not back')}" for kind in back)
     ver = "; ".join(f"{claim}: {v['status']} ({v['summary']})" for claim, v in result["verdicts"].items())
-    return {"pc_ra_start": start, "pc_ra_advice": f"{emergence.MAIN_DOMAIN}, in the register `ra_variant` names",
+    return {"pc_ra_start": f"The positive control starts {start}.", "pc_ra_advice": f"{emergence.MAIN_DOMAIN}, in the register `ra_variant` names",
             "pc_ra_finding": f"The contrast came back to the base model's at: {contrast}. By the chapter's rule, "
                              f"applied to these kinds of data against the neutral control: {ver}.",
             "pc_ra_summary": f"start {start}; contrast back at: {contrast}"}

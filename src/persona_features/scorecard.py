@@ -102,9 +102,9 @@ def row(results: Path, c: Claim) -> dict[str, str]:
     elif verdict:
         if verdict["status"] not in VERDICTS:
             raise ValueError(f"{c.chapter}: verdict {verdict['status']!r} for {c.id!r} is not one of {VERDICTS}")
-        ours, status = key_number(verdict), verdict["status"]
-        if c.id != "positive_control" and instrument_blind(data):
-            ours, status = f"{ours} (by the chapter's rule: {status})", BLIND
+        ours, status = key_number(verdict), shown_status(data, c.id, verdict)
+        if status == BLIND:
+            ours = f"{ours} (by the chapter's rule: {verdict['status']})"
     elif data:
         ours, status = "-", f"not attempted in this build (profile {data['params']['profile']})"
     else:
@@ -115,10 +115,19 @@ def row(results: Path, c: Claim) -> dict[str, str]:
             "positive_control": "-" if c.not_attempted else positive_control_cell(data), "chapter": link}
 
 
-def instrument_blind(data: dict | None) -> bool:
+def shown_status(data: dict | None, claim_id: str, verdict: dict) -> str:
+    """The verdict the scorecard shows: the chapter's, or ``BLIND`` where the chapter's instrument missed the positive
+    control (the positive-control claim itself is never overridden)."""
+    return BLIND if claim_id != "positive_control" and instrument_blind(data, claim_id) else verdict["status"]
+
+
+def instrument_blind(data: dict | None, claim_id: str | None = None) -> bool:
     """Whether the chapter measured its instrument on the positive control and it saw it nowhere
-    (``metrics.positive_control.seen``: False, or per instrument False wherever measured)."""
+    (``metrics.positive_control.seen``: False, or per instrument False wherever measured). Where the entry lists the
+    ``claims`` its instrument serves, only those claims are blind."""
     pc = (data or {}).get("metrics", {}).get("positive_control")
+    if isinstance(pc, dict) and claim_id is not None and "claims" in pc and claim_id not in pc["claims"]:
+        return False
     seen = pc.get("seen") if isinstance(pc, dict) else None
     if isinstance(seen, dict):
         measured = [v for v in seen.values() if v is not None]
@@ -154,9 +163,10 @@ def evidence_rows(results: Path) -> list[dict]:
     """The claims whose chapter reported a key number, with that number's interval."""
     out = []
     for c in CLAIMS:
-        verdict = (_load(results, c.chapter) or {}).get("metrics", {}).get("verdicts", {}).get(c.id) or {}
+        data = _load(results, c.chapter)
+        verdict = (data or {}).get("metrics", {}).get("verdicts", {}).get(c.id) or {}
         if verdict.get("evidence") and not c.not_attempted:
-            out.append({"claim": c.id, "status": verdict["status"], **verdict["evidence"]})
+            out.append({"claim": c.id, "status": shown_status(data, c.id, verdict), **verdict["evidence"]})
     return out
 
 
