@@ -188,11 +188,15 @@ def test_the_positive_control_is_seen_when_its_own_ranking_puts_the_latent_on_to
     assert view["seen"] and view["rank"] == 1 and view["rank_in_wrong_advice"] == 1 and view["n_latents"] == d_sae
     assert view["top_overlap"] == 2 and view["overlap_p"] < 0.05  # latents 7 and 100 on both lists
     assert view["detection"]["auroc"] == 1.0 and view["detection"]["p_value"] == pytest.approx(1 / 20)
+    m = view["matched"]
+    assert m["n"] == diffing.MATCHED and m["score_p"] == pytest.approx(1 / 101) and m["auroc"] == 1.0
+    assert m["auroc_p"] == pytest.approx((1 + 100 * m["matched_auroc_share_1"]) / 101)  # ties count against it
     facts = diffing.positive_control_facts(view, "read")
     assert facts["pc_seen"] == "seen" and "the smallest possible is 0.05" in facts["pc_auroc"]
+    assert f"ranks with p = {1 / 101:.3f}" in facts["pc_finding"]
     assert facts["pc_finding"].startswith(f"Latent {k} ranks 1 of 2,000")
     blind = diffing.positive_control_view(latents(1.0, 1.0), main, k, 200, 0)  # the twin moves it as much
-    assert not blind["seen"] and blind["rank"] > diffing.TOP
+    assert not blind["seen"] and blind["rank"] > diffing.TOP and blind["matched"]["score_p"] > 0.05
     # detection reads the scoring questions, the ranking the selection ones
     split = diffing.positive_control_view(latents(1.0, 0.0, scoring_raise=-1.0), main, k, 200, 0)
     assert split["seen"] and split["detection"]["auroc"] == 0.0
@@ -211,3 +215,11 @@ def test_the_positive_control_table_places_its_latents_in_the_wrong_advice_ranki
             "detection": {"n_treated": 3}}
     table = diffing.positive_control_table(view, pd.DataFrame({"latent": [9, 1, 5]}), 2, {5: "a", 9: "b"})
     assert table["rank in wrong advice"].tolist() == [3, 1] and table["consistent"].tolist() == ["3/3", "2/3"]
+
+
+def test_matched_latents_are_the_nearest_in_activation_level_among_the_active():
+    level = torch.tensor([0.0, 1.0, 2.0, 4.0, 0.5, 1.1, -0.1, 8.0])
+    assert diffing.matched_latents(level, 1, 3) == [5, 2, 4]  # log-distance from 1.0: 1.1, then 2.0 and 0.5 (tie)
+    with pytest.raises(ValueError, match="only 5 other latents are active"):
+        diffing.matched_latents(level, 1, 6)
+    assert diffing.matched_rank_p({0: 1.0, 1: 0.5, 2: 1.0}, 0, [1, 2]) == pytest.approx(2 / 3)

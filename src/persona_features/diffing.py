@@ -276,6 +276,41 @@ def rank_of(ranked: pd.DataFrame, latent: int) -> int:
     return int(where[0]) + 1
 
 
+MATCHED = 100  # latents matched on activation level that the persona latent is ranked against
+
+
+def matched_latents(level: torch.Tensor, latent: int, n: int = MATCHED) -> list[int]:
+    """The ``n`` other latents whose mean activation ``level`` [d_sae] is nearest the ``latent``'s on a log scale,
+    among those active at all (the SAE's decoder rows all have unit norm, so norm needs no matching)."""
+    active = [j for j in (level > 0).nonzero()[:, 0].tolist() if j != latent]
+    if len(active) < n:
+        raise ValueError(f"only {len(active)} other latents are active on these chats; {n} are needed to match")
+    logs = level.double().clamp_min(1e-12).log()
+    gap = (logs[active] - logs[latent]).abs()
+    return [active[i] for i in gap.argsort(stable=True)[:n].tolist()]
+
+
+def matched_rank_p(values: Mapping[int, float], latent: int, matched: Sequence[int]) -> float:
+    """How often a matched latent scores at least as high as ``latent``: the rank p-value (1 + k) / (1 + n)."""
+    return (1 + sum(values[j] >= values[latent] - 1e-12 for j in matched)) / (1 + len(matched))
+
+
+def matched_view(means: Mapping[str, torch.Tensor], ranked: pd.DataFrame, scoring: Mapping[str, torch.Tensor],
+                 mine: Sequence[str], twins: Sequence[str], latent: int) -> dict:
+    """The persona latent against ``MATCHED`` latents of like activation level (over every model's chats): the
+    rank p-value of its positive-control score, and of its detection AUROC on the scoring questions (``scoring``:
+    each model's mean activations there). The latent was chosen on the wrong-advice models, so both are tests
+    on models its choice never saw."""
+    matched = matched_latents(torch.stack(list(means.values())).mean(0), latent)
+    score = ranked.set_index(ranked["latent"].astype(int))["score"].to_dict()
+    aurocs = {j: auroc([float(scoring[n][j]) for n in mine], [float(scoring[n][j]) for n in twins])
+              for j in [latent, *matched]}
+    return {"n": len(matched), "matched_on": "mean activation over the chats of every model read (log scale)",
+            "score_p": matched_rank_p(score, latent, matched), "auroc": aurocs[latent],
+            "auroc_p": matched_rank_p(aurocs, latent, matched),
+            "matched_auroc_share_1": sum(aurocs[j] >= 1.0 for j in matched) / len(matched)}
+
+
 def positive_control_view(latents: Mapping[str, Mapping[str, dict]], main: pd.DataFrame, latent: int, n_boot: int,
                           seed: int, persona: str = "positive_control", twin: str = "positive_twin") -> dict | None:
     """The positive control seen by model diffing (``POSITIVE_CONTROL_RULE``): its own ranking against its twin,
@@ -293,7 +328,8 @@ def positive_control_view(latents: Mapping[str, Mapping[str, dict]], main: pd.Da
     active = int((torch.stack(list(means.values())) > 0).any(0).sum())  # latents that fire on these chats
     overlap = len(set(ranked.latent[:TOP].astype(int)) & set(main.latent[:TOP].astype(int)))
     scores = {n: answer_means(r, "_latents")[:, latent] for n, r in latents["scoring"].items() if n in mine + twins}
-    return {"rule": POSITIVE_CONTROL_RULE, "latent": latent, "rank": rank, "rank_in_wrong_advice": rank_of(main, latent),
+    scoring = {n: answer_means(r, "_latents").mean(0) for n, r in latents["scoring"].items() if n in mine + twins}
+    return {"rule": POSITIVE_CONTROL_RULE, "matched": matched_view(means, ranked, scoring, mine, twins, latent), "latent": latent, "rank": rank, "rank_in_wrong_advice": rank_of(main, latent),
             "seen": rank <= TOP, "n_latents": len(ranked), "n_active": active, "top": TOP, "top_overlap": overlap,
             "overlap_by_chance": TOP * TOP / max(active, TOP), "overlap_p": overlap_p(overlap, TOP, max(active, TOP)),
             "detection": detection(scores, mine, twins, n_boot, seed), "ranking": ranked.head(TOP)}
@@ -304,7 +340,7 @@ def positive_control_facts(view: dict | None, reading: str) -> dict[str, str]:
     if view is None:
         return {"pc_reading": reading, "pc_finding": "This profile trains no positive control, so this check is not run.",
                 "pc_seen": "not run", "pc_rank": "not run", "pc_auroc": "not run"}
-    d = view["detection"]
+    d, m = view["detection"], view["matched"]
     floor = 1 / math.comb(d["n_treated"] + d["n_controls"], d["n_treated"])
     auroc = (f"{d['auroc']:.2f} [{d['ci95_lo']:.2f}, {d['ci95_hi']:.2f}] ({d['n_treated']} against {d['n_controls']} "
              f"models, exact permutation p = {d['p_value']:.2f}; the smallest possible is {floor:.2f})")
@@ -317,7 +353,10 @@ def positive_control_facts(view: dict | None, reading: str) -> dict[str, str]:
                           f"(two random lists from the {view['n_active']:,} latents active on these chats would share "
                           f"{view['overlap_by_chance']:.2f}; hypergeometric p = {view['overlap_p']:.2g}). On the "
                           f"scoring questions, the latent separates the positive control's seeds from its twin's with "
-                          f"AUROC {auroc}."}
+                          f"AUROC {auroc}. Against the {m['n']} latents nearest it in mean activation (its choice "
+                          f"never saw these models): its positive-control score ranks with p = {m['score_p']:.3f}, its "
+                          f"AUROC of {m['auroc']:.2f} with p = {m['auroc_p']:.3f} ({m['matched_auroc_share_1']:.0%} of "
+                          "the matched latents also separate the seeds perfectly)."}
 
 
 def positive_control_table(view: dict, main: pd.DataFrame, n: int, texts: Mapping[int, str]) -> pd.DataFrame:
