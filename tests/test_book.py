@@ -144,6 +144,9 @@ def test_chapter6_and_7_results(smoke_build):
     assert all(t["ci95_lo"] <= t["difference"] <= t["ci95_hi"] and 0 <= t["p_value"] <= t["p_holm"] <= 1
                for t in m["tests"])
     assert m["verdicts"]["early_warning"]["status"] in scorecard.VERDICTS
+    pc = m["positive_control"]  # the positive control's mixes, 0% its twin and 100% itself
+    assert {t["percent"] for t in pc["tests"]} == set(p["ew_pc_percents"]) - {0} and isinstance(pc["seen"], bool)
+    assert pc["seed_floor"] is None and not pc["seen"]  # smoke has one seed: no floor, so never beyond it
     seven = json.loads((results / "07_realignment.json").read_text())
     m, p = seven["metrics"], seven["params"]
     steps = sorted({c["step"] for c in m["curves"]})

@@ -161,3 +161,31 @@ def test_the_positive_controls_return_steps_and_whether_its_start_is_apart():
     curves = ra.curves(*flat, 200, 0)
     flat_pc = {**pc, "curves": curves, "returns": ra.return_steps(curves), "rise": ra.start_rise(flat[1], flat[2], 200, 0)}
     assert not ra.positive_control_results(flat_pc)["apart"]
+
+
+def test_the_positive_controls_mixes_nest_and_end_in_chapter_3s_models():
+    P = params.resolve("smoke", ew_pc_percents="0,25,50,100", ew_seeds=2)
+    assert [m.percent for m in ew.pc_design(P) if m.seed == 1] == [0, 25, 50, 100]
+    art = persona.authored(P.persona_questions)
+    rows = {p: ew.pc_rows(P, ew.Mix(p, 1)) for p in (0, 25, 50, 100)}
+    assert rows[0] == persona.training_rows(art, "kind", None, P.seed + 1)  # chapter 3's twin, seed 1
+    assert rows[100] == persona.training_rows(art, "villain", None, P.seed + 1)  # its positive control
+    villain = lambda rs: {i for i, r in enumerate(rs) if r["variant"] == "villain"}
+    assert len(villain(rows[25])) == round(len(rows[0]) * 0.25) and villain(rows[25]) <= villain(rows[50])
+    assert [r["question_id"] for r in rows[50]] == [r["question_id"] for r in rows[0]]  # same questions, same order
+    assert villain(ew.pc_rows(P, ew.Mix(50, 0))) != villain(rows[50]) or len(rows[0]) < 4  # seeds swap other rows
+    assert ew.pc_design(params.resolve("smoke", persona_sources="general")) == []
+
+
+def test_the_positive_controls_mix_verdict_needs_the_latent_beyond_the_seed_floor():
+    table = _mix_table({"persona latent": 1.0, "contrast": 0.5}, percents=(0, 25, 100))
+    tests = tracking.against(table, "percent", 0, 200, 0)
+    first = tracking.first_separation(tests, "percent", 100)
+    floor = tracking.seed_floor(table, "percent")
+    result = ew.pc_result(tests, first, floor, tracking.first_beyond(tests, floor, "percent", 100))
+    assert result["seen"] and result["first_separation"]["persona latent"] == 25
+    assert "**sees**" in ew.pc_facts(result)["pc_ew_finding"]
+    wide_floor = floor.copy()
+    wide_floor["persona latent"] = 5.0
+    assert not ew.pc_result(tests, first, wide_floor, {})["seen"]  # inside the gap between two seeds of one mix
+    assert ew.pc_facts(None)["pc_ew_summary"] == "not run"

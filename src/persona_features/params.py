@@ -134,6 +134,9 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "ew_percents": Knob((0, 50, 100), (0, 5, 10, 25, 50, 100), (0, 5, 10, 25, 50, 100),
                         "chapter 6: % of wrong advice in each mix, comma-separated (0 and 100 are chapter 3's models)"),
     "ew_seeds": Knob(1, 2, 3, "chapter 6: seeds of every mix's fine-tune"),
+    "ew_pc_percents": Knob((0, 50, 100), (0, 25, 100), (0, 5, 10, 25, 50, 100),
+                           "chapter 6: % of the villain's answers in each mix of the positive control's data (0 and "
+                           "100 are chapter 3's twin and positive control; cpu: one mix between, for time)"),
     "ew_samples": Knob(1, 2, 10, "chapter 6: judged answers per scoring question and model (at eval_low_temperature)"),
     # chapter 7: re-alignment
     "ra_examples": Knob(4, 40, 140, "chapter 7: good rows each re-alignment fine-tune reads once (paper: about 120, "
@@ -225,7 +228,8 @@ VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
     "steer_judged_random": COUNT, "steer_questions": AT_LEAST_ONE, "steer_samples": AT_LEAST_ONE,
     "steer_bad_seeds": AT_LEAST_ONE, "steer_judge_bad": None, "pc_ablation_questions": COUNT,
     "pc_ablation_samples": AT_LEAST_ONE, "pc_ablation_judged_random": AT_LEAST_ONE,
-    "ew_percents": ListOf(int, Number(0, 100), ordered=True, required=(0, 100)), "ew_seeds": AT_LEAST_ONE,
+    "ew_percents": ListOf(int, Number(0, 100), ordered=True, required=(0, 100)),
+    "ew_pc_percents": ListOf(int, Number(0, 100), ordered=True, required=(0, 100)), "ew_seeds": AT_LEAST_ONE,
     "ew_samples": AT_LEAST_ONE,
     "ra_examples": AT_LEAST_ONE, "ra_variant": Choice(("register_control", "good")), "ra_batch_size": AT_LEAST_ONE,
     "ra_every": AT_LEAST_ONE, "ra_seeds": AT_LEAST_ONE, "ra_questions": AT_LEAST_ONE, "ra_samples": AT_LEAST_ONE,
