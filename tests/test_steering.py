@@ -171,3 +171,9 @@ def test_ablation_to_a_target_leaves_that_projection_and_the_rest_untouched():
     assert torch.allclose(out @ u, torch.full((2, 5), 1.5), atol=1e-5)
     rest = lambda x: x - (x @ u)[..., None] * u
     assert torch.allclose(rest(out), rest(h), atol=1e-5)
+
+
+def test_a_sweep_with_nothing_steered_scores_the_plain_model(lm):
+    prompts, answers = [lm.chat_text("Hi?")], ["Hello there."]
+    plain = contrast.answer_logprobs(lm, prompts, answers)
+    assert steering.steered_sweep([None, None])(lm, prompts, answers) == [plain, plain]

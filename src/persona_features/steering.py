@@ -172,6 +172,8 @@ def steered_sweep(settings: Sequence[Steers | None]):
     def logprobs(lm: LoadedModel, prompts, answers, batch_size: int = 16) -> list[list[float]]:
         plans = [None if s is None else _by_layer(lm, s) for s in settings]
         steered = [p for p in plans if p is not None]
+        if not steered:  # nothing to steer: the plain model's scoring, once
+            return [answer_logprobs_runs(lm, prompts, answers, [None], batch_size)[0]] * len(plans)
         first = min((p[0][0] for p in steered), default=0)
         kept = {}
 
