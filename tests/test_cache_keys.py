@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from persona_features import (artifacts, early_warning, emergence, finetune, interventions, judge, persona_arms,
+from persona_features import (ablation, artifacts, early_warning, emergence, finetune, interventions, judge, persona_arms,
                               readings, realignment, sae, sae_corpus, screen)
 from persona_features.params import KNOBS, VALID, Choice, ListOf, ParameterError, Params, resolve
 from persona_features.paths import repo_root
@@ -75,6 +75,13 @@ def _steer(P):
                              readings.questions(P, "scoring")[:P.steer_questions], JUDGE, P, P.steer_samples)
 
 
+def _ablate(P):
+    """Chapter 5's ablation of the positive control, called as ``ablation.run`` calls ``interventions.run``."""
+    settings = [interventions.Setting("d", 0.0, ablate=True, judged=True, target=0.5)]
+    return interventions.run(_reader(), settings, {"d": torch.ones(8)}, 3, 10.0, ablation.questions(P), JUDGE, P,
+                             P.pc_ablation_samples)
+
+
 def _finetune_key(cfg):
     raise Captured(artifacts.artifact_key("finetune", finetune.artifact_config(cfg), [cfg.start] if cfg.start else []))
 
@@ -105,6 +112,10 @@ STEPS = {
     "steer": (lambda P, lm: _steer(P),
               {"model", "dtype", "steer_alphas", "eval_questions", "steer_questions", "steer_samples",
                "eval_low_temperature", "eval_max_new_tokens", "top_p", "seed", "batch_size"}),
+    "steer, chapter 5's positive control": (
+        lambda P, lm: _ablate(P),
+        {"model", "dtype", "pc_ablation_questions", "pc_ablation_samples", "eval_low_temperature",
+         "eval_max_new_tokens", "top_p", "seed", "batch_size"}),
     "screen": (lambda P, lm: screen.run(_reader(), [], {"d": torch.ones(8)}, 3, P.screen_strength * 10.0, JUDGE, P,
                                         "sae-key"),
                {"model", "dtype", "screen_strength", "screen_samples", "eval_low_temperature", "eval_max_new_tokens",
@@ -163,6 +174,8 @@ NOT_KEYED = {
     "steer_judged_random": "which settings are judged; each setting's judged flag is in the steer key",
     "steer_bad_seeds": "which wrong-advice models are steered; each model is keyed by its fine-tune",
     "steer_judge_bad": "which settings are judged; each setting's judged flag is in the steer key",
+    "pc_ablation_judged_random": "which ablations are judged; each setting's judged flag is in the steer key",
+    "ew_pc_percents": "which positive-control mixes exist; each mix is keyed by its fine-tune's training rows",
     "ew_percents": "which mixes exist; each mix is keyed by its fine-tune's data set",
     "ew_seeds": "which mixes exist; each mix is keyed by its fine-tune's seed",
     "persona_sources": "which persona organisms exist; each fine-tune is keyed by its training rows",
