@@ -34,20 +34,31 @@ def test_a_mix_that_only_moves_against_the_100_model_does_not_count():
     assert first["s"] == 25
 
 
-@pytest.mark.parametrize("first, status", [
-    ({"persona latent": 5, "contrast": 50, "misaligned": None}, "replicated"),
-    ({"persona latent": 25, "contrast": 50, "misaligned": 100}, "partial"),
-    ({"persona latent": 50, "contrast": 50, "misaligned": None}, "not replicated"),
-    ({"persona latent": None, "contrast": 25, "misaligned": None}, "not replicated"),
-    ({"persona latent": 5, "contrast": None, "misaligned": None}, "inconclusive"),
+@pytest.mark.parametrize("first, status, first_rule", [
+    ({"persona latent": 5, "contrast": 50, "misaligned": None}, "replicated", "replicated"),
+    ({"persona latent": 25, "contrast": 50, "misaligned": 100}, "partial", "partial"),
+    ({"persona latent": 50, "contrast": 50, "misaligned": None}, "not replicated", "not replicated"),
+    ({"persona latent": None, "contrast": 25, "misaligned": None}, "not replicated", "not replicated"),
+    ({"persona latent": 5, "contrast": None, "misaligned": None}, "inconclusive", "inconclusive"),
+    # the amendment: the training loss, which needs no internals, must not separate as early
+    ({"persona latent": 5, "contrast": 50, "misaligned": None, "training loss": 25}, "replicated", "replicated"),
+    ({"persona latent": 5, "contrast": 50, "misaligned": None, "training loss": 5}, "not replicated", "replicated"),
+    ({"persona latent": 25, "contrast": 50, "misaligned": 100, "training loss": 5}, "not replicated", "partial"),
 ])
-def test_early_warning_verdict_follows_its_rule(first, status):
+def test_early_warning_verdict_follows_its_rule(first, status, first_rule):
     tests = tracking.against(_mix_table({"persona latent": 1.0}, percents=(0, 5, 25, 50, 100)), "percent", 0, 200, 0)
     v = ew.verdict(first, tests)
-    assert v["status"] == status
+    assert (v["status"], v["status_first_rule"]) == (status, first_rule)
     at = first["persona latent"] or 5
     assert v["evidence"]["label"].startswith(f"persona latent at {at}% wrong minus 0%")
     assert v["evidence"]["mean"] == pytest.approx(at / 100, abs=0.02)  # a share of the 100% model's difference
+
+
+def test_the_training_loss_is_read_per_step_from_the_fine_tunes_curve(tmp_path):
+    (tmp_path / "curve.json").write_text('[{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0}]')
+    loss = ew.training_loss(type("Art", (), {"path": tmp_path})())
+    assert loss.to_dict() == {"step 1": 2.5, "step 2": 2.0}
+    assert ew.NO_INTERNALS in tracking.SIGNALS
 
 
 def test_bad_mix_settings_are_rejected():

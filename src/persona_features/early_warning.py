@@ -9,6 +9,7 @@ same seeds, paired over units; the first mix at which a signal separates is the 
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, replace
 from functools import cache
@@ -31,6 +32,12 @@ VERDICT_RULE = (
     "separates before them, but above 10%. Not replicated: it never separates, or no earlier than a behavioural "
     "measure. Inconclusive: neither behavioural measure separates even at 100%, so there is no misalignment to "
     "warn of.")
+NO_INTERNALS = "training loss"
+AMENDMENT = (
+    "Amended on 2026-12-03, after cpu runs of the rule above (their outcome: not replicated): a signal is an early "
+    "warning only if it beats one that needs no internals and no evaluation, the fine-tune's own training loss "
+    "(issue 32). A 'replicated' or 'partial' by the rule above becomes 'not replicated' if the training loss "
+    "separates at the persona latent's mix or earlier; both outcomes are reported.")
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,16 @@ def signals_of(art, mix: Mix, P: Params, found, judge: Judge, name: str | None =
     m = replace(m, contrast=table)
     qids = [q for q, _ in readings.questions(P, "scoring")]
     values = tracking.internal_signals(reading, found.latent, found.directions["mean difference"], qids, DOMAIN)
-    return tracking.long_table(values | tracking.measured_signals(m, DOMAIN), model=name, percent=mix.percent,
-                               seed=mix.seed)
+    return tracking.long_table(values | tracking.measured_signals(m, DOMAIN) | {NO_INTERNALS: training_loss(art)},
+                               model=name, percent=mix.percent, seed=mix.seed)
+
+
+def training_loss(art) -> pd.Series:
+    """The fine-tune's loss at each step (its batch's mean loss on the answer tokens), indexed by step: the signal
+    that needs no internals and no evaluation. Mixes of one seed read the same questions in the same order (only
+    the swapped answers differ), so their steps pair as units."""
+    curve = json.loads((art.path / "curve.json").read_text())
+    return pd.Series([r["loss"] for r in curve], index=[f"step {r['step']}" for r in curve], dtype=float)
 
 
 # ---------------------------------------------------------------- mixes of the positive control's data
@@ -177,24 +192,30 @@ def mix_table(P: Params) -> pd.DataFrame:
 
 
 def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
-    """The early-warning verdict by ``VERDICT_RULE``; its evidence: the persona latent at its first separating
-    mix (else at the smallest mix) minus the 0% model, as a share of the 100% model's difference."""
+    """The early-warning verdict by ``VERDICT_RULE`` as ``AMENDMENT`` amends it (``status``; ``status_first_rule``:
+    by the rule before the amendment); its evidence: the persona latent at its first separating mix (else at the
+    smallest mix) minus the 0% model, as a share of the 100% model's difference."""
     latent = first.get("persona latent")
     seen = [first[k] for k in BEHAVIOUR if first.get(k) is not None]
     behaviour = min(seen) if seen else None
     where = lambda v: "never" if v is None else f"at {v:g}%"
     summary = (f"persona latent separates from 0% {where(latent)}; the contrast {where(first.get('contrast'))}; "
-               f"the judged rate {where(first.get('misaligned'))}; the narrow task {where(first.get('narrow-task margin'))}")
+               f"the judged rate {where(first.get('misaligned'))}; "
+               f"the narrow task {where(first.get('narrow-task margin'))}; "
+               f"the training loss {where(first.get(NO_INTERNALS))}")
     if behaviour is None:
         status = "inconclusive"
     elif latent is None or latent >= behaviour:
         status = "not replicated"
     else:
         status = "replicated" if latent <= EARLY else "partial"
+    loss = first.get(NO_INTERNALS)
+    beaten = status in ("replicated", "partial") and loss is not None and loss <= latent
+    amended = "not replicated" if beaten else status
     scaled = tracking.normalised(tests, "percent", 100)
     rows = scaled[scaled["signal"] == "persona latent"].set_index("percent")
     key = rows.loc[latent if latent is not None else rows.index.min()]
-    return {"status": status, "summary": summary, "first_separation": dict(first),
+    return {"status": amended, "status_first_rule": status, "summary": summary, "first_separation": dict(first),
             "evidence": {"label": f"persona latent at {key.name:g}% wrong minus 0%, as a share of the 100% model's",
                          "mean": float(key["difference"]),
                          "ci95_lo": float(key["ci95_lo"]), "ci95_hi": float(key["ci95_hi"]),

@@ -167,7 +167,8 @@ def dose_panels(table, directions: list[str], unsteered: dict, title: str) -> pl
 
 
 SIGNAL_COLORS = {"persona latent": "#C44E52", "mean-difference projection": "#DD8452", "contrast": "#4C72B0",
-                 "misaligned": "#8172B3", "narrow-task margin": "#55A868", "coherent": "#8C8C8C"}
+                 "misaligned": "#8172B3", "narrow-task margin": "#55A868", "coherent": "#8C8C8C",
+                 "training loss": "#222222"}
 
 
 def early_warning_curves(normalised, percents: list[int], signals: list[str]) -> plt.Figure:

@@ -24,7 +24,8 @@ from . import diffing, emergence
 from .data import advice
 from .stats import bootstrap_mean, holm, paired_test
 
-SIGNALS = ("persona latent", "mean-difference projection", "contrast", "misaligned", "narrow-task margin")
+SIGNALS = ("persona latent", "mean-difference projection", "contrast", "misaligned", "narrow-task margin",
+           "training loss")  # the last: chapter 6's signal that needs no internals and no evaluation
 
 
 def internal_signals(reading: Mapping[str, torch.Tensor], latent: int, direction: torch.Tensor,
