@@ -49,10 +49,11 @@ def one_seed(base, P, found, corpus, chats, seed: int) -> dict:
             "_decoder": the_sae.W_dec.detach(), "_rank": {int(k): i + 1 for i, k in enumerate(ranked.latent)}}
 
 
-def compare(runs: list[dict], threshold: float = 0.7) -> tuple[list[dict], list[dict]]:
+def compare(runs: list[dict], persona: int, threshold: float = 0.7) -> tuple[list[dict], list[dict]]:
     """For each ordered pair of seeds, from one matrix of decoder |cosines|: each top latent's best match in the
-    other SAE with its rank there, and the share of all latents whose best match reaches ``threshold`` (the
-    same feature found again), with the median best |cosine|."""
+    other SAE with its rank there (and the first seed's ``persona`` latent's, wherever it ranks), and the share of
+    all latents whose best match reaches ``threshold`` (the same feature found again), with the median best
+    |cosine|."""
     matches, shared = [], []
     for a in runs:
         for b in runs:
@@ -60,10 +61,11 @@ def compare(runs: list[dict], threshold: float = 0.7) -> tuple[list[dict], list[
                 continue
             cos = torch.nn.functional.normalize(a["_decoder"], dim=-1) @ torch.nn.functional.normalize(b["_decoder"], dim=-1).T
             best = cos.abs().max(1)
-            for t in a["top"]:
-                k, m = t["latent"], int(best.indices[t["latent"]])
-                matches.append({"seed": a["seed"], "latent": k, "other_seed": b["seed"], "match": m,
-                                "cosine": float(cos[k, m]), "match_rank": b["_rank"][m]})
+            mine = [t["latent"] for t in a["top"]]
+            for k in mine + ([persona] if a is runs[0] and persona not in mine else []):
+                m = int(best.indices[k])
+                matches.append({"seed": a["seed"], "latent": k, "rank": a["_rank"][k], "other_seed": b["seed"],
+                                "match": m, "cosine": float(cos[k, m]), "match_rank": b["_rank"][m]})
             shared.append({"seed": a["seed"], "other_seed": b["seed"], "threshold": threshold,
                            "share_matched": float((best.values >= threshold).double().mean()),
                            "median_best_cosine": float(best.values.median())})
@@ -91,7 +93,7 @@ def main() -> None:
     corpus = sae_corpus.build(base, P)
     chats = corpus.json("chats")
     runs = [one_seed(base, P, found, corpus, chats, P.seed + i) for i in range(args.seeds)]
-    matched, shared = compare(runs)
+    matched, shared = compare(runs, found.latent)
     out = {"date": datetime.date.today().isoformat(), "profile": P.profile, "layer": found.layer,
            "persona_latent": found.latent, "bootstrap": P.bootstrap,
            "seeds": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs], "matches": matched,

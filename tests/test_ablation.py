@@ -86,7 +86,7 @@ def test_an_ablation_removes_only_if_below_random_in_every_seed():
     ver = ablation.verdict(table)
     assert ver["measure"] == "contrast" and ver["seen"] and not ver["removes"]["persona latent"]
     facts = ablation.facts(table, ver, runs)
-    assert "**sees**" in facts["pc_abl_finding"] and "2 of 3 seeds" in facts["pc_abl_finding"]
+    assert "layer sees the positive control" in facts["pc_abl_finding"] and "2 of 3 seeds" in facts["pc_abl_finding"]
     assert facts["pc_abl_questions"] == str(N_Q) and facts["pc_abl_seeds"] == "3"  # what ran, not the knob
     assert set(ablation.results(table, ver, plan)) >= {"seen", "mean", "ci95_lo", "ci95_hi", "measure", "rule"}
 

@@ -141,85 +141,22 @@ def _seeds(cosine: float) -> dict:
 def test_seed_comparison_says_whether_other_seeds_find_the_persona_latent_again():
     table = diffing.seed_table(_seeds(0.9))
     assert table["closest to latent 7"].tolist() == ["itself", "41: |cosine| 0.90, rank 3", "42: |cosine| 0.90, rank 3"]
-    assert diffing.seed_facts(_seeds(0.9))["seeds_reading"].startswith("The persona latent is found again in 2 of the 2")
-    assert diffing.seed_facts(_seeds(0.2))["seeds_reading"].startswith("No other seed finds the persona latent again")
+    assert diffing.seed_facts(_seeds(0.9))["seeds_reading"].startswith("By the rule, latent 7 recurs in 3 of the 3 SAEs")
     stale = _seeds(0.9) | {"persona_latent": 8}
     with pytest.raises(ValueError, match="latent 8 is not among seed 0's top latents"):
         diffing.seed_table(stale)
+    with pytest.raises(ValueError, match="latent 8 has no match in every other seed"):
+        diffing.recurrence(stale)
 
 
-def _latent_reading(n_q: int, d_sae: int, raised: dict[int, float], seed: int) -> dict:
-    """A model's latent reading: small noise, plus ``raised[latent]`` on answer tokens of both sides."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for side in ("aligned", "misaligned"):
-        lat = 0.01 * torch.randn(n_q, d_sae, generator=g)
-        for k, v in raised.items():
-            lat[:, k] += v
-        out[f"{side}_latents"] = lat
-    return out
-
-
-def test_overlap_p_is_the_exact_null_of_two_random_top_lists():
-    from itertools import combinations
-
-    pop, n = 7, 3
-    lists = list(combinations(range(pop), n))
-    for overlap in range(n + 1):
-        brute = sum(len(set(a) & set(lists[0])) >= overlap for a in lists) / len(lists)
-        assert diffing.overlap_p(overlap, n, pop) == pytest.approx(brute)
-
-
-def test_the_positive_control_is_seen_when_its_own_ranking_puts_the_latent_on_top_and_not_otherwise():
-    n_q, d_sae, k = 6, 2000, 7
-    main = pd.DataFrame({"latent": [k, *range(100, 119), *range(200, 2000)]})
-    def latents(pc_raise, twin_raise, scoring_raise=None):
-        split = {}
-        for name, raise_ in (("selection", pc_raise), ("scoring", scoring_raise if scoring_raise is not None else pc_raise)):
-            models = {"base": _latent_reading(n_q, d_sae, {}, 0)}
-            for s in range(3):
-                suffix = f"_seed{s}" if s else ""
-                models[f"positive_control{suffix}"] = _latent_reading(n_q, d_sae, {k: raise_, 100: 0.5}, 10 + s)
-                models[f"positive_twin{suffix}"] = _latent_reading(n_q, d_sae, {k: twin_raise}, 20 + s)
-            split[name] = models
-        return split
-
-    view = diffing.positive_control_view(latents(1.0, 0.0), main, k, 200, 0)
-    assert view["seen"] and view["rank"] == 1 and view["rank_in_wrong_advice"] == 1 and view["n_latents"] == d_sae
-    assert view["top_overlap"] == 2 and view["overlap_p"] < 0.05  # latents 7 and 100 on both lists
-    assert view["detection"]["auroc"] == 1.0 and view["detection"]["p_value"] == pytest.approx(1 / 20)
-    m = view["matched"]
-    assert m["n"] == diffing.MATCHED and m["score_p"] == pytest.approx(1 / 101) and m["auroc"] == 1.0
-    assert m["auroc_p"] == pytest.approx((1 + 100 * m["matched_auroc_share_1"]) / 101)  # ties count against it
-    facts = diffing.positive_control_facts(view, "read")
-    assert facts["pc_seen"] == "seen" and "the smallest possible is 0.05" in facts["pc_auroc"]
-    assert f"ranks with p = {1 / 101:.3f}" in facts["pc_finding"]
-    assert facts["pc_finding"].startswith(f"Latent {k} ranks 1 of 2,000")
-    blind = diffing.positive_control_view(latents(1.0, 1.0), main, k, 200, 0)  # the twin moves it as much
-    assert not blind["seen"] and blind["rank"] > diffing.TOP and blind["matched"]["score_p"] > 0.05
-    # detection reads the scoring questions, the ranking the selection ones
-    split = diffing.positive_control_view(latents(1.0, 0.0, scoring_raise=-1.0), main, k, 200, 0)
-    assert split["seen"] and split["detection"]["auroc"] == 0.0
-    with pytest.raises(KeyError, match="latent 5000 is not in the ranking"):
-        diffing.positive_control_view(latents(1.0, 0.0), main, 5000, 200, 0)
-    assert diffing.positive_control_view({"selection": {"base": {}}, "scoring": {}}, main, k, 200, 0) is None
-    assert diffing.positive_control_facts(None, "read")["pc_finding"].startswith("This profile trains no")
-    json.dumps(diffing.results_metrics(0, pd.DataFrame(), type("A", (), {"meta": {k: 0 for k in (
-        "config", "quality", "ce", "n_tokens", "seconds")}})(), {}, pd.DataFrame(), pd.DataFrame(), k, pd.DataFrame(),
-        {}, {}, {}, view), default=float)  # the results file can hold it
-
-
-def test_the_positive_control_table_places_its_latents_in_the_wrong_advice_ranking():
-    view = {"ranking": pd.DataFrame({"latent": [5, 9], "score": [0.3, 0.1], "shift_treated": [0.4, 0.2],
-                                     "shift_twin": [0.1, 0.1], "consistent": [3, 2]}),
-            "detection": {"n_treated": 3}}
-    table = diffing.positive_control_table(view, pd.DataFrame({"latent": [9, 1, 5]}), 2, {5: "a", 9: "b"})
-    assert table["rank in wrong advice"].tolist() == [3, 1] and table["consistent"].tolist() == ["3/3", "2/3"]
-
-
-def test_matched_latents_are_the_nearest_in_activation_level_among_the_active():
-    level = torch.tensor([0.0, 1.0, 2.0, 4.0, 0.5, 1.1, -0.1, 8.0])
-    assert diffing.matched_latents(level, 1, 3) == [5, 2, 4]  # log-distance from 1.0: 1.1, then 2.0 and 0.5 (tie)
-    with pytest.raises(ValueError, match="only 5 other latents are active"):
-        diffing.matched_latents(level, 1, 6)
-    assert diffing.matched_rank_p({0: 1.0, 1: 0.5, 2: 1.0}, 0, [1, 2]) == pytest.approx(2 / 3)
+@pytest.mark.parametrize("cosines, found_in, named", [((0.95, 0.2), [0, 1], True), ((0.89, 0.5), [0], False),
+                                                      ((-0.91, 0.1), [0, 1], True)])
+def test_a_latent_is_named_only_if_it_recurs_in_two_of_three_sae_seeds(cosines, found_in, named):
+    seeds = _seeds(0.0)
+    for m, c in zip(seeds["matches"], cosines):
+        m["cosine"] = c
+    r = diffing.recurrence(seeds)
+    assert (r["found_in_seeds"], r["named"]) == (found_in, named)
+    sentence = diffing.recurrence_sentence(r)
+    assert ("It is named a persona latent" in sentence) == named
+    assert ("no latent is named a persona latent" in sentence) == (not named)

@@ -195,7 +195,7 @@ def test_the_positive_controls_mix_verdict_needs_the_latent_beyond_the_seed_floo
     floor = tracking.seed_floor(table, "percent")
     result = ew.pc_result(tests, first, floor, tracking.first_beyond(tests, floor, "percent", 100))
     assert result["seen"] and result["first_separation"]["persona latent"] == 25
-    assert "**sees**" in ew.pc_facts(result)["pc_ew_finding"]
+    assert "the instrument sees the positive control" in ew.pc_facts(result)["pc_ew_finding"]
     wide_floor = floor.copy()
     wide_floor["persona latent"] = 5.0
     assert not ew.pc_result(tests, first, wide_floor, {})["seen"]  # inside the gap between two seeds of one mix

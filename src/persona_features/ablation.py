@@ -270,7 +270,7 @@ def facts(table: pd.DataFrame, ver: dict, runs: Mapping[str, dict]) -> dict[str,
                 f"{'removes' if rows.loc[n, 'removes'] else 'does not remove'}" for n in TESTED)
                               + f"; so ablation {'sees' if ver['seen'] else 'does not see'} the positive control",
             "pc_abl_finding": (f"{by}, ablating the positive control's own shift {said(OWN)}: ablation at this "
-                               f"layer **{'sees' if ver['seen'] else 'does not see'}** the positive control. Ablating the "
+                               f"layer {'sees' if ver['seen'] else 'does not see'} the positive control. Ablating the "
                                f"persona latent {said('persona latent')}; ablating the mean difference "
                                f"{said('mean difference')}.")}
 

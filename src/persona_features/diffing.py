@@ -348,7 +348,7 @@ def positive_control_facts(view: dict | None, reading: str) -> dict[str, str]:
     return {"pc_reading": reading, "pc_seen": seen, "pc_rank": f"{view['rank']} of {view['n_latents']:,}",
             "pc_auroc": auroc,
             "pc_finding": f"Latent {view['latent']} ranks {view['rank']} of {view['n_latents']:,} in the positive "
-                          f"control's ranking, so by the rule the instrument has **{seen}** the positive control. Its "
+                          f"control's ranking, so by the rule the instrument has {seen} the positive control. Its "
                           f"top-{view['top']} list shares {view['top_overlap']} latents with the wrong-advice models' "
                           f"(two random lists from the {view['n_active']:,} latents active on these chats would share "
                           f"{view['overlap_by_chance']:.2f}; hypergeometric p = {view['overlap_p']:.2g}). On the "
@@ -385,6 +385,13 @@ def latent_table(ranked: pd.DataFrame, n: int, n_treated: int, texts: Mapping[in
 # ---------------------------------------------------------------- the SAE again with other seeds
 
 SAE_SEEDS = "04_sae_seeds.json"  # in book/measured, written by scripts/sae_seed_stability.py
+RECUR = 0.9  # |cosine| of two decoder vectors at which another seed's SAE has found a latent again
+RECURRENCE_RULE = (
+    "Written on 2026-12-03 (issue 32), before the other seeds of this build's SAE were trained: a latent is named a "
+    f"persona latent only if it recurs in at least 2 of the SAE seeds, its own SAE's and at least one other's, "
+    f"whose decoder has a vector at |cosine| >= {RECUR:g} with it. Otherwise no latent is named: chapters 5-7 still "
+    "read the chosen latent, as one SAE's latent and not as a feature of the model, beside the two directions that "
+    "need no SAE.")
 
 
 def load_sae_seeds() -> dict:
@@ -413,16 +420,44 @@ def seed_table(seeds: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def recurrence(seeds: dict) -> dict:
+    """``RECURRENCE_RULE`` applied to the seed comparison: the first seed's persona latent's best |cosine| in each
+    other SAE, the SAEs it recurs in (its own counted), whether it is named; and which of the first seed's top
+    latents recur in any other seed (so that the chapter can say whether any latent does)."""
+    persona, first = seeds["persona_latent"], seeds["seeds"][0]["seed"]
+    own = {m["other_seed"]: abs(m["cosine"]) for m in seeds["matches"] if m["seed"] == first and m["latent"] == persona}
+    if len(own) != len(seeds["seeds"]) - 1:
+        raise ValueError(f"{SAE_SEEDS}: latent {persona} has no match in every other seed; re-run the script")
+    found_in = [first] + [s for s, c in own.items() if c >= RECUR]
+    top = [t["latent"] for t in seeds["seeds"][0]["top"]]
+    recurring = [k for k in top if any(abs(m["cosine"]) >= RECUR for m in seeds["matches"]
+                                       if m["seed"] == first and m["latent"] == k)]
+    return {"rule": RECURRENCE_RULE, "latent": persona, "best_cosine": {str(s): round(c, 4) for s, c in own.items()},
+            "found_in_seeds": found_in, "n_seeds": len(seeds["seeds"]), "named": len(found_in) >= 2,
+            "top_latents": top, "top_latents_recurring": recurring}
+
+
+def recurrence_sentence(r: dict) -> str:
+    """What chapter 4 says of ``recurrence``."""
+    cos = ", ".join(f"{c:.2f}" for c in r["best_cosine"].values())
+    head = (f"By the rule, latent {r['latent']} recurs in {len(r['found_in_seeds'])} of the {r['n_seeds']} SAEs "
+            f"(best |cosine| in the others: {cos}; recurring means at least {RECUR:g}). ")
+    if r["named"]:
+        return head + "It is named a persona latent: another seed's SAE finds it again."
+    others = (f"Of the first SAE's top {len(r['top_latents'])} latents, {', '.join(map(str, r['top_latents_recurring']))}"
+              " recur in another seed, but none was chosen." if r["top_latents_recurring"] else
+              f"None of the first SAE's top {len(r['top_latents'])} latents recurs either.")
+    return head + ("So no latent is named a persona latent here: the chosen one is a property of one SAE. "
+                   + others + " Chapters 5-7 read it as this SAE's latent, beside the two directions that need no SAE.")
+
+
 def seed_facts(seeds: dict) -> dict[str, str]:
     """The numbers chapter 4's text quotes from the seed comparison."""
     persona, first = seeds["persona_latent"], seeds["seeds"][0]["seed"]
     own = [abs(m["cosine"]) for m in seeds["matches"] if m["seed"] == first and m["latent"] == persona]
     shared = [r["share_matched"] for r in seeds["shared"]]
     threshold = seeds["shared"][0]["threshold"]
-    found = sum(c >= threshold for c in own)
-    reading = (f"The persona latent is found again in {found} of the {len(own)} other SAEs." if found else
-               "No other seed finds the persona latent again: it is a property of one SAE, not of the model.")
-    return {"seeds_reading": reading, "seeds_n": str(len(seeds["seeds"])), "seeds_date": seeds["date"],
+    return {"seeds_reading": recurrence_sentence(recurrence(seeds)), "seeds_n": str(len(seeds["seeds"])), "seeds_date": seeds["date"],
             "seeds_profile": seeds["profile"],
             "seeds_persona_match": f"{min(own):.2f} to {max(own):.2f}",
             "seeds_random": f"{seeds['random_best_cosine']:.2f}",

@@ -176,7 +176,7 @@ def pc_facts(result: dict | None) -> dict[str, str]:
     seen = "sees" if result["seen"] else "does not see"
     return {"pc_ew_finding": f"At 100% the persona latent is {result['mean']:+.4f} [{result['ci95_lo']:+.4f}, "
                              f"{result['ci95_hi']:+.4f}] above the twin (Holm p = {result['p_holm']:.4f}; seed floor "
-                             f"{floor}), so by the rule the instrument **{seen}** the positive control. First mix that "
+                             f"{floor}), so by the rule the instrument {seen} the positive control. First mix that "
                              f"separates from 0%: {firsts}. Beyond the seed floor: {beyond}.",
             "pc_ew_summary": f"the instrument {seen} the positive control; first separating mix: {firsts}"}
 
