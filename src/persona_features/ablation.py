@@ -236,8 +236,8 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
 
     def diff(r):
         scale, unit = (1, "") if r["measure"] == "contrast" else (100, " pts")
-        return (f"{scale * r['minus random']:+.3g}{unit} [{scale * r['ci95_lo']:+.3g}, {scale * r['ci95_hi']:+.3g}] "
-                f"(Holm p = {r['p_holm']:.3f})")
+        holm = "Holm p < 0.001" if r["p_holm"] < 0.001 else f"Holm p = {r['p_holm']:.3f}"
+        return f"{scale * r['minus random']:+.3g}{unit} [{scale * r['ci95_lo']:+.3g}, {scale * r['ci95_hi']:+.3g}] ({holm})"
 
     return pd.DataFrame([{
         "measure": MEASURE_NAMES[r["measure"]], "ablated direction": r["direction"], "unsteered": value(r, "unsteered"),
