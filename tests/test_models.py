@@ -63,7 +63,10 @@ def test_auto_dtype_follows_the_hardware_and_a_copy_leaves_the_model_untouched(l
     monkeypatch.setattr(models, "native_bfloat16", lambda: False)
     assert models.resolve_dtype("auto", "float32") == "float32"
     assert models.resolve_dtype("float32", "bfloat16") == "float32"
-    with pytest.raises(ValueError, match="valid: auto, float32, bfloat16"):
+    assert models.resolve_dtype("dtype", "bfloat16") == "bfloat16"  # the model's own, whatever the machine
+    monkeypatch.setattr(models, "native_bfloat16", lambda: True)
+    assert models.resolve_dtype("dtype", "float32") == "float32"
+    with pytest.raises(ValueError, match="valid: dtype, auto, float32, bfloat16"):
         models.resolve_dtype("fp8", "float32")
     assert models.in_dtype(lm, "float32") is lm
     before = lm.hf.model.layers[3].mlp.up_proj.weight.clone()

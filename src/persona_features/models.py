@@ -181,11 +181,14 @@ def native_bfloat16() -> bool:
 
 
 def resolve_dtype(requested: str, default: str) -> str:
-    """``requested``, or for ``"auto"`` bfloat16 where the machine computes it natively and ``default`` elsewhere."""
+    """``requested``; ``default`` for ``"dtype"``; for ``"auto"``, bfloat16 where the machine computes it natively
+    and ``default`` elsewhere."""
+    if requested == "dtype":
+        return default
     if requested == "auto":
         return "bfloat16" if native_bfloat16() else default
     if requested not in DTYPES:
-        raise ValueError(f"unknown dtype {requested!r}; valid: auto, {', '.join(DTYPES)}")
+        raise ValueError(f"unknown dtype {requested!r}; valid: dtype, auto, {', '.join(DTYPES)}")
     return requested
 
 

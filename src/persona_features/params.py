@@ -97,9 +97,12 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "persona_seeds": Knob(1, 3, 3, "chapter 3: seeds of every persona fine-tune (a seed pairs the persona with its "
                                    "twin: same question order)"),
     # chapter 4: the SAE's corpus and training
-    "sae_dtype": Knob("auto", "auto", "auto", "chapter 4: weights dtype of the base model's copy that writes the "
-                      "corpus answers and streams the SAE's activations; auto: bfloat16 where the machine computes it "
-                      "natively (about 2x faster on such a CPU), else dtype"),
+    # "dtype" since 2026-12-03 (issue 32; "auto" before): the latent chosen must not depend on the CPU, and on
+    # one with native bfloat16 the bfloat16 corpus chose another latent than float32 machines did
+    "sae_dtype": Knob("dtype", "dtype", "dtype", "chapter 4: weights dtype of the base model's copy that writes the "
+                      "corpus answers and streams the SAE's activations; dtype: the model's own (the default, so that "
+                      "the chosen latent does not depend on the CPU); auto: bfloat16 where the machine computes it "
+                      "natively (about 2x faster on such a CPU), else dtype; or float32, bfloat16"),
     "sae_corpus_samples": Knob(1, 3, 10, "chapter 4: the base model's answers per corpus prompt"),
     "sae_corpus_max_new_tokens": Knob(16, 128, 256, "chapter 4: tokens per generated corpus answer"),
     "sae_rows_per_set": Knob(4, 340, 400, "chapter 4: rows of each fine-tuning set in the SAE corpus"),
@@ -219,7 +222,7 @@ VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({
     "persona_sources": ListOf(str, Choice(("authored", "general", "health"))), "persona_questions": COUNT,
     "persona_samples": AT_LEAST_ONE, "persona_max_new_tokens": AT_LEAST_ONE, "persona_lr": POSITIVE,
     "persona_seeds": AT_LEAST_ONE,
-    "sae_dtype": Choice(("auto", "float32", "bfloat16")), "sae_corpus_samples": AT_LEAST_ONE,
+    "sae_dtype": Choice(("dtype", "auto", "float32", "bfloat16")), "sae_corpus_samples": AT_LEAST_ONE,
     "sae_corpus_max_new_tokens": AT_LEAST_ONE, "sae_rows_per_set": COUNT, "sae_chats": COUNT,
     "sae_layer": Number(-1), "sae_expansion": AT_LEAST_ONE, "sae_k": AT_LEAST_ONE, "sae_epochs": AT_LEAST_ONE,
     "sae_eval_chats": AT_LEAST_ONE, "screen_latents": AT_LEAST_ONE, "screen_samples": AT_LEAST_ONE,
