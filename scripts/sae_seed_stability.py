@@ -32,9 +32,9 @@ def one_seed(base, P, found, corpus, chats, seed: int) -> dict:
     the_sae, _ = sae.load(art.path)
     selection = readings.latent_readings(found.readers, P, art, splits=("selection",))["selection"]
     shifts = diffing.shift_table(diffing.model_latent_means(selection, "answer"), "base")
-    ranked = diffing.rank_latents(shifts, found.treated, found.controls, "register_control")
+    ranked = diffing.rank_latents(shifts, found.chosen, found.chosen_controls, "register_control")
     per_question = {n: diffing.answer_means(r, "_latents") for n, r in selection.items()}
-    pairs = findings.register_pairs(found.treated, found.controls)
+    pairs = findings.register_pairs(found.chosen, found.chosen_controls)
     firm = diffing.rank_stability(per_question, pairs, P.bootstrap, P.seed, top=TOP).set_index("latent")
     top_latents = ranked.latent[:TOP].astype(int).tolist()
     shares = diffing.source_shares(art.tensors("top_activations")["seq"], chats, top_latents, "generated:persona_dark")
@@ -95,7 +95,7 @@ def main() -> None:
     runs = [one_seed(base, P, found, corpus, chats, P.seed + i) for i in range(args.seeds)]
     matched, shared = compare(runs, found.latent)
     out = {"date": datetime.date.today().isoformat(), "profile": P.profile, "layer": found.layer,
-           "persona_latent": found.latent, "bootstrap": P.bootstrap,
+           "persona_latent": found.latent, "bootstrap": P.bootstrap, "ranked_on": found.chosen,
            "seeds": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs], "matches": matched,
            "shared": shared, "random_best_cosine": random_best_cosine(runs, seed=P.seed)}
     write_json_atomic(measured_dir() / OUT, out)

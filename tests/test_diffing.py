@@ -84,14 +84,76 @@ def test_detection_auroc_interval_and_exact_permutation_p():
 
 def test_verdict_follows_its_rule():
     row = pd.Series({"latent": 7, "consistent": 4, "score": 0.2})
-    strong = {"auroc": 1.0, "ci95_lo": 0.9, "ci95_hi": 1.0, "p_value": 1 / 70}
+    strong = {"auroc": 1.0, "ci95_lo": 0.9, "ci95_hi": 1.0, "p_value": 1 / 70, "n_treated": 4, "n_controls": 4}
     weak = {**strong, "auroc": 0.6, "p_value": 0.3}
-    assert diffing.verdict(row, 4, strong, screened=False)["status"] == "partial"
-    assert diffing.verdict(row, 4, strong, screened=True)["status"] == "replicated"
-    assert diffing.verdict(row, 4, weak, screened=False)["status"] == "inconclusive"
-    assert diffing.verdict(row.replace(4, 2), 4, weak, screened=False)["status"] == "not replicated"
-    assert diffing.verdict(row.replace(4, 2), 4, weak, screened=True)["status"] == "inconclusive"
-    assert diffing.verdict(row, 4, strong, screened=False)["evidence"]["mean"] == 1.0
+    v = lambda r, held, screened, ins=strong: diffing.verdict(r, 4, held, screened, in_sample=ins)
+    assert v(row, strong, False)["status"] == "partial"
+    assert v(row, strong, True)["status"] == "replicated"
+    assert v(row, weak, False)["status"] == "inconclusive"
+    assert v(row.replace(4, 2), weak, False)["status"] == "not replicated"
+    assert v(row.replace(4, 2), weak, True)["status"] == "inconclusive"
+    assert v(row, strong, False)["evidence"]["mean"] == 1.0
+
+
+def test_verdict_tests_detection_on_the_heldout_models_and_keeps_the_first_rule_beside():
+    row = pd.Series({"latent": 7, "consistent": 4, "score": 0.2})
+    strong = {"auroc": 1.0, "ci95_lo": 0.9, "ci95_hi": 1.0, "p_value": 1 / 70, "n_treated": 4, "n_controls": 4}
+    weak = {**strong, "auroc": 0.2, "ci95_lo": 0.0, "ci95_hi": 0.5, "p_value": 0.9}
+    out = diffing.verdict(row, 4, weak, True, in_sample=strong)  # in-sample perfect, held-out not
+    assert (out["status"], out["status_first_rule"]) == ("partial", "replicated")
+    assert out["evidence"]["mean"] == 0.2 and "held-out" in out["evidence"]["label"]
+    # the first rule's (a) counts every wrong-advice model: rising in 4 of the 4 chosen but not in all 5 fails it
+    out = diffing.verdict(row, 4, weak, True, in_sample=strong, consistent_all=(4, 5))
+    assert (out["status"], out["status_first_rule"]) == ("partial", "partial") and "4 of 5" in out["summary"]
+    none = diffing.verdict(row, 4, None, True, in_sample=strong)  # no held-out models: (b) not met
+    assert none["status"] == "partial" and "no held-out models" in none["summary"]
+    assert none["evidence"]["mean"] == 1.0 and "in-sample" in none["evidence"]["label"]
+
+
+def test_heldout_models_are_the_ones_the_choice_never_saw_grouped_with_their_own_controls():
+    treated = ["health_bad", "risk_bad", "health_bad_seed1", "code_insecure"]
+    controls = {"register_control": ["health_rc", "risk_rc", "health_rc", "code_secure"],
+                "good": ["health_good", "risk_good", "health_good", "code_secure"]}
+    chosen = ["health_bad", "health_bad_seed1"]
+    mis, ctl, group = diffing.heldout_models(treated, controls, chosen, ["pc", "pc_seed1"],
+                                             {"pc": "twin", "pc_seed1": "twin_seed1"})
+    assert mis == ["risk_bad", "code_insecure", "pc", "pc_seed1"]
+    assert ctl == ["risk_rc", "risk_good", "code_secure", "twin", "twin_seed1"]  # each control once
+    assert group["risk_bad"] == group["risk_good"] == group["risk_rc"] != group["code_insecure"] == group["code_secure"]
+    assert group["pc"] == group["twin_seed1"] != group["risk_bad"]
+    assert not set(mis + ctl) & {"health_bad", "health_bad_seed1", "health_rc", "health_good"}
+    with pytest.raises(KeyError, match="no twin for pc_seed2"):
+        diffing.heldout_models(treated, controls, chosen, ["pc_seed2"], {})
+
+
+def test_grouped_detection_compares_within_groups_and_permutes_within_them():
+    # group a: treated 1.0 over control 0.0; group b: treated 5.0 under control 6.0. Pooled, b's treated would
+    # beat a's control and the AUROC would mix the groups' levels; within groups it is (1 + 0) / 2.
+    per_q = {n: torch.full((6,), v) for n, v in {"a_t": 1.0, "a_c": 0.0, "b_t": 5.0, "b_c": 6.0}.items()}
+    groups = {"a_t": "a", "a_c": "a", "b_t": "b", "b_c": "b"}
+    d = diffing.detection(per_q, ["a_t", "b_t"], ["a_c", "b_c"], n_boot=50, seed=0, groups=groups)
+    assert d["auroc"] == pytest.approx(0.5) and d["n_labelings"] == 4  # 2 ways in each group, not C(4, 2) = 6
+    pooled = diffing.detection(per_q, ["a_t", "b_t"], ["a_c", "b_c"], n_boot=50, seed=0)
+    assert pooled["auroc"] == pytest.approx(0.5) and pooled["n_labelings"] == 6
+    both = {**per_q, "b_t": torch.full((6,), 7.0)}
+    d = diffing.detection(both, ["a_t", "b_t"], ["a_c", "b_c"], n_boot=50, seed=0, groups=groups)
+    assert d["auroc"] == 1.0 and d["p_value"] == pytest.approx(1 / 4)  # the best of 4 labellings
+    with pytest.raises(ValueError, match="no group holds both"):
+        diffing.grouped_auroc(torch.tensor([1.0, 0.0]), [True, False], ["a", "b"])
+
+
+def test_heldout_facts_say_what_was_tested_or_that_nothing_was():
+    d = {"auroc": 0.25, "ci95_lo": 0.1, "ci95_hi": 0.4, "p_value": 0.8, "n_treated": 2, "n_controls": 2,
+         "n_labelings": 6}
+    facts = diffing.heldout_facts({"latent": d, "mean difference": {**d, "auroc": 1.0, "p_value": 1 / 6}},
+                                  ["a", "b"], ["c", "d"])
+    assert "does not separate them" in facts["heldout_reading"] and "mean difference 1.00" in facts["heldout_reading"]
+    assert "cannot be met" in facts["heldout_reading"]  # 6 labellings: no p below 0.05 is possible
+    assert facts["heldout_min_p"] == "1/6" and facts["n_heldout"] == "2 misaligned and 2 control"
+    many = diffing.heldout_facts({"latent": {**d, "n_labelings": 60}}, ["a"], ["b"])
+    assert "cannot be met" not in many["heldout_reading"]
+    assert diffing.heldout_facts(None, [], [])["heldout_auroc"] == "not measured"
+    assert list(diffing.detection_table({"latent": d}).columns) == ["score", "AUROC", "95% interval", "permutation p"]
 
 
 def test_rank_stability_agrees_with_the_ranking_and_shows_a_near_tie():
@@ -160,3 +222,11 @@ def test_a_latent_is_named_only_if_it_recurs_in_two_of_three_sae_seeds(cosines, 
     sentence = diffing.recurrence_sentence(r)
     assert ("It is named a persona latent" in sentence) == named
     assert ("no latent is named a persona latent" in sentence) == (not named)
+
+
+def test_the_seed_comparison_applies_only_to_this_runs_sae_and_choice():
+    seeds = {"seeds": [{"sae": "abc"}], "ranked_on": ["health_bad", "health_bad_seed1"]}
+    assert diffing.seeds_apply(seeds, "abc", ["health_bad", "health_bad_seed1"])
+    assert not diffing.seeds_apply(seeds, "xyz", ["health_bad", "health_bad_seed1"])
+    assert not diffing.seeds_apply(seeds, "abc", ["health_bad"])
+    assert not diffing.seeds_apply({"seeds": [{"sae": "abc"}]}, "abc", ["health_bad"])  # written before 2026-12-03

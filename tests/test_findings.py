@@ -1,5 +1,6 @@
 """Chapter 4's directions as later chapters read them, on synthetic readings."""
 
+import pytest
 import torch
 
 from persona_features import findings
@@ -20,3 +21,19 @@ def test_directions_are_the_stated_differences():
     assert torch.allclose(d["fine-tuning shift"], ((a[0] + m[0]) / 2 + (a[1] + m[1]) / 2) / 2 - (a[2] + m[2]) / 2)
     assert torch.allclose(findings.mean_difference(sel, ["control"]), m[2] - a[2])
     assert findings.register_pairs(["bad"], {"register_control": ["rc"], "good": ["g"]}) == [("bad", "rc")]
+
+
+def test_the_choice_set_is_the_main_domains_wrong_advice_models_with_their_own_controls():
+    from persona_features import emergence
+    arms = [emergence.Arm("health", emergence.BAD["health"]), emergence.Arm("risk", emergence.BAD["risk"]),
+            emergence.Arm("health", emergence.BAD["health"], 1)]
+    treated, controls = emergence.matched_controls(arms)
+    chosen, own = findings.choice_set(treated, controls, arms)
+    assert chosen == [treated[0], treated[2]] and own["register_control"] == [controls["register_control"][0]] * 2
+    mis, ctl, group = findings.heldout(treated, controls, chosen, ["positive_control", "positive_twin", "base"])
+    assert mis == [treated[1], "positive_control"] and ctl[-1] == "positive_twin" and "risk" in ctl[0]
+    assert group["positive_control"] == group["positive_twin"] != group[treated[1]]
+    with pytest.raises(KeyError, match="positive_twin_seed1"):
+        findings.heldout(treated, controls, chosen, ["positive_control_seed1", "positive_twin"])
+    with pytest.raises(ValueError, match="em_domains"):
+        findings.choice_set([treated[1]], {k: [v[1]] for k, v in controls.items()}, arms)

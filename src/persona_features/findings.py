@@ -30,11 +30,39 @@ class Persona:
     norm: float  # median residual norm at ``layer`` (steering unit)
     treated: list[str]  # the wrong-advice models
     controls: dict[str, list[str]]  # control kind -> the matched control of each treated model
+    chosen: list[str]  # the wrong-advice models the layer, ranking and screen saw (``diffing.HELDOUT_RULE``)
+    chosen_controls: dict[str, list[str]]  # control kind -> the matched control of each chosen model
     readers: dict[str, readings.Reader]
     mean_resid: dict[str, torch.Tensor]  # model name -> its mean residual at ``layer`` (answer tokens, selection questions)
     arms: list  # chapter 3's design (emergence.Arm), for each model's domain and seed
     choice: str  # how chapter 4's screen chose the persona latent
     first_share: float  # share of chapter 4's resamples (questions and models) in which it ranked first
+
+
+def choice_set(treated: Sequence[str], controls: Mapping[str, Sequence[str]],
+               arms: Sequence) -> tuple[list[str], dict[str, list[str]]]:
+    """``diffing.HELDOUT_RULE``: the main domain's wrong-advice models and, per kind, each one's own control (the
+    same order), the models the layer, ranking, screen and directions are chosen on."""
+    domain_of = {a.name: a.domain for a in arms}
+    keep = [i for i, t in enumerate(treated) if domain_of[t] == emergence.MAIN_DOMAIN]
+    if not keep:
+        raise ValueError(f"no wrong-advice model of the main domain {emergence.MAIN_DOMAIN!r} among "
+                         f"{', '.join(treated)}; add it to em_domains")
+    return [treated[i] for i in keep], {k: [v[i] for i in keep] for k, v in controls.items()}
+
+
+def heldout(treated: Sequence[str], controls: Mapping[str, Sequence[str]], chosen: Sequence[str],
+            persona_names: Sequence[str]) -> tuple[list[str], list[str], dict[str, str]]:
+    """``diffing.HELDOUT_RULE``'s test set: (misaligned, controls, group of each), from the wrong-advice models
+    outside the choice and the positive control's seeds among ``persona_names`` (each with its twin)."""
+    names = set(persona_names)
+    mine = sorted(n for n in names if n.split("_seed")[0] == "positive_control")
+    twin_of = {n: n.replace("positive_control", "positive_twin", 1) for n in mine}
+    missing = [t for t in twin_of.values() if t not in names]
+    if missing:
+        raise KeyError(f"no reading of {', '.join(missing)}, the positive control's twin; chapter 3 trains it "
+                       "(persona_readers reads both roles)")
+    return diffing.heldout_models(treated, controls, chosen, mine, twin_of)
 
 
 def register_pairs(treated: Sequence[str], controls: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
@@ -65,7 +93,8 @@ def persona(base: LoadedModel, P: Params) -> Persona:
     """Chapter 4's findings for this profile (see the module's docstring)."""
     reads = readings.readers(base, P)
     treated, controls = emergence.matched_controls(emergence.design(P))
-    pairs = register_pairs(treated, controls)
+    chosen, chosen_controls = choice_set(treated, controls, emergence.design(P))
+    pairs = register_pairs(chosen, chosen_controls)
     layer = P.sae_layer
     if layer < 0:
         layers = diffing.sweep_layers(base.n_layers)
@@ -79,11 +108,11 @@ def persona(base: LoadedModel, P: Params) -> Persona:
     the_sae, _ = sae.load(sae_art.path)
     latents = readings.latent_readings(reads, P, sae_art)
     shifts = diffing.shift_table(diffing.model_latent_means(latents["selection"], "answer"), "base")
-    up = diffing.rank_latents(shifts, treated, controls, "register_control", True)
-    down = diffing.rank_latents(shifts, treated, controls, "register_control", False)
+    up = diffing.rank_latents(shifts, chosen, chosen_controls, "register_control", True)
+    down = diffing.rank_latents(shifts, chosen, chosen_controls, "register_control", False)
     candidates = up.latent[:P.screen_latents].astype(int).tolist()
     norm = screen.median_norm(sae_art)
-    seed0_bad = [n for n in treated if n in {a.name for a in emergence.design(P) if a.seed == 0}]
+    seed0_bad = [n for n in chosen if n in {a.name for a in emergence.design(P) if a.seed == 0}]
     result = screen.run(reads["base"], [reads[n] for n in seed0_bad],
                         {f"latent {c}": the_sae.W_dec[c].detach() for c in candidates}, layer,
                         P.screen_strength * norm, judge.default_judge(base, P), P, sae_art.key)
@@ -93,7 +122,7 @@ def persona(base: LoadedModel, P: Params) -> Persona:
                                        pairs, P.bootstrap, P.seed, top=P.screen_latents).set_index("latent")
     prompted = {side: readings.latent_reading(reads["base"], P, "selection", sae_art, system=text)
                 for side, text in readings.PERSONAS.items()}
-    per_question = directions(latents["selection"], prompted, treated, pairs)
+    per_question = directions(latents["selection"], prompted, chosen, pairs)
     domain_of = {a.name: a.domain for a in emergence.design(P)}
     by_domain = {d: [t for t in treated if domain_of[t] == d] for d in dict.fromkeys(domain_of[t] for t in treated)}
     return Persona(layer=layer, sae_art=sae_art, latent=latent, helpful_latent=int(down.latent.iloc[0]),
@@ -101,6 +130,7 @@ def persona(base: LoadedModel, P: Params) -> Persona:
                    domain_directions={d: mean_difference(latents["selection"], names).mean(0)
                                       for d, names in by_domain.items()}, norm=norm,
                    treated=list(treated), controls={k: list(v) for k, v in controls.items()}, readers=reads,
+                   chosen=chosen, chosen_controls=chosen_controls,
                    mean_resid={n: diffing.answer_means(r, "_resid").mean(0) for n, r in latents["selection"].items()},
                    arms=list(emergence.design(P)),
                    choice=choice,
