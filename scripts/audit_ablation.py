@@ -29,8 +29,8 @@ from persona_features.data.questions import split
 from persona_features.paths import measured_dir
 
 SEED = 20261203
-PROTOCOL = ("Every answer the {profile} profile's positive control ({seeds} seeds) sampled at T = {t:g} on the first "
-            "{q} scoring questions, unsteered and under each judged ablation of chapter 5 ({settings}); shuffled (seed "
+PROTOCOL = ("Every answer the {profile} profile's positive control ({seeds} seeds) sampled at T = {t:g} on {q} "
+            "scoring questions, unsteered and under each judged ablation of chapter 5 ({settings}); shuffled (seed "
             "{seed}) and read by two helper sessions each, that saw only question and answer (no model, no setting, "
             "no scores), with the definitions of data/labels.py.")
 
@@ -53,9 +53,11 @@ def pool(args) -> None:
     random.Random(SEED).shuffle(rows)
     items = [{"item": i, **r} for i, r in enumerate(rows)]
     settings = sorted(frame["setting"].unique())
+    asked = len(ablation.questions(P))
+    q = f"all {asked}" if not P.pc_ablation_questions else f"the first {asked}"
     header = {"judge": j.key, "profile": P.profile, "temperature": P.eval_low_temperature,
               "protocol": PROTOCOL.format(profile=P.profile, seeds=P.persona_seeds, t=P.eval_low_temperature,
-                                          q=P.pc_ablation_questions, settings="; ".join(settings), seed=SEED)}
+                                          q=q, settings="; ".join(settings), seed=SEED)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "key.json", json.dumps({**header, "rows": items}, indent=1, ensure_ascii=False))
