@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from persona_features import findings
+from persona_features import findings, params, readings
 
 
 def _reading(aligned, misaligned):
@@ -37,3 +37,19 @@ def test_the_choice_set_is_the_main_domains_wrong_advice_models_with_their_own_c
         findings.heldout(treated, controls, chosen, ["positive_control_seed1", "positive_twin"])
     with pytest.raises(ValueError, match="em_domains"):
         findings.choice_set([treated[1]], {k: [v[1]] for k, v in controls.items()}, arms)
+    # where the profile trains the narrow persona organism, its seeds join as a group of their own
+    names = ["positive_control", "positive_twin", "narrow_persona", "narrow_twin", "narrow_persona_seed1",
+             "narrow_twin_seed1"]
+    mis, ctl, group = findings.heldout(treated, controls, chosen, names)
+    assert mis[-3:] == ["positive_control", "narrow_persona", "narrow_persona_seed1"]
+    assert group["narrow_persona"] == group["narrow_twin_seed1"] != group["positive_control"] == group["positive_twin"]
+    assert {"narrow_twin", "narrow_twin_seed1", "positive_twin"} <= set(ctl)
+    with pytest.raises(KeyError, match="narrow_twin_seed1"):
+        findings.heldout(treated, controls, chosen, names[:-1])
+
+
+def test_a_distilled_persona_source_is_read_only_with_the_base_model_and_judge_that_distilled_it():
+    P = params.resolve("smoke", persona_sources="authored,health")
+    with pytest.raises(ValueError, match="'health' is distilled.*lm= and judge="):
+        readings.persona_readers(P, ("authored", "health"))
+    assert readings.persona_readers(params.resolve("smoke"), ("health",)) == {}  # not trained in this profile

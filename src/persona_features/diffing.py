@@ -244,7 +244,9 @@ HELDOUT_RULE = (
     "its twin, each seed a model. Each misaligned model is compared only with the controls of its own group (its "
     "domain's controls, or the twins), and the permutation p-value gives the misaligned label anew within each "
     "group. (The SAE itself was trained on a corpus that holds rows of every fine-tuning set; it is the choice "
-    "that never saw these models.)")
+    "that never saw these models.) Added the same day, before any profile had trained it here: where the profile "
+    "trains chapter 3's narrow persona organism (gpu), its seeds join the test against their twins, as a group of "
+    "their own.")
 VERDICT_RULE = (
     "Amended on 2026-12-03 (the held-out rule). The candidate is the persona latent that the causal screen chose "
     "among the latents that rose most in the main domain's wrong-advice models over their own register controls "
@@ -259,10 +261,12 @@ STATUS = {3: "replicated", 2: "partial", 1: "inconclusive", 0: "not replicated"}
 
 
 def heldout_models(treated: Sequence[str], controls: Mapping[str, Sequence[str]], chosen: Sequence[str],
-                   personas: Sequence[str], twin_of: Mapping[str, str]) -> tuple[list[str], list[str], dict[str, str]]:
+                   personas: Sequence[str], twin_of: Mapping[str, str],
+                   group_of: Mapping[str, str] | None = None) -> tuple[list[str], list[str], dict[str, str]]:
     """``HELDOUT_RULE``'s test set: (misaligned, controls, group of each). The wrong-advice models outside the
     choice, each grouped with its own controls (every kind, once each; a group per register control), and the
-    misaligned-by-construction ``personas``, grouped with their twins (``twin_of``)."""
+    misaligned-by-construction ``personas``, grouped with their twins (``twin_of``): in one group named
+    ``group_of[persona]`` (default "positive control")."""
     rest = [i for i, t in enumerate(treated) if t not in chosen]
     missing = [p for p in personas if p not in twin_of]
     if missing:
@@ -271,7 +275,7 @@ def heldout_models(treated: Sequence[str], controls: Mapping[str, Sequence[str]]
     for i in rest:
         for kind in controls:
             group.setdefault(controls[kind][i], controls["register_control"][i])
-    group |= {n: "positive control" for p in personas for n in (p, twin_of[p])}
+    group |= {n: (group_of or {}).get(p, "positive control") for p in personas for n in (p, twin_of[p])}
     mis = [treated[i] for i in rest] + list(personas)
     return mis, [n for n in group if n not in mis], group
 

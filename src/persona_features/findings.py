@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from . import diffing, emergence, judge, readings, sae, sae_corpus, screen
+from . import diffing, emergence, judge, persona_arms, readings, sae, sae_corpus, screen
 from .models import LoadedModel
 from .params import Params
 
@@ -51,18 +51,30 @@ def choice_set(treated: Sequence[str], controls: Mapping[str, Sequence[str]],
     return [treated[i] for i in keep], {k: [v[i] for i in keep] for k, v in controls.items()}
 
 
+# the organisms misaligned by construction that held-out detection tests, each against its twin (HELDOUT_RULE):
+# their chapter-3 sources (read where the profile trains them) and roles
+HELDOUT_SOURCES = (persona_arms.POSITIVE, "health")
+HELDOUT_PERSONAS = {"positive_control": ("positive_twin", "positive control"),
+                    "narrow_persona": ("narrow_twin", "narrow persona")}
+
+
 def heldout(treated: Sequence[str], controls: Mapping[str, Sequence[str]], chosen: Sequence[str],
             persona_names: Sequence[str]) -> tuple[list[str], list[str], dict[str, str]]:
     """``diffing.HELDOUT_RULE``'s test set: (misaligned, controls, group of each), from the wrong-advice models
-    outside the choice and the positive control's seeds among ``persona_names`` (each with its twin)."""
+    outside the choice and the seeds of the organisms in ``HELDOUT_PERSONAS`` among ``persona_names`` (the
+    positive control; the narrow persona organism where the profile trains it), each with its twin."""
     names = set(persona_names)
-    mine = sorted(n for n in names if n.split("_seed")[0] == "positive_control")
-    twin_of = {n: n.replace("positive_control", "positive_twin", 1) for n in mine}
+    mine, twin_of, group_of = [], {}, {}
+    for role, (twin, group) in HELDOUT_PERSONAS.items():
+        seeds = sorted(n for n in names if n.split("_seed")[0] == role)
+        mine += seeds
+        twin_of |= {n: n.replace(role, twin, 1) for n in seeds}
+        group_of |= {n: group for n in seeds}
     missing = [t for t in twin_of.values() if t not in names]
     if missing:
-        raise KeyError(f"no reading of {', '.join(missing)}, the positive control's twin; chapter 3 trains it "
-                       "(persona_readers reads both roles)")
-    return diffing.heldout_models(treated, controls, chosen, mine, twin_of)
+        raise KeyError(f"no reading of {', '.join(missing)}, the twin of a held-out persona organism; chapter 3 "
+                       "trains it (persona_readers reads both roles)")
+    return diffing.heldout_models(treated, controls, chosen, mine, twin_of, group_of)
 
 
 def register_pairs(treated: Sequence[str], controls: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from . import artifacts, contrast, emergence, finetune, persona, persona_arms
+from . import artifacts, contrast, emergence, finetune, persona_arms
 from .activations import layer_activations, layer_means
 from .data.questions import split
 from .models import LoadedModel
@@ -48,18 +48,24 @@ def readers(base: LoadedModel, P: Params) -> dict[str, Reader]:
     return out
 
 
-def persona_readers(P: Params) -> dict[str, Reader]:
-    """Chapter 3's positive control and its twin at every seed (its fine-tunes on the written answers, the same
-    configs and rows, so read from the cache; trained here if chapter 3 has not run), each loaded only when a
-    reading is missing; none where the profile trains no positive control."""
-    if persona_arms.POSITIVE not in P.persona_sources:
-        return {}
-    data = persona.authored(P.persona_questions)
+def persona_readers(P: Params, sources: Sequence[str] = (persona_arms.POSITIVE,), lm: LoadedModel | None = None,
+                    judge=None) -> dict[str, Reader]:
+    """Chapter 3's persona organisms of ``sources`` that the profile trains (default: the positive control), each
+    with its twin at every seed: their fine-tunes on the same configs and rows, so read from the cache (trained
+    here if chapter 3 has not run), each loaded only when a reading is missing. A distilled source (the narrow
+    persona organism's "health") needs the base model ``lm`` and ``judge`` that chapter 3 distilled it with."""
+    trained = [s for s in sources if s in P.persona_sources]
+    distilled = [s for s in trained if s != persona_arms.POSITIVE]
+    if distilled and (lm is None or judge is None):
+        raise ValueError(f"persona source {distilled[0]!r} is distilled from the base model: pass lm= and judge= "
+                         "(chapter 3's base model and judge)")
     out = {}
-    for arm in persona_arms.design(P):
-        if arm.source == persona_arms.POSITIVE:
-            art = finetune.finetune(persona_arms.finetune_config(P, arm), persona_arms.training_rows(data, arm, P))
-            out[arm.name] = Reader(arm.name, lambda art=art: finetune.load_finetuned(art, P.dtype), art)
+    for source in trained:
+        data = persona_arms.training_data(lm, judge, P, source)
+        for arm in persona_arms.design(P):
+            if arm.source == source:
+                art = finetune.finetune(persona_arms.finetune_config(P, arm), persona_arms.training_rows(data, arm, P))
+                out[arm.name] = Reader(arm.name, lambda art=art: finetune.load_finetuned(art, P.dtype), art)
     return out
 
 
