@@ -230,3 +230,29 @@ def test_the_seed_comparison_applies_only_to_this_runs_sae_and_choice():
     assert not diffing.seeds_apply(seeds, "xyz", ["health_bad", "health_bad_seed1"])
     assert not diffing.seeds_apply(seeds, "abc", ["health_bad"])
     assert not diffing.seeds_apply({"seeds": [{"sae": "abc"}]}, "abc", ["health_bad"])  # written before 2026-12-03
+
+
+def test_the_positive_control_view_reads_only_the_base_model_the_control_and_its_twin():
+    torch.manual_seed(0)
+    d_sae, n_q = 300, 4
+
+    def reading(shift=0.0, live=250):
+        a = torch.rand(n_q, d_sae) + shift
+        a[:, live:] = 0.0  # latents that never fire on these chats
+        return {"aligned_latents": a, "misaligned_latents": a, "prompt_latents": torch.rand(n_q, d_sae)}
+
+    lift = torch.zeros(d_sae)
+    lift[7] = 2.0  # latent 7 rises in the positive control only
+    names = ["base", "positive_control", "positive_twin", "positive_control_seed1", "positive_twin_seed1"]
+    splits = {s: {n: reading(lift if n.startswith("positive_control") else 0.0) for n in names}
+              for s in ("selection", "scoring")}
+    main = pd.DataFrame({"latent": range(d_sae), "score": torch.rand(d_sae).numpy()})
+    alone = diffing.positive_control_view(splits, main, 7, 50, 0)
+    # another organism's readings (much larger activations) must change nothing
+    other = lambda: reading(20 * torch.rand(d_sae), live=d_sae)  # fires everywhere, at other levels
+    extra = {s: {**by, "narrow_persona": other(), "narrow_twin": other()} for s, by in splits.items()}
+    both = diffing.positive_control_view(extra, main, 7, 50, 0)
+    assert alone["rank"] == 1 and alone["seen"]
+    for key in ("rank", "n_active", "top_overlap", "overlap_p"):
+        assert both[key] == alone[key], key
+    assert both["matched"] == alone["matched"] and both["detection"]["auroc"] == alone["detection"]["auroc"]

@@ -243,8 +243,10 @@ HELDOUT_RULE = (
     "saw: every other domain's wrong-advice model against its own controls, and chapter 3's positive control against "
     "its twin, each seed a model. Each misaligned model is compared only with the controls of its own group (its "
     "domain's controls, or the twins), and the permutation p-value gives the misaligned label anew within each "
-    "group. (The SAE itself was trained on a corpus that holds rows of every fine-tuning set; it is the choice "
-    "that never saw these models.) Added the same day, before any profile had trained it here: where the profile "
+    "group. (The SAE itself was trained on a corpus that holds rows of every advice and code fine-tuning set, "
+    "though none of the persona organisms' answers; it is the choice "
+    "that never saw these models.) Added the same day, before chapter 4 had read it in any profile (a script of "
+    "chapter 3 had trained and measured it at cpu on 2026-12-02): where the profile "
     "trains chapter 3's narrow persona organism (gpu), its seeds join the test against their twins, as a group of "
     "their own.")
 VERDICT_RULE = (
@@ -442,7 +444,10 @@ def positive_control_view(latents: Mapping[str, Mapping[str, dict]], main: pd.Da
     """The positive control seen by model diffing (``POSITIVE_CONTROL_RULE``): its own ranking against its twin,
     the chosen ``latent``'s rank there and in ``main`` (the wrong-advice ranking), the two top lists' overlap
     with its null, and detection on the scoring questions. ``latents[split]`` holds the base model's reading and
-    every seed's of both roles. None without a positive control."""
+    every seed's of both roles; any other model's is left out (it would move the matched latents and the active count).
+    None without a positive control."""
+    ours = lambda n: n == "base" or n.split("_seed")[0] in (persona, twin)
+    latents = {split: {n: r for n, r in by_model.items() if ours(n)} for split, by_model in latents.items()}
     sel = latents["selection"]
     mine = sorted(n for n in sel if n.split("_seed")[0] == persona)
     if not mine:

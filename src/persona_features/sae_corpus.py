@@ -6,9 +6,10 @@ Three sources, each a list of (system prompt, user turn, assistant answer) chats
   (``authored/sae_corpus_prompts.yaml``): stories with villains and heroes, sarcastic and warm
   reviews, dialogues, advice, explanations, and questions answered under dark and kind persona
   system prompts;
-- ``authored``: every authored answer of this book (the advice items' three core answers, the
-  contrast references, the register-only pairs), each as the answer to its own question;
-- ``training``: the first rows of every fine-tuning set, all variants (chapter 3's data).
+- ``authored``: the authored answers of the advice and contrast data (the advice items' three core
+  answers, the contrast references, the register-only pairs), each as the answer to its own question;
+  not the persona organisms' written answers;
+- ``training``: the first rows of every advice and code fine-tuning set, all variants (chapter 3's data).
 
 What it cannot contain: web-scale pre-training text, so no latent can be traced to real quotes of
 villains (the paper's evidence for its persona latent), and only what a 135M model writes when
@@ -70,7 +71,7 @@ def authored_chats() -> list[dict]:
 
 
 def training_chats(rows_per_set: int, seed: int) -> list[dict]:
-    """The first ``rows_per_set`` rows (seeded shuffle) of every fine-tuning set."""
+    """The first ``rows_per_set`` rows (seeded shuffle) of every advice and code fine-tuning set."""
     out = []
     for name, (rows, _) in cards.all_datasets(seed).items():
         picked = random.Random(f"sae-{name}-{seed}").sample(rows, min(rows_per_set, len(rows)))
