@@ -244,11 +244,10 @@ HELDOUT_RULE = (
     "its twin, each seed a model. Each misaligned model is compared only with the controls of its own group (its "
     "domain's controls, or the twins), and the permutation p-value gives the misaligned label anew within each "
     "group. (The SAE itself was trained on a corpus that holds rows of every advice and code fine-tuning set, "
-    "though none of the persona organisms' answers; it is the choice "
-    "that never saw these models.) Added the same day, before chapter 4 had read it in any profile (a script of "
-    "chapter 3 had trained and measured it at cpu on 2026-12-02): where the profile "
-    "trains chapter 3's narrow persona organism (gpu), its seeds join the test against their twins, as a group of "
-    "their own.")
+    "though none of the persona organisms' answers; it is the choice that never saw these models.) Added the same "
+    "day, before chapter 4 had read it in any profile (a script of chapter 3 had trained and measured it at cpu on "
+    "2026-12-02): where the profile trains chapter 3's narrow persona organism (gpu), its seeds join the test "
+    "against their twins, as a group of their own.")
 VERDICT_RULE = (
     "Amended on 2026-12-03 (the held-out rule). The candidate is the persona latent that the causal screen chose "
     "among the latents that rose most in the main domain's wrong-advice models over their own register controls "

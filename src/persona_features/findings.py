@@ -52,20 +52,20 @@ def choice_set(treated: Sequence[str], controls: Mapping[str, Sequence[str]],
 
 
 # the organisms misaligned by construction that held-out detection tests, each against its twin (HELDOUT_RULE):
-# their chapter-3 sources (read where the profile trains them) and roles
-HELDOUT_SOURCES = (persona_arms.POSITIVE, "health")
-HELDOUT_PERSONAS = {"positive_control": ("positive_twin", "positive control"),
-                    "narrow_persona": ("narrow_twin", "narrow persona")}
+# their chapter-3 sources (read where the profile trains them), each with its group's name
+HELDOUT_GROUPS = {persona_arms.POSITIVE: "positive control", "health": "narrow persona"}
+HELDOUT_SOURCES = tuple(HELDOUT_GROUPS)
 
 
 def heldout(treated: Sequence[str], controls: Mapping[str, Sequence[str]], chosen: Sequence[str],
             persona_names: Sequence[str]) -> tuple[list[str], list[str], dict[str, str]]:
     """``diffing.HELDOUT_RULE``'s test set: (misaligned, controls, group of each), from the wrong-advice models
-    outside the choice and the seeds of the organisms in ``HELDOUT_PERSONAS`` among ``persona_names`` (the
+    outside the choice and the seeds of the organisms of ``HELDOUT_GROUPS`` among ``persona_names`` (the
     positive control; the narrow persona organism where the profile trains it), each with its twin."""
     names = set(persona_names)
     mine, twin_of, group_of = [], {}, {}
-    for role, (twin, group) in HELDOUT_PERSONAS.items():
+    for source, group in HELDOUT_GROUPS.items():
+        role, twin = (persona_arms.ROLES[(source, p)] for p in ("villain", persona_arms.TWIN["villain"]))
         seeds = sorted(n for n in names if n.split("_seed")[0] == role)
         mine += seeds
         twin_of |= {n: n.replace(role, twin, 1) for n in seeds}
