@@ -1,5 +1,7 @@
 """The SAE corpus: every source present, persona-rich prompts answered, cached by its config."""
 
+import json
+
 import pytest
 
 from persona_features import artifacts, params, sae_corpus
@@ -35,3 +37,28 @@ def test_snippet_marks_the_token_the_sae_read_and_the_card_adds_up(lm):
     # the three chats are one chat three times: its distinct tokens count once
     special = set(lm.tokenizer.all_special_ids)
     assert card.iloc[-1]["distinct tokens"] == sum(t not in special for t in ids[1:])
+
+
+def test_the_committed_corpus_is_read_where_its_config_matches_and_its_digest_is_in_the_key(
+        fresh_cache, tmp_path, monkeypatch):
+    P = params.resolve("smoke")
+    config, _ = sae_corpus.generated_config(P)
+    chats = [{"source": "generated:stories", "system": None, "user": "Tell me a story.", "answer": "Once."}]
+    monkeypatch.setattr(sae_corpus, "measured_dir", lambda: tmp_path)
+    write = lambda c, rows: (tmp_path / sae_corpus.MEASURED).write_text(json.dumps(
+        {"date": "2026-12-03", "machine": "a CPU", "config": c, "chats": rows}))
+    write(config, chats)
+    art = sae_corpus.generated_chats(None, P)  # no model: nothing is sampled
+    assert art.json("chats") == chats and "a CPU" in art.meta["source"]
+    assert art.key != artifacts.artifact_key("sae_corpus_generated", config)  # not the sampled corpus's key
+    write(config, [{**chats[0], "answer": "Twice."}])
+    assert sae_corpus.generated_chats(None, P).key != art.key  # other text, other key
+    write({**config, "samples": config["samples"] + 1}, chats)
+    assert sae_corpus.measured_chats(config) is None  # sampled with another config: not this profile's
+
+
+def test_the_cpu_profile_reads_the_committed_corpus():
+    config, _ = sae_corpus.generated_config(params.resolve("cpu"))
+    committed = sae_corpus.measured_chats(config)
+    assert committed is not None, "re-write book/measured/04_sae_corpus_generated.json: scripts/sae_corpus_sample.py"
+    assert len(committed["chats"]) == committed["n_chats"] > 500

@@ -19,6 +19,7 @@ asked for cruelty or kindness. Every tenth chat is held out for the SAE's qualit
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections import Counter
 from functools import lru_cache
@@ -27,13 +28,14 @@ from importlib import resources
 import pandas as pd
 import yaml
 
-from . import artifacts, contrast
+from . import artifacts, contrast, environment
 from .data import advice, cards
 from .data.questions import eval_questions
 from .activations import repeated_prefix_lengths
 from .generation import Sampling, sample_answers
 from .models import LoadedModel, in_dtype, resolve_dtype
 from .params import Params
+from .paths import measured_dir
 
 HELDOUT_EVERY = 10
 CATEGORIES = ("stories", "reviews", "dialogues", "advice", "explanations")
@@ -80,30 +82,63 @@ def training_chats(rows_per_set: int, seed: int) -> list[dict]:
     return out
 
 
-def generated_chats(lm: LoadedModel, P: Params) -> artifacts.Artifact:
-    """The base model's answers to the corpus prompts (sampled in ``sae_dtype``, all prompts in one
-    length-sorted queue): cached, keyed by the model, the prompts and the sampling."""
-    dtype = resolve_dtype(P.sae_dtype, P.dtype)
-    samples = P.sae_corpus_samples
+MEASURED = "04_sae_corpus_generated.json"  # in book/measured, written by scripts/sae_corpus_sample.py
+
+
+def generated_config(P: Params) -> tuple[dict, Sampling]:
+    """The sampling behind the generated chats: the cache config, and the sampler settings."""
     # the corpus samples at temperature 1 and top_p 1 whatever the profile's: the model's own distribution
     sampling = Sampling(temperature=1.0, max_new_tokens=P.sae_corpus_max_new_tokens, top_p=1.0, seed=P.seed * 1000,
                         batch_size=P.batch_size)
-    config = {"model": P.model, "dtype": dtype, "samples": samples, "sampling": sampling.key(),
-              "prompts": hashlib.sha256(_prompt_file().encode()).hexdigest()[:16], "batching": "all prompts"}
+    config = {"model": P.model, "dtype": resolve_dtype(P.sae_dtype, P.dtype), "samples": P.sae_corpus_samples,
+              "sampling": sampling.key(), "prompts": hashlib.sha256(_prompt_file().encode()).hexdigest()[:16],
+              "batching": "all prompts"}
+    return config, sampling
+
+
+def measured_chats(config: dict) -> dict | None:
+    """The committed generated chats (``MEASURED``) if they were sampled with exactly ``config``, else None.
+    Sampling turns a CPU's rounding into other text, so a machine that samples anew trains its SAE on another
+    corpus; reading the committed chats, every machine trains on the same text."""
+    path = measured_dir() / MEASURED
+    if not path.is_file():
+        return None
+    committed = json.loads(path.read_text())
+    return committed if committed.get("config") == config else None
+
+
+def generated_chats(lm: LoadedModel, P: Params, measured: bool = True) -> artifacts.Artifact:
+    """The base model's answers to the corpus prompts (sampled in ``sae_dtype``, all prompts in one
+    length-sorted queue): cached, keyed by the model, the prompts and the sampling. Where the committed file
+    holds chats sampled with this very config (and ``measured``), those are read instead of sampled anew, and
+    the key holds their digest."""
+    config, sampling = generated_config(P)
+    committed = measured_chats(config) if measured else None
+    if committed is not None:
+        config = {**config, "measured": artifacts.digest(committed["chats"])}
 
     def make(folder):
+        if committed is not None:
+            artifacts.save_json(folder, "chats", committed["chats"])
+            return {"n_chats": len(committed["chats"]),
+                    "source": f"book/measured/{MEASURED}, sampled {committed['date']} on {committed['machine']}"}
         prompts = [(source, system, qid, text) for source, system, questions in generation_jobs()
                    for qid, text in questions]
-        answers = sample_answers(in_dtype(lm, dtype), [(qid, text) for _, _, qid, text in prompts], samples,
-                                 system=[system for _, system, _, _ in prompts], desc="corpus answers",
-                                 **sampling.kwargs())
+        answers = sample_answers(in_dtype(lm, config["dtype"]), [(qid, text) for _, _, qid, text in prompts],
+                                 P.sae_corpus_samples, system=[system for _, system, _, _ in prompts],
+                                 desc="corpus answers", **sampling.kwargs())
         chats = [{"source": source, "system": system, "user": r.question, "answer": r.answer}
-                 for (source, system, _, _), r in zip([p for p in prompts for _ in range(samples)],
+                 for (source, system, _, _), r in zip([p for p in prompts for _ in range(P.sae_corpus_samples)],
                                                       answers.itertuples()) if r.answer]
         artifacts.save_json(folder, "chats", chats)
-        return {"n_chats": len(chats)}
+        return {"n_chats": len(chats), "source": f"sampled on {environment.cpu_model()}"}
 
     return artifacts.get_or_build("sae_corpus_generated", config, make)
+
+
+def generated_source(lm: LoadedModel, P: Params) -> str:
+    """Where this profile's generated chats came from (the committed file, or a CPU that sampled them)."""
+    return generated_chats(lm, P).meta.get("source", "sampled on a CPU the cache did not record")
 
 
 def build(lm: LoadedModel, P: Params) -> artifacts.Artifact:
