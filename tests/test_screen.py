@@ -32,17 +32,36 @@ def test_only_a_latent_that_beats_random_both_ways_and_keeps_coherence_survives(
     assert table.set_index(["direction", "condition"]).loc[("none", "added to base"), "coherent"] == 0.8
 
 
-def test_the_choice_falls_back_to_the_contrast_tests_and_then_to_the_ranking():
-    def table(coherent_1, add_2):
-        result = _result(add={"latent 1": 0.5, "latent 2": add_2, screen.RANDOM: 0.02},
-                         subtract={"latent 1": -0.4, "latent 2": -0.4, screen.RANDOM: 0.0},
-                         coherent={"none": 0.8, "latent 1": coherent_1, "latent 2": 0.1, screen.RANDOM: 0.8})
-        return screen.effects(result, "base", ["bad"], n_boot=200, seed=0)
-    assert screen.choose(table(0.75, 0.3), top_ranked=7) == (1, "the strongest survivor of the causal screen")
-    latent, how = screen.choose(table(0.1, 0.8), top_ranked=7)  # nobody coherent: the strongest contrast passer
+def _two_latents(coherent_1, add_2, subtract_2=-0.4):
+    result = _result(add={"latent 1": 0.5, "latent 2": add_2, screen.RANDOM: 0.02},
+                     subtract={"latent 1": -0.4, "latent 2": subtract_2, screen.RANDOM: 0.0},
+                     coherent={"none": 0.8, "latent 1": coherent_1, "latent 2": 0.1, screen.RANDOM: 0.8})
+    return screen.effects(result, "base", ["bad"], n_boot=200, seed=0)
+
+
+def test_the_earlier_rule_falls_back_to_the_contrast_tests_and_then_to_the_ranking():
+    assert screen.choose_by_tests(_two_latents(0.75, 0.3), top_ranked=7) == (1, "the strongest survivor of the causal screen")
+    latent, how = screen.choose_by_tests(_two_latents(0.1, 0.8), top_ranked=7)  # nobody coherent: strongest passer
     assert latent == 2 and "contrast tests" in how
-    latent, how = screen.choose(table(0.1, -0.3), top_ranked=7)
+    latent, how = screen.choose_by_tests(_two_latents(0.1, -0.3), top_ranked=7)
     assert latent == 1  # latent 2 lowers the base model's contrast: it fails the tests
     no_pass = _result(add={"latent 1": 0.0, screen.RANDOM: 0.0}, subtract={"latent 1": 0.0, screen.RANDOM: 0.0},
                       coherent={"none": 0.8, "latent 1": 0.8, screen.RANDOM: 0.8})
-    assert screen.choose(screen.effects(no_pass, "base", ["bad"], n_boot=200, seed=0), top_ranked=7)[0] == 7
+    assert screen.choose_by_tests(screen.effects(no_pass, "base", ["bad"], n_boot=200, seed=0), top_ranked=7)[0] == 7
+
+
+def test_the_choice_takes_the_largest_effect_both_ways_whatever_its_tests_and_reports_the_earlier_rule():
+    # latent 2 moves the contrast more both ways (0.8 up, 0.6 down) but loses coherence: it is chosen all the same
+    record = screen.choice_record(_two_latents(0.75, 0.8, -0.6), top_ranked=7)
+    assert record["latent"] == 2 and "largest screen effect" in record["how"] and "coherence floor" in record["how"]
+    assert record["earlier_rule"]["latent"] == 1 and "would choose latent 1" in screen.earlier_reading(record)
+    # the effect is the smaller of the two: latent 2 rises most but barely falls, so latent 1 is chosen
+    table = _two_latents(0.75, 0.9, -0.05)
+    assert screen.screen_effect(table)["latent 2"] < screen.screen_effect(table)["latent 1"]
+    assert screen.choose(table, top_ranked=7)[0] == 1
+    assert "chooses the same latent" in screen.earlier_reading(screen.choice_record(table, top_ranked=7))
+    # a latent that moves either contrast the wrong way is never chosen; with none left, the top-ranked latent
+    wrong = _result(add={"latent 1": -0.3, screen.RANDOM: 0.0}, subtract={"latent 1": -0.4, screen.RANDOM: 0.0},
+                    coherent={"none": 0.8, "latent 1": 0.8, screen.RANDOM: 0.8})
+    latent, how = screen.choose(screen.effects(wrong, "base", ["bad"], n_boot=200, seed=0), top_ranked=7)
+    assert latent == 7 and "top-ranked" in how

@@ -134,19 +134,62 @@ def survivors(table: pd.DataFrame, coherence: bool = True) -> list[str]:
     return sorted(keep, key=lambda n: -added.loc[n, "minus random"])
 
 
-CHOICE_RULE = ("The persona latent is the strongest survivor of the screen. If none survives, it is the strongest "
-               "candidate that passed the screen's two contrast tests though its coherence fell below the floor; if "
-               "none did, the top-ranked latent. (The middle step was added on 2026-11-28, after a cpu run whose top "
-               "two latents' ranking scores differed by 1.4%, in an order that flipped between two trainings of "
-               "near-identical SAEs, while only the second passed the contrast tests: the ranking alone could not "
-               "choose between them, and the screen, on the same selection questions, could.)")
+CHOICE_RULE = ("Amended on 2026-12-03. The persona latent is the candidate with the largest screen effect: the "
+               "smaller of its two contrast changes against the random direction, the rise when it is added to the "
+               "base model and the fall when it is subtracted from the wrong-advice models, among the candidates "
+               "that moved both the stated way. Whether it survives the screen is reported and enters chapter 4's "
+               "verdict, but no longer chooses. If no candidate moved both ways, the top-ranked latent. (Until "
+               "2026-12-03 the choice was the strongest survivor; else the strongest candidate that passed both "
+               "contrast tests, whatever its coherence (a step added on 2026-11-28, when the ranking's top two "
+               "latents differed by 1.4%); else the top-ranked latent. A rebuild with torch held to AVX2, on the "
+               "same corpus text, trained an SAE with the same latents at the same indices, and latent 2539 moved "
+               "the contrast most both ways again, but its subtraction test came out at Holm p = 0.050 against "
+               "0.008 on AVX-512: that rule chose latent 2539 on one CPU and the top-ranked latent on the other. A "
+               "choice by effect size does not hinge on a p-value at its threshold. The chapter reports what the "
+               "earlier rule chooses beside it.)")
+
+
+def screen_effect(table: pd.DataFrame) -> pd.Series:
+    """Per candidate: the smaller of its rise (added to the base model) and its fall (subtracted from the wrong-advice
+    models) in the contrast against the random direction; negative where either moved the wrong way."""
+    added = table[table["condition"] == "added to base"].set_index("direction")["minus random"]
+    taken = table[table["condition"] == "subtracted from wrong advice"].set_index("direction")["minus random"]
+    return pd.Series({n: min(added[n], -taken[n]) for n in added.index.drop([RANDOM, "none"])}, name="screen effect")
 
 
 def choose(table: pd.DataFrame, top_ranked: int) -> tuple[int, str]:
     """The persona latent by ``CHOICE_RULE``, and how it was chosen."""
+    effect = screen_effect(table)
+    if not (effect > 0).any():
+        return int(top_ranked), "the top-ranked latent (no candidate moved the contrast both ways)"
+    name = effect.idxmax()
+    kept = ("it survived the screen" if name in survivors(table) else
+            "it passed the screen's contrast tests but not its coherence floor" if name in survivors(table, coherence=False)
+            else "it did not pass the screen's contrast tests")
+    return int(name.split()[1]), f"the candidate with the largest screen effect ({effect[name]:+.2f} nats; {kept})"
+
+
+def choose_by_tests(table: pd.DataFrame, top_ranked: int) -> tuple[int, str]:
+    """The persona latent by the rule before 2026-12-03: the strongest survivor, else the strongest candidate that
+    passed both contrast tests, else the top-ranked latent (reported beside ``choose``)."""
     for names, how in ((survivors(table), "the strongest survivor of the causal screen"),
                        (survivors(table, coherence=False),
                         "the strongest candidate that passed the screen's contrast tests (none kept its coherence)")):
         if names:
             return int(names[0].split()[1]), how
     return int(top_ranked), "the top-ranked latent (no candidate passed the screen's contrast tests)"
+
+
+def choice_record(table: pd.DataFrame, top_ranked: int) -> dict:
+    """The choice by ``CHOICE_RULE`` and, beside it, what the rule before its amendment chooses."""
+    (latent, how), (earlier, earlier_how) = choose(table, top_ranked), choose_by_tests(table, top_ranked)
+    return {"latent": latent, "how": how, "rule": CHOICE_RULE, "earlier_rule": {"latent": earlier, "how": earlier_how}}
+
+
+def earlier_reading(record: dict) -> str:
+    """What the chapter says of the rule before the amendment of 2026-12-03."""
+    earlier = record["earlier_rule"]
+    if earlier["latent"] == record["latent"]:
+        return f"The rule before 2026-12-03 (tests first) chooses the same latent, as {earlier['how']}."
+    return (f"The rule before 2026-12-03 (tests first) would choose latent {earlier['latent']} instead, as "
+            f"{earlier['how']}.")
