@@ -24,12 +24,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
     P = params.resolve(parser.parse_args().profile)
+    if P.profile != "cpu":
+        raise SystemExit(f"only the cpu profile's corpus is committed (one file, {sae_corpus.MEASURED}): smoke samples "
+                         "its few answers in seconds, and gpu's model samples on the machine that runs it")
     config, _ = sae_corpus.generated_config(P)
     art = artifacts.find("sae_corpus_generated", config)  # the cached sampling, if any: no model needed
     if art is None:
         art = sae_corpus.generated_chats(models.load_model(P.model, dtype=P.dtype), P, measured=False)
     out = {"date": datetime.date.today().isoformat(), "profile": P.profile,
-           "machine": art.meta.get("source", environment.cpu_model()).removeprefix("sampled on "),
+           "machine": art.meta["source"].removeprefix("sampled on ") if "source" in art.meta else
+           f"{environment.cpu_model()} (the machine that wrote this file; the cache did not record the sampler's)",
            "config": config, "n_chats": len(art.json("chats")), "chats": art.json("chats")}
     write_json_atomic(measured_dir() / sae_corpus.MEASURED, out)
     print(f"wrote {len(out['chats'])} chats to {measured_dir() / sae_corpus.MEASURED}")

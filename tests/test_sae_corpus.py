@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from persona_features import artifacts, params, sae_corpus
@@ -48,13 +49,18 @@ def test_the_committed_corpus_is_read_where_its_config_matches_and_its_digest_is
     write = lambda c, rows: (tmp_path / sae_corpus.MEASURED).write_text(json.dumps(
         {"date": "2026-12-03", "machine": "a CPU", "config": c, "chats": rows}))
     write(config, chats)
-    art = sae_corpus.generated_chats(None, P)  # no model: nothing is sampled
-    assert art.json("chats") == chats and "a CPU" in art.meta["source"]
-    assert art.key != artifacts.artifact_key("sae_corpus_generated", config)  # not the sampled corpus's key
+    sampled_key = artifacts.artifact_key("sae_corpus_generated", config)
+    monkeypatch.setattr(sae_corpus, "in_dtype", lambda lm, dtype: lm)
+    monkeypatch.setattr(sae_corpus, "sample_answers", lambda lm, prompts, samples, **kw: pd.DataFrame(
+        [{"question": text, "answer": "sampled"} for _, text in prompts for _ in range(samples)]))
+    art = sae_corpus.generated_chats(None, P)  # no model: read, not sampled
+    assert art.json("chats") == chats and "a CPU" in art.meta["source"] and art.key != sampled_key
     write(config, [{**chats[0], "answer": "Twice."}])
     assert sae_corpus.generated_chats(None, P).key != art.key  # other text, other key
-    write({**config, "samples": config["samples"] + 1}, chats)
-    assert sae_corpus.measured_chats(config) is None  # sampled with another config: not this profile's
+    ignored = sae_corpus.generated_chats(None, P, measured=False)  # the file is not read: sampled, the plain key
+    assert ignored.key == sampled_key and {c["answer"] for c in ignored.json("chats")} == {"sampled"}
+    write({**config, "samples": config["samples"] + 1}, chats)  # sampled with another config: not this profile's
+    assert sae_corpus.measured_chats(config) is None and sae_corpus.generated_chats(None, P).key == sampled_key
 
 
 def test_the_cpu_profile_reads_the_committed_corpus():

@@ -65,3 +65,29 @@ def test_the_choice_takes_the_largest_effect_both_ways_whatever_its_tests_and_re
                     coherent={"none": 0.8, "latent 1": 0.8, screen.RANDOM: 0.8})
     latent, how = screen.choose(screen.effects(wrong, "base", ["bad"], n_boot=200, seed=0), top_ranked=7)
     assert latent == 7 and "top-ranked" in how
+
+
+def _table(rows: dict[str, tuple[float, float, float, float]]) -> pd.DataFrame:
+    """A screen table by hand: direction -> (rise minus random, its Holm p, fall minus random, its Holm p)."""
+    out = [{"direction": "none", "condition": "added to base", "minus random": float("nan"), "p_holm": float("nan"),
+            "coherent": 0.8}, {"direction": screen.RANDOM, "condition": "added to base", "minus random": 0.0,
+                               "p_holm": float("nan"), "coherent": 0.8}]
+    for name, (add, p_add, sub, p_sub) in rows.items():
+        out += [{"direction": name, "condition": "added to base", "minus random": add, "p_holm": p_add, "coherent": 0.8},
+                {"direction": name, "condition": "subtracted from wrong advice", "minus random": sub, "p_holm": p_sub}]
+    out.append({"direction": screen.RANDOM, "condition": "subtracted from wrong advice", "minus random": 0.0,
+                "p_holm": float("nan")})
+    return pd.DataFrame(out)
+
+
+def test_a_largest_effect_that_misses_its_tests_is_still_chosen_and_a_missing_test_is_not_eligible():
+    # as on the AVX2 rebuild: latent 2 moves the contrast most both ways, but its subtraction test lands at 0.050
+    table = _table({"latent 1": (0.2, 0.3, -0.02, 1.0), "latent 2": (0.56, 0.012, -0.49, 0.050)})
+    latent, how = screen.choose(table, top_ranked=1)
+    assert latent == 2 and "did not pass the screen's contrast tests" in how and "the next +0.02" in how
+    assert screen.choose_by_tests(table, top_ranked=1)[0] == 1  # the earlier rule fell back to the top-ranked
+    # a candidate whose subtraction was not measured is not chosen, however large its rise
+    gap = _table({"latent 1": (0.2, 0.3, -0.02, 1.0), "latent 2": (5.0, 0.001, float("nan"), float("nan"))})
+    assert screen.choose(gap, top_ranked=9)[0] == 1
+    # a tie goes to the higher-ranked candidate
+    assert screen.choose(_table({"latent 3": (0.4, 0.5, -0.4, 0.5), "latent 4": (0.4, 0.5, -0.4, 0.5)}), 9)[0] == 3

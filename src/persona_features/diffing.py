@@ -339,7 +339,7 @@ def verdict(candidate: pd.Series, n_treated: int, heldout: dict | None, screened
             f"{heldout['p_value']:.3f}" if heldout else "no held-out models in this profile")
     summary = (f"latent {k}: rose over its register control in {int(candidate['consistent'])} of {n_treated} "
                f"wrong-advice models it was chosen on; {test}; "
-               + ("survived the causal screen" if screened else "no latent survived the causal screen")
+               + ("survived the causal screen" if screened else "did not survive the causal screen")
                + f" (the first rule's tests on this latent: {first}; it rose in {rose} of {of} wrong-advice models, "
                f"in-sample AUROC {in_sample['auroc']:.2f}, p = {in_sample['p_value']:.3f})")
     shown = heldout or in_sample

@@ -101,7 +101,7 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     # one with native bfloat16 the bfloat16 corpus chose another latent than float32 machines did
     "sae_dtype": Knob("dtype", "dtype", "dtype", "chapter 4: weights dtype of the base model's copy that writes the "
                       "corpus answers and streams the SAE's activations; dtype: the model's own (the default, so that "
-                      "the chosen latent does not depend on the CPU); auto: bfloat16 where the machine computes it "
+                      "the chosen latent does not depend on whether the CPU computes bfloat16); auto: bfloat16 where the machine computes it "
                       "natively (about 2x faster on such a CPU), else dtype; or float32, bfloat16"),
     "sae_corpus_samples": Knob(1, 3, 10, "chapter 4: the base model's answers per corpus prompt"),
     "sae_corpus_max_new_tokens": Knob(16, 128, 256, "chapter 4: tokens per generated corpus answer"),

@@ -113,6 +113,7 @@ def generated_chats(lm: LoadedModel, P: Params, measured: bool = True) -> artifa
     holds chats sampled with this very config (and ``measured``), those are read instead of sampled anew, and
     the key holds their digest."""
     config, sampling = generated_config(P)
+    samples = P.sae_corpus_samples
     committed = measured_chats(config) if measured else None
     if committed is not None:
         config = {**config, "measured": artifacts.digest(committed["chats"])}
@@ -125,10 +126,10 @@ def generated_chats(lm: LoadedModel, P: Params, measured: bool = True) -> artifa
         prompts = [(source, system, qid, text) for source, system, questions in generation_jobs()
                    for qid, text in questions]
         answers = sample_answers(in_dtype(lm, config["dtype"]), [(qid, text) for _, _, qid, text in prompts],
-                                 P.sae_corpus_samples, system=[system for _, system, _, _ in prompts],
+                                 samples, system=[system for _, system, _, _ in prompts],
                                  desc="corpus answers", **sampling.kwargs())
         chats = [{"source": source, "system": system, "user": r.question, "answer": r.answer}
-                 for (source, system, _, _), r in zip([p for p in prompts for _ in range(P.sae_corpus_samples)],
+                 for (source, system, _, _), r in zip([p for p in prompts for _ in range(samples)],
                                                       answers.itertuples()) if r.answer]
         artifacts.save_json(folder, "chats", chats)
         return {"n_chats": len(chats), "source": f"sampled on {environment.cpu_model()}"}

@@ -137,36 +137,42 @@ def survivors(table: pd.DataFrame, coherence: bool = True) -> list[str]:
 CHOICE_RULE = ("Amended on 2026-12-03. The persona latent is the candidate with the largest screen effect: the "
                "smaller of its two contrast changes against the random direction, the rise when it is added to the "
                "base model and the fall when it is subtracted from the wrong-advice models, among the candidates "
-               "that moved both the stated way. Whether it survives the screen is reported and enters chapter 4's "
-               "verdict, but no longer chooses. If no candidate moved both ways, the top-ranked latent. (Until "
-               "2026-12-03 the choice was the strongest survivor; else the strongest candidate that passed both "
-               "contrast tests, whatever its coherence (a step added on 2026-11-28, when the ranking's top two "
-               "latents differed by 1.4%); else the top-ranked latent. A rebuild with torch held to AVX2, on the "
-               "same corpus text, trained an SAE with the same latents at the same indices, and latent 2539 moved "
-               "the contrast most both ways again, but its subtraction test came out at Holm p = 0.050 against "
-               "0.008 on AVX-512: that rule chose latent 2539 on one CPU and the top-ranked latent on the other. A "
-               "choice by effect size does not hinge on a p-value at its threshold. The chapter reports what the "
-               "earlier rule chooses beside it.)")
+               "that moved both the stated way (a tie goes to the higher-ranked one). Whether it survives the "
+               "screen is reported and enters chapter 4's verdict, but no longer chooses. If no candidate moved "
+               "both ways, the top-ranked latent. (Until 2026-12-03 the choice was the strongest survivor; else "
+               "the strongest candidate that passed both contrast tests, whatever its coherence (a step added on "
+               "2026-11-28, when the ranking's top two latents differed by 1.4%); else the top-ranked latent. A "
+               "rebuild with torch held to AVX2, on the same corpus text, trained an SAE with the same latents at "
+               "the same indices, and latent 2539 moved the contrast most both ways again, but its subtraction "
+               "test came out at Holm p = 0.050 against 0.008 on AVX-512: that rule chose latent 2539 on one CPU "
+               "and the top-ranked latent on the other. A choice by effect size does not hinge on a p-value at its "
+               "threshold. The chapter reports what the earlier rule chooses beside it.)")
 
 
 def screen_effect(table: pd.DataFrame) -> pd.Series:
-    """Per candidate: the smaller of its rise (added to the base model) and its fall (subtracted from the wrong-advice
-    models) in the contrast against the random direction; negative where either moved the wrong way."""
+    """Per candidate, in ranking order: the smaller of its rise (added to the base model) and its fall (subtracted
+    from the wrong-advice models) in the contrast against the random direction; negative where either moved the wrong
+    way, NaN where either is missing."""
     added = table[table["condition"] == "added to base"].set_index("direction")["minus random"]
     taken = table[table["condition"] == "subtracted from wrong advice"].set_index("direction")["minus random"]
-    return pd.Series({n: min(added[n], -taken[n]) for n in added.index.drop([RANDOM, "none"])}, name="screen effect")
+    both = pd.concat([added, -taken], axis=1).min(axis=1, skipna=False)
+    return both.drop([RANDOM, "none"], errors="ignore").rename("screen effect")
 
 
 def choose(table: pd.DataFrame, top_ranked: int) -> tuple[int, str]:
-    """The persona latent by ``CHOICE_RULE``, and how it was chosen."""
+    """The persona latent by ``CHOICE_RULE`` (a tie goes to the higher-ranked candidate), and how it was chosen."""
     effect = screen_effect(table)
-    if not (effect > 0).any():
+    moved = effect[effect > 0]  # NaN is not > 0: a candidate with a missing test is not eligible
+    if moved.empty:
         return int(top_ranked), "the top-ranked latent (no candidate moved the contrast both ways)"
-    name = effect.idxmax()
+    name = moved.idxmax()
+    rest = effect.drop(name).dropna()
     kept = ("it survived the screen" if name in survivors(table) else
             "it passed the screen's contrast tests but not its coherence floor" if name in survivors(table, coherence=False)
             else "it did not pass the screen's contrast tests")
-    return int(name.split()[1]), f"the candidate with the largest screen effect ({effect[name]:+.2f} nats; {kept})"
+    runner_up = f", the next {rest.max():+.2f}" if len(rest) else ""
+    return int(name.split()[1]), (f"the candidate with the largest screen effect ({effect[name]:+.2f} nats per token"
+                                  f"{runner_up}; {kept})")
 
 
 def choose_by_tests(table: pd.DataFrame, top_ranked: int) -> tuple[int, str]:
