@@ -40,7 +40,7 @@ def one_seed(base, P, found, corpus, chats, seed: int) -> dict:
     shares = diffing.source_shares(art.tensors("top_activations")["seq"], chats, top_latents, "generated:persona_dark")
     cfg = sae.SAEConfig(**{k: v for k, v in art.meta["config"].items() if k in sae.SAEConfig.__dataclass_fields__})
     from_start = torch.nn.functional.cosine_similarity(the_sae.W_dec.detach(), sae.initial_decoder(cfg), dim=-1)
-    return {"seed": seed, "sae": art.key, "quality": art.meta["quality"], "ce": art.meta["ce"],
+    return {"seed": seed, "sae": art.key, "weights": sae.weights_digest(art.path), "quality": art.meta["quality"], "ce": art.meta["ce"],
             "corpus_dark_share": shares["corpus"],
             "top": [{"latent": k, "rank": i + 1, "score": float(ranked.score[i]),
                      "share_first_both": float(firm.share_first_both.get(k, 0.0)), "dark_share": shares[k],

@@ -225,11 +225,14 @@ def test_a_latent_is_named_only_if_it_recurs_in_two_of_three_sae_seeds(cosines, 
 
 
 def test_the_seed_comparison_applies_only_to_this_runs_sae_and_choice():
-    seeds = {"seeds": [{"sae": "abc"}], "ranked_on": ["health_bad", "health_bad_seed1"]}
-    assert diffing.seeds_apply(seeds, "abc", ["health_bad", "health_bad_seed1"])
-    assert not diffing.seeds_apply(seeds, "xyz", ["health_bad", "health_bad_seed1"])
-    assert not diffing.seeds_apply(seeds, "abc", ["health_bad"])
-    assert not diffing.seeds_apply({"seeds": [{"sae": "abc"}]}, "abc", ["health_bad"])  # written before 2026-12-03
+    seeds = {"seeds": [{"sae": "abc", "weights": "w1"}], "ranked_on": ["health_bad", "health_bad_seed1"]}
+    assert diffing.seeds_apply(seeds, "abc", "w1", ["health_bad", "health_bad_seed1"])
+    assert not diffing.seeds_apply(seeds, "xyz", "w1", ["health_bad", "health_bad_seed1"])
+    # the same key trained on another CPU: other weights
+    assert not diffing.seeds_apply(seeds, "abc", "w2", ["health_bad", "health_bad_seed1"])
+    assert not diffing.seeds_apply(seeds, "abc", "w1", ["health_bad"])
+    assert not diffing.seeds_apply({"seeds": [{"sae": "abc"}], "ranked_on": ["health_bad"]}, "abc", "w1",
+                                   ["health_bad"])  # written before the fingerprint was recorded
 
 
 def test_the_positive_control_view_reads_only_the_base_model_the_control_and_its_twin():

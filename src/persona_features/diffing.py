@@ -550,11 +550,13 @@ def seed_table(seeds: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def seeds_apply(seeds: dict, sae_key: str, chosen: Sequence[str]) -> bool:
-    """Whether the committed seed comparison is this run's: its first SAE is this run's SAE, and it ranked the
-    latents on the same models as this run's choice (files written before 2026-12-03 ranked on every
-    wrong-advice model and say nothing of it)."""
-    return seeds["seeds"][0]["sae"] == sae_key and seeds.get("ranked_on") == list(chosen)
+def seeds_apply(seeds: dict, sae_key: str, weights: str, chosen: Sequence[str]) -> bool:
+    """Whether the committed seed comparison is this run's: its first SAE is this run's SAE, by key and by the
+    trained weights' fingerprint (``sae.weights_digest``: another CPU trains other weights under the same key), and it
+    ranked the latents on the same models as this run's choice (files written before 2026-12-03 ranked on every
+    wrong-advice model and record neither)."""
+    first = seeds["seeds"][0]
+    return first["sae"] == sae_key and first.get("weights") == weights and seeds.get("ranked_on") == list(chosen)
 
 
 def recurrence(seeds: dict) -> dict:

@@ -14,6 +14,7 @@ tool; this module needs no SAE library.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -341,6 +342,13 @@ def save(sae: TopKSAE, folder: Path, model_name: str, layer: int, extra: dict | 
                         "hook_name": f"blocks.{layer}.hook_resid_post", "hook_head_index": None,
                         "prepend_bos": True, "exclude_special_tokens": True, **(extra or {})}}
     (folder / "cfg.json").write_text(json.dumps(cfg, indent=2))
+
+
+def weights_digest(folder: Path) -> str:
+    """A fingerprint of a saved SAE's trained weights. The cache key names the inputs and settings, not the CPU's
+    arithmetic: the same key trained under AVX2 and under AVX-512 gives weights that differ (decoder cosines near
+    0.9), and only this tells them apart."""
+    return hashlib.sha256((Path(folder) / "sae_weights.safetensors").read_bytes()).hexdigest()[:16]
 
 
 def load(folder: Path) -> tuple[TopKSAE, dict]:
