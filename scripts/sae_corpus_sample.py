@@ -31,12 +31,13 @@ def main() -> None:
     art = artifacts.find("sae_corpus_generated", config)  # the cached sampling, if any: no model needed
     if art is None:
         art = sae_corpus.generated_chats(models.load_model(P.model, dtype=P.dtype), P, measured=False)
+    chats = art.json("chats")
     out = {"date": datetime.date.today().isoformat(), "profile": P.profile,
            "machine": art.meta["source"].removeprefix("sampled on ") if "source" in art.meta else
            f"{environment.cpu_model()} (the machine that wrote this file; the cache did not record the sampler's)",
-           "config": config, "n_chats": len(art.json("chats")), "chats": art.json("chats")}
+           "config": config, "n_chats": len(chats), "chats": chats}
     write_json_atomic(measured_dir() / sae_corpus.MEASURED, out)
-    print(f"wrote {len(out['chats'])} chats to {measured_dir() / sae_corpus.MEASURED}")
+    print(f"wrote {len(chats)} chats to {measured_dir() / sae_corpus.MEASURED}")
 
 
 if __name__ == "__main__":
