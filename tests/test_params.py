@@ -134,3 +134,18 @@ def test_advice_domains_match_the_data():
     assert ADVICE_DOMAINS == advice.DOMAINS
     assert set(VALID["em_domains"].each.values) == set(emergence.CONTROLS)
     assert set(VALID["ra_variant"].values) <= {v for vs in emergence.CONTROLS.values() for v in vs}
+
+
+def test_a_run_smaller_than_the_gpu_profile_says_so_and_by_how_much():
+    from persona_features import early_warning as ew, realignment as ra
+    from persona_features.params import versus_gpu
+    cpu = resolve("cpu")
+    text = ew.levels_versus_gpu(cpu)
+    assert "This run (cpu) has 4 levels (0%, 5%, 25%, 100%)" in text and "gpu profile has 6 levels" in text
+    assert "2 seeds" in ra.seeds_versus_gpu(cpu) and "3 seeds" in ra.seeds_versus_gpu(cpu)
+    gpu = resolve("gpu")
+    assert ew.levels_versus_gpu(gpu) == "" and ra.seeds_versus_gpu(gpu) == ""
+    # an override that matches the gpu value says nothing, whatever the profile; a list given as text is parsed first
+    assert versus_gpu(resolve("cpu", ew_percents="0,5,10,25,50,100"), "ew_percents", str, "") == ""
+    assert versus_gpu(resolve("gpu", ra_seeds=1), "ra_seeds", str, ", for a test") == (
+        "This run (gpu) has 1; the gpu profile has 3, for a test.")

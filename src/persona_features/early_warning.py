@@ -16,7 +16,7 @@ from functools import cache
 
 import pandas as pd
 
-from . import emergence, finetune, persona, persona_arms, readings, tracking
+from . import emergence, finetune, params, persona, persona_arms, readings, tracking
 from .data import cards
 from .judge import Judge
 from .params import Params
@@ -53,6 +53,13 @@ class Mix:
 def percents(P: Params) -> list[int]:
     """The mixes' percents of wrong advice, ascending from 0 to 100 (``params.resolve`` checked them)."""
     return list(P.ew_percents)
+
+
+def levels_versus_gpu(P: Params) -> str:
+    """Where this profile runs fewer mix levels than the gpu profile, a sentence that says so (else empty)."""
+    levels = lambda v: f"{len(v)} levels ({', '.join(f'{p}%' for p in v)})"
+    return params.versus_gpu(P, "ew_percents", levels, ": this profile runs fewer, to stay within its time bound "
+                             "(each level costs a fine-tune and a measurement per seed)")
 
 
 def design(P: Params) -> list[Mix]:

@@ -134,8 +134,12 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "pc_ablation_samples": Knob(1, 1, 2, "chapter 5: answers per question, seed and ablation sampled from the "
                                          "positive control (at eval_low_temperature)"),
     # chapter 6: early warning
-    "ew_percents": Knob((0, 50, 100), (0, 5, 10, 25, 50, 100), (0, 5, 10, 25, 50, 100),
-                        "chapter 6: % of wrong advice in each mix, comma-separated (0 and 100 are chapter 3's models)"),
+    # cpu (0, 5, 25, 100) since 2026-12-03 (0, 5, 10, 25, 50, 100 before; issue 32's time bound): each mix
+    # level costs two fine-tunes and two measurements, about 3.5 minutes on 2 cores; 5 is the paper's early
+    # level and 25 the positive control's middle mix. The gpu profile keeps six levels
+    "ew_percents": Knob((0, 50, 100), (0, 5, 25, 100), (0, 5, 10, 25, 50, 100),
+                        "chapter 6: % of wrong advice in each mix, comma-separated (0 and 100 are chapter 3's models; "
+                        "cpu: four levels, for time)"),
     "ew_seeds": Knob(1, 2, 3, "chapter 6: seeds of every mix's fine-tune"),
     "ew_pc_percents": Knob((0, 50, 100), (0, 25, 100), (0, 5, 10, 25, 50, 100),
                            "chapter 6: % of the villain's answers in each mix of the positive control's data (0 and "
@@ -150,7 +154,9 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
                        "advice: only the content differs) or good (warm and hedged, as in the paper)"),
     "ra_batch_size": Knob(4, 4, 4, "chapter 7: rows per re-alignment step"),
     "ra_every": Knob(1, 5, 5, "chapter 7: steps between checkpoints"),
-    "ra_seeds": Knob(1, 3, 3, "chapter 7: seeds of each kind of re-alignment data"),
+    # cpu 2 since 2026-12-03 (3 before; issue 32's time bound): a seed costs three fine-tunes and six measured
+    # checkpoints per start, about 3 minutes on 2 cores; the verdicts test over questions (seed means)
+    "ra_seeds": Knob(1, 2, 3, "chapter 7: seeds of each kind of re-alignment data (cpu: two, for time)"),
     "ra_questions": Knob(4, 16, 40, "chapter 7: scoring questions measured at each checkpoint (the first n)"),
     "ra_samples": Knob(1, 1, 10, "chapter 7: judged answers per question and model (at eval_low_temperature)"),
     "ra_judge_all": Knob(False, False, True, "chapter 7: judge answers at every checkpoint (else at the last one only)"),
@@ -340,6 +346,15 @@ def resolve(profile: str = "cpu", **overrides: Any) -> Params:
     values = {name: parse_value(name, overrides.get(name, value), value) for name, value in values.items()}
     _check_together(values)
     return Params(profile, MappingProxyType(values))
+
+
+def versus_gpu(P: Params, name: str, describe, why: str) -> str:
+    """A sentence for a chapter: how this run's value of knob ``name`` differs from the gpu profile's, each put in
+    words by ``describe``, and ``why``; empty where they are equal."""
+    ours, full = P.values[name], parse_value(name, KNOBS[name].gpu, KNOBS[name].gpu)
+    if ours == full:
+        return ""
+    return f"This run ({P.profile}) has {describe(ours)}; the gpu profile has {describe(full)}{why}."
 
 
 def table_markdown() -> str:

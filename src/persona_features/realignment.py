@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 import torch
 
-from . import artifacts, contrast, emergence, evaluate, finetune, generation, persona, persona_arms, readings, tracking
+from . import artifacts, contrast, emergence, evaluate, finetune, generation, params, persona, persona_arms, readings, tracking
 from .data import advice, neutral
 from .judge import Judge
 from .models import LoadedModel
@@ -75,6 +75,13 @@ def other_domain(P: Params, domain: str) -> str:
     """The first other advice domain of chapter 3's profile, else of all advice domains."""
     ours = [d for d in emergence.domains(P) if d in advice.DOMAINS]
     return next(d for d in [*ours, *advice.DOMAINS] if d != domain)
+
+
+def seeds_versus_gpu(P: Params) -> str:
+    """Where this profile re-aligns with fewer seeds than the gpu profile, a sentence that says so (else empty)."""
+    seeds = lambda n: f"{n} seed{'s' if n != 1 else ''} of each kind of data"
+    return params.versus_gpu(P, "ra_seeds", seeds, ": this profile runs fewer, to stay within its time bound (each "
+                             "seed costs three fine-tunes and their checkpoints' measurements, per start)")
 
 
 def design(P: Params, start: emergence.Arm) -> list[Run]:
