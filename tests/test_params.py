@@ -140,12 +140,22 @@ def test_a_run_smaller_than_the_gpu_profile_says_so_and_by_how_much():
     from persona_features import early_warning as ew, realignment as ra
     from persona_features.params import versus_gpu
     cpu = resolve("cpu")
-    text = ew.levels_versus_gpu(cpu)
-    assert "This run (cpu) has 4 levels (0%, 5%, 25%, 100%)" in text and "gpu profile has 6 levels" in text
-    assert "2 seeds" in ra.seeds_versus_gpu(cpu) and "3 seeds" in ra.seeds_versus_gpu(cpu)
+    assert ew.levels_versus_gpu(cpu) == (
+        "This run (cpu) has 4 levels (0%, 5%, 25%, 100%); the gpu profile has 6 levels (0%, 5%, 10%, 25%, 50%, 100%): "
+        "this profile runs fewer, to stay within its time bound (each level between 0% and 100% costs a fine-tune "
+        "and a measurement per seed). Of the early mixes of the verdict's rule (at most 10%), this run has 5%.")
+    assert ra.seeds_versus_gpu(cpu).startswith(
+        "This run (cpu) has 2 seeds of each kind of data; the gpu profile has 3 seeds of each kind of data: this "
+        "profile runs fewer")
+    assert ra.seeds_versus_gpu(resolve("smoke")).startswith("This run (smoke) has 1 seed of each kind of data;")
+    assert "none" in ew.levels_versus_gpu(resolve("smoke"))  # smoke's 0, 50, 100 has no early mix
     gpu = resolve("gpu")
     assert ew.levels_versus_gpu(gpu) == "" and ra.seeds_versus_gpu(gpu) == ""
-    # an override that matches the gpu value says nothing, whatever the profile; a list given as text is parsed first
+    # a value equal to the gpu profile's says nothing, whatever the profile; a list given as text is parsed first
     assert versus_gpu(resolve("cpu", ew_percents="0,5,10,25,50,100"), "ew_percents", str, "") == ""
-    assert versus_gpu(resolve("gpu", ra_seeds=1), "ra_seeds", str, ", for a test") == (
-        "This run (gpu) has 1; the gpu profile has 3, for a test.")
+    # an override is not blamed on the profile: the reason is the profile's only for the profile's own value
+    assert versus_gpu(resolve("gpu", ra_seeds=1), "ra_seeds", str, ", for time") == (
+        "This run (gpu) has 1; the gpu profile has 3 (set for this run).")
+    assert versus_gpu(resolve("cpu", ra_seeds=5), "ra_seeds", str, ", for time") == (
+        "This run (cpu) has 5; the gpu profile has 3 (set for this run).")
+    assert versus_gpu(cpu, "ra_seeds", str, ", for time") == "This run (cpu) has 2; the gpu profile has 3, for time."

@@ -66,7 +66,7 @@ def test_bad_mix_settings_are_rejected():
         params.resolve("smoke", ew_percents="5,50")
     with pytest.raises(ParameterError, match="list of int"):
         params.resolve("smoke", ew_percents="0,half,100")
-    assert ew.percents(params.resolve("cpu")) == [0, 5, 10, 25, 50, 100]
+    assert ew.percents(params.resolve("cpu")) == [0, 5, 25, 100] and ew.percents(params.resolve("gpu")) == [0, 5, 10, 25, 50, 100]
 
 
 def _realign_tables(drop: dict[str, float], start=0.5, base=0.0, steps=(5, 10), units=12):

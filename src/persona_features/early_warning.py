@@ -58,8 +58,11 @@ def percents(P: Params) -> list[int]:
 def levels_versus_gpu(P: Params) -> str:
     """Where this profile runs fewer mix levels than the gpu profile, a sentence that says so (else empty)."""
     levels = lambda v: f"{len(v)} levels ({', '.join(f'{p}%' for p in v)})"
-    return params.versus_gpu(P, "ew_percents", levels, ": this profile runs fewer, to stay within its time bound "
-                             "(each level costs a fine-tune and a measurement per seed)")
+    text = params.versus_gpu(P, "ew_percents", levels, ": this profile runs fewer, to stay within its time bound "
+                             "(each level between 0% and 100% costs a fine-tune and a measurement per seed)")
+    early = [f"{p}%" for p in percents(P) if 0 < p <= EARLY]
+    return text and (f"{text} Of the early mixes of the verdict's rule (at most {EARLY}%), this run has "
+                     f"{', '.join(early) or 'none'}.")
 
 
 def design(P: Params) -> list[Mix]:

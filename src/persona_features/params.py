@@ -53,8 +53,8 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "tracking_heldout_topics": Knob(3, 10, 0, "chapters 6 and 7: held-out topics per domain measured at every mix "
                                               "and checkpoint (the first n; 0: all). cpu keeps 10 of the 21: each "
                                               "topic costs about 0.8 s per measured model and these chapters measure "
-                                              "32; with 6, a test over topics could not reach p < 0.05 after Holm "
-                                              "across chapter 6's five mixes (smallest p 2/2^6 per mix)"),
+                                              "about 30; with 6, a test over topics could not reach p < 0.05 after "
+                                              "Holm across chapter 6's mixes (at cpu three: smallest p 3 x 2/2^6)"),
     "selection_questions": Knob(8, 0, 0, "chapters 4-7: selection questions the readings, the latent ranking and "
                                          "the causal screen use (the first n; 0: all 16). Smoke keeps 8: chapter 4 "
                                          "reads every model on them at 17 layers, and ran over its 3 minutes"),
@@ -350,11 +350,14 @@ def resolve(profile: str = "cpu", **overrides: Any) -> Params:
 
 def versus_gpu(P: Params, name: str, describe, why: str) -> str:
     """A sentence for a chapter: how this run's value of knob ``name`` differs from the gpu profile's, each put in
-    words by ``describe``, and ``why``; empty where they are equal."""
-    ours, full = P.values[name], parse_value(name, KNOBS[name].gpu, KNOBS[name].gpu)
+    words by ``describe``; empty where they are equal. ``why`` is the profile's reason, given only where the value
+    is the profile's own (an override is said to be set for this run)."""
+    parsed = lambda profile: parse_value(name, getattr(KNOBS[name], profile), getattr(KNOBS[name], profile))
+    ours, full = P.values[name], parsed("gpu")
     if ours == full:
         return ""
-    return f"This run ({P.profile}) has {describe(ours)}; the gpu profile has {describe(full)}{why}."
+    reason = why if ours == parsed(P.profile) else " (set for this run)"
+    return f"This run ({P.profile}) has {describe(ours)}; the gpu profile has {describe(full)}{reason}."
 
 
 def table_markdown() -> str:
