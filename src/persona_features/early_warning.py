@@ -16,10 +16,10 @@ from functools import cache
 
 import pandas as pd
 
-from . import emergence, finetune, params, persona, persona_arms, readings, tracking
+from . import emergence, finetune, persona, persona_arms, readings, tracking
 from .data import cards
 from .judge import Judge
-from .params import Params
+from .params import Params, versus_gpu
 
 DOMAIN = emergence.MAIN_DOMAIN
 BEHAVIOUR = ("contrast", "misaligned")
@@ -58,7 +58,7 @@ def percents(P: Params) -> list[int]:
 def levels_versus_gpu(P: Params) -> str:
     """Where this profile runs fewer mix levels than the gpu profile, a sentence that says so (else empty)."""
     levels = lambda v: f"{len(v)} levels ({', '.join(f'{p}%' for p in v)})"
-    text = params.versus_gpu(P, "ew_percents", levels, ": this profile runs fewer, to stay within its time bound "
+    text = versus_gpu(P, "ew_percents", levels, ": this profile runs fewer, to stay within its time bound "
                              "(each level between 0% and 100% costs a fine-tune and a measurement per seed)")
     early = [f"{p}%" for p in percents(P) if 0 < p <= EARLY]
     return text and (f"{text} Of the early mixes of the verdict's rule (at most {EARLY}%), this run has "

@@ -352,11 +352,10 @@ def versus_gpu(P: Params, name: str, describe, why: str) -> str:
     """A sentence for a chapter: how this run's value of knob ``name`` differs from the gpu profile's, each put in
     words by ``describe``; empty where they are equal. ``why`` is the profile's reason, given only where the value
     is the profile's own (an override is said to be set for this run)."""
-    parsed = lambda profile: parse_value(name, getattr(KNOBS[name], profile), getattr(KNOBS[name], profile))
-    ours, full = P.values[name], parsed("gpu")
+    ours, full = P.values[name], resolve("gpu").values[name]
     if ours == full:
         return ""
-    reason = why if ours == parsed(P.profile) else " (set for this run)"
+    reason = why if ours == resolve(P.profile).values[name] else " (set for this run)"
     return f"This run ({P.profile}) has {describe(ours)}; the gpu profile has {describe(full)}{reason}."
 
 

@@ -22,11 +22,11 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 import torch
 
-from . import artifacts, contrast, emergence, evaluate, finetune, generation, params, persona, persona_arms, readings, tracking
+from . import artifacts, contrast, emergence, evaluate, finetune, generation, persona, persona_arms, readings, tracking
 from .data import advice, neutral
 from .judge import Judge
 from .models import LoadedModel
-from .params import ParameterError, Params
+from .params import ParameterError, Params, versus_gpu
 from .sae import TopKSAE, load as load_sae
 from .stats import paired_test
 
@@ -80,7 +80,7 @@ def other_domain(P: Params, domain: str) -> str:
 def seeds_versus_gpu(P: Params) -> str:
     """Where this profile re-aligns with fewer seeds than the gpu profile, a sentence that says so (else empty)."""
     seeds = lambda n: f"{n} seed{'s' if n != 1 else ''} of each kind of data"
-    return params.versus_gpu(P, "ra_seeds", seeds, ": this profile runs fewer, to stay within its time bound (each "
+    return versus_gpu(P, "ra_seeds", seeds, ": this profile runs fewer, to stay within its time bound (each "
                              "seed costs three fine-tunes and their checkpoints' measurements, per start)")
 
 
