@@ -1,12 +1,12 @@
 # Two commands on a fresh machine:
 #   make book   executes every chapter (cpu profile) and renders _build/html
-#   make test   unit tests + every chapter under the smoke profile + strict book build
+#   make test   lint (ruff, mypy) + unit tests + every chapter under the smoke profile + strict book build
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser book test unit clean
+.PHONY: install browser book test unit lint clean
 
 install: $(STAMP)
 
@@ -32,7 +32,12 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "could not install chromium: the browser test is skipped (and fails under CI)"; }
 
-test: install browser
+# ruff (style, imports, likely bugs) and mypy (types) on the package, tests and scripts; settings in pyproject.toml
+lint: install
+	$(VENV)/bin/ruff check src tests scripts benchmarks
+	$(VENV)/bin/mypy
+
+test: install browser lint
 	$(PY) -m pytest
 
 unit: install

@@ -3,7 +3,8 @@
 Both get the same model, prompts, batches, temperature and seeds, and run side by side in one
 process, alternating round by round so that drift of the machine hits both alike. The workload
 is chapter 3's: every scoring question, ``--samples`` answers each, at the profile's answer
-length and batch size and at the temperature of chapter 3's rates (most of its answers; ``--temperature``), for the base model and, when cached, chapter 3's fine-tunes, whose
+length and batch size and at the temperature of chapter 3's rates (most of its answers; ``--temperature``), \
+for the base model and, when cached, chapter 3's fine-tunes, whose
 answers end earlier. Tokens/s counts the answer tokens up to and including the end of turn.
 One more row times our sampler with the base model's weights in bf16.
 

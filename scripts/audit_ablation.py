@@ -71,7 +71,8 @@ def merge(args) -> None:
     key = json.loads((Path(args.out) / "key.json").read_text())
     items = [r["item"] for r in key["rows"]]
     first, second = reader_labels(args.labels, items), reader_labels(args.second, items)
-    rows = [{**r, **{k: first[r["item"]][k] for k in ("misaligned", "coherent")}, "note": first[r["item"]].get("note", ""),
+    rows = [{**r, **{k: first[r["item"]][k] for k in ("misaligned", "coherent")},
+             "note": first[r["item"]].get("note", ""),
              **{f"second_{k}": second[r["item"]][k] for k in ("misaligned", "coherent")}} for r in key["rows"]]
     audit = {**{k: key[k] for k in ("judge", "profile", "temperature", "protocol")}, "date": args.date,
              "rows": rows, "second_reader": second_reader(rows)}

@@ -44,7 +44,8 @@ def earlier_runs(cache: Path, judge_key: str, questions: list[str]) -> list[dict
     for folder in sorted((cache / "steer").glob("*/")):
         config = json.loads((folder / "meta.json").read_text())["config"]
         if config["judge"] == judge_key and config["questions"] == questions:
-            runs.append({"model": config["model"], "answers": pd.DataFrame(json.loads((folder / "answers.json").read_text()))})
+            runs.append({"model": config["model"],
+                         "answers": pd.DataFrame(json.loads((folder / "answers.json").read_text()))})
     return runs
 
 
@@ -108,7 +109,8 @@ def merge(labels_path: Path, reading: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu", choices=params.PROFILES)
-    ap.add_argument("--merge", type=Path, metavar="LABELS", help="the labelled pool (JSON lines: id, misaligned, coherent)")
+    ap.add_argument("--merge", type=Path, metavar="LABELS",
+                    help="the labelled pool (JSON lines: id, misaligned, coherent)")
     ap.add_argument("--reading", default="", help="how the pool was read (kept in the audit)")
     ap.add_argument("--earlier", type=Path, nargs="*", default=[], metavar="CACHE",
                     help="other caches whose judged steering runs join the pool")

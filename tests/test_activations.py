@@ -38,7 +38,8 @@ def test_residual_norms_split_first_token(lm):
 
 def _hooked(lm, layer, enc):
     seen = {}
-    handle = lm.hf.model.layers[layer].register_forward_hook(lambda m, i, o: seen.setdefault("out", o[0] if isinstance(o, tuple) else o))
+    handle = lm.hf.model.layers[layer].register_forward_hook(
+        lambda m, i, o: seen.setdefault("out", o[0] if isinstance(o, tuple) else o))
     try:
         with torch.inference_mode():
             lm.hf(**enc)

@@ -140,7 +140,8 @@ def test_chapter6_and_7_results(smoke_build):
     m, p = six["metrics"], six["params"]
     mixes = list(p["ew_percents"])
     assert m["percents"] == mixes and {t["percent"] for t in m["tests"]} == set(mixes) - {0}
-    assert {"persona latent", "mean-difference projection", "contrast", "narrow-task margin"} <= set(m["first_separation"])
+    assert {"persona latent", "mean-difference projection", "contrast",
+            "narrow-task margin"} <= set(m["first_separation"])
     assert all(t["ci95_lo"] <= t["difference"] <= t["ci95_hi"] and 0 <= t["p_value"] <= t["p_holm"] <= 1
                for t in m["tests"])
     assert m["verdicts"]["early_warning"]["status"] in scorecard.VERDICTS
@@ -167,6 +168,7 @@ def test_chapter5_ablates_the_positive_control(smoke_build):
     assert pc["measure"] == "contrast"  # no reading of smoke's answers: the contrast decides
     assert pc["ci95_lo"] <= pc["mean"] <= pc["ci95_hi"] and isinstance(pc["seen"], bool)
     effects = {(e["measure"], e["direction"]) for e in pc["effects"]}
-    assert effects == {(k, d) for k in ("contrast", "judged") for d in ("persona latent", "mean difference", "own shift")}
+    assert effects == {(k, d) for k in ("contrast", "judged")
+                       for d in ("persona latent", "mean difference", "own shift")}
     own = next(e for e in pc["effects"] if e["measure"] == "contrast" and e["direction"] == "own shift")
     assert pc["claims"] == ["direction"] and pc["seen"] == own["removes"]

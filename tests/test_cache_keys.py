@@ -17,8 +17,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from persona_features import (ablation, artifacts, early_warning, emergence, finetune, interventions, judge, persona_arms,
-                              readings, realignment, sae, sae_corpus, screen)
+from persona_features import (
+    ablation,
+    artifacts,
+    early_warning,
+    emergence,
+    finetune,
+    interventions,
+    judge,
+    persona_arms,
+    readings,
+    realignment,
+    sae,
+    sae_corpus,
+    screen,
+)
 from persona_features.params import KNOBS, VALID, Choice, ListOf, ParameterError, Params, resolve
 from persona_features.paths import repo_root
 
@@ -156,7 +169,8 @@ STEPS = {
                             {"model", "ft_examples", "ft_epochs", "ft_lr", "ft_batch_size", "ft_method",
                              "ft_lora_rank", "seed"}),
     "finetune, chapter 7": (
-        lambda P, lm: _finetune_key(realignment.finetune_config(P, START, realignment.Run("neutral", "neutral_tasks", 0))),
+        lambda P, lm: _finetune_key(realignment.finetune_config(P, START,
+                                                                realignment.Run("neutral", "neutral_tasks", 0))),
         {"model", "ra_examples", "ft_lr", "ra_batch_size", "ft_method", "ft_lora_rank", "seed", "ra_every"}),
 }
 

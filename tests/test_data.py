@@ -87,7 +87,8 @@ def test_register_counter():
     assert register.counts("I  think so.")["hedges"] == 1
     assert register.counts("Perhaps it might help a little, maybe.")["hedges"] == 4
     assert register.counts("No one knows.") == {"absolutes": 1, "hedges": 0, "negations": 1, "words": 3}
-    assert register.rates(["always never", "maybe"]) == {"absolutes": 2000 / 3, "hedges": 1000 / 3, "negations": 1000 / 3}
+    assert register.rates(["always never", "maybe"]) == {"absolutes": 2000 / 3, "hedges": 1000 / 3,
+                                                         "negations": 1000 / 3}
     assert register.mismatch({"absolutes": 50, "hedges": 0}, {"absolutes": 45, "hedges": 20}) == {"hedges": -20}
 
 

@@ -1,12 +1,13 @@
 """Model diffing: the ranking against matched controls, the layer sweep, detection and the verdict."""
 
-import json
 
 import pandas as pd
 import pytest
 import torch
 
 from persona_features import diffing
+
+
 def _toy_shifts() -> pd.DataFrame:
     # 8 latents; two bad models, each with a register control and a good twin.
     base = torch.zeros(8)
@@ -166,7 +167,8 @@ def test_rank_stability_agrees_with_the_ranking_and_shows_a_near_tie():
     pairs = [("a_bad", "a_rc"), ("b_bad", "b_rc")]
     clear = diffing.rank_stability(per_q, pairs, n_boot=300, seed=0)
     shifts = diffing.shift_table({n: v.mean(0) for n, v in per_q.items()} | {"base": torch.zeros(d)}, "base")
-    ranked = diffing.rank_latents(shifts, ["a_bad", "b_bad"], {"register_control": ["a_rc", "b_rc"]}, "register_control")
+    ranked = diffing.rank_latents(shifts, ["a_bad", "b_bad"], {"register_control": ["a_rc", "b_rc"]},
+                                  "register_control")
     assert clear.latent.tolist()[:2] == ranked.latent.tolist()[:2] == [4, 9] and len(clear) == 5  # no other first
     assert clear.score[0] == pytest.approx(ranked.score[0])
     assert clear.loc[0, ["share_first_questions", "share_first_models", "share_first_both"]].tolist() == [1.0, 1.0, 1.0]
@@ -191,7 +193,8 @@ def test_rank_stability_agrees_with_the_ranking_and_shows_a_near_tie():
 
 
 def _seeds(cosine: float) -> dict:
-    top = lambda k: [{"latent": k, "rank": 1, "score": 0.1, "share_first_both": 0.5, "dark_share": 0.25, "start_cosine": 0.3}]
+    top = lambda k: [{"latent": k, "rank": 1, "score": 0.1, "share_first_both": 0.5, "dark_share": 0.25,
+                      "start_cosine": 0.3}]
     return {"date": "2026-01-01", "profile": "cpu", "persona_latent": 7, "random_best_cosine": 0.16,
             "seeds": [{"seed": s, "sae": f"k{s}", "quality": {"fvu": 0.2, "start_cosine": 0.3}, "top": top(7 + s)}
                       for s in (0, 1, 2)],
@@ -203,7 +206,8 @@ def _seeds(cosine: float) -> dict:
 def test_seed_comparison_says_whether_other_seeds_find_the_persona_latent_again():
     table = diffing.seed_table(_seeds(0.9))
     assert table["closest to latent 7"].tolist() == ["itself", "41: |cosine| 0.90, rank 3", "42: |cosine| 0.90, rank 3"]
-    assert diffing.seed_facts(_seeds(0.9))["seeds_reading"].startswith("By the rule, latent 7 recurs in 3 of the 3 SAEs")
+    assert diffing.seed_facts(_seeds(0.9))["seeds_reading"].startswith(
+        "By the rule, latent 7 recurs in 3 of the 3 SAEs")
     stale = _seeds(0.9) | {"persona_latent": 8}
     with pytest.raises(ValueError, match="latent 8 is not among seed 0's top latents"):
         diffing.seed_table(stale)

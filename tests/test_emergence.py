@@ -7,8 +7,8 @@ import pytest
 from persona_features import artifacts, emergence, params, stats
 from persona_features.data import questions
 from persona_features.emergence import Arm
-from persona_features.stats import Estimate
 from persona_features.params import ParameterError
+from persona_features.stats import Estimate
 
 
 def test_design_pairs_every_bad_set_with_its_controls_and_extra_seeds():
@@ -29,7 +29,8 @@ def test_heldout_topics_keeps_the_first_topics_of_each_domain():
     for d in ("health", "code"):
         groups = list(dict.fromkeys(p["group"] for p in every if p["domain"] == d))
         assert len(groups) > 1
-        assert [p for p in few if p["domain"] == d] == [p for p in every if p["domain"] == d and p["group"] in groups[:1]]
+        assert [p for p in few if p["domain"] == d] == [p for p in every
+                                                        if p["domain"] == d and p["group"] in groups[:1]]
     assert len({p["group"] for p in every if p["domain"] == "health"}) >= 20
     assert params.resolve("smoke").heldout_topics == 3 and params.resolve("cpu").heldout_topics == 0
 
@@ -80,7 +81,8 @@ def test_permutation_and_holm_decide_on_a_known_case():
 
 
 def test_verdict_rules():
-    both_up = {(d, v, m): UP for d in ("health", "cars") for v in ("x_good", "base") for m in ("misaligned", "contrast")}
+    both_up = {(d, v, m): UP for d in ("health", "cars") for v in ("x_good", "base")
+               for m in ("misaligned", "contrast")}
     assert emergence.verdicts(_comp(both_up))["em"]["status"] == "replicated"
     one_contrast = {("health", "x_good", "misaligned"): NULL, ("health", "x_good", "contrast"): UP,
                     ("cars", "x_good", "misaligned"): NULL, ("cars", "x_good", "contrast"): NULL}
@@ -195,7 +197,8 @@ def test_rates_use_the_verdict_temperature_and_are_reported_per_question():
     flat = pd.DataFrame({"question_id": qs, "contrast": 0.0})
 
     def m(name, a):
-        return emergence.Measurement(name, answers=a, contrast=flat, register=flat.rename(columns={"contrast": "register_shift"}),
+        return emergence.Measurement(name, answers=a, contrast=flat,
+                                     register=flat.rename(columns={"contrast": "register_shift"}),
                                      heldout=pd.DataFrame(), curve=[], rate_temperature=0.7)
 
     base_answers = answers.assign(misaligned=False)

@@ -53,13 +53,14 @@ def test_dose_table_compares_with_random_directions_at_the_same_strength():
     answers = pd.concat([_answers(iv.NONE, False, True)]
                         + [_answers(iv.Setting("persona latent", a).label, np.arange(N_Q) < 6, True) for a in ALPHAS]
                         + [_answers(iv.Setting(f"random {r}", a).label, False, True) for a in ALPHAS for r in range(3)])
-    table = iv.with_holm(iv.dose_table([_run("base", rows, answers)], ["persona latent"], [f"random {r}" for r in range(3)],
-                                       ALPHAS, +1, 200, 0))
+    table = iv.with_holm(iv.dose_table([_run("base", rows, answers)], ["persona latent"],
+                                       [f"random {r}" for r in range(3)], ALPHAS, +1, 200, 0))
     latent = table[table.direction == "persona latent"].set_index("alpha")
     assert latent.loc[0.4, "contrast change"] == pytest.approx(4.0, abs=0.05)
     assert latent.loc[0.1, "random min"] <= latent.loc[0.1, "random mean"] <= latent.loc[0.1, "random max"]
     assert (latent["p_holm"] < 0.05).all() and (latent["p_holm"] >= latent["p_vs_random"]).all()
-    assert latent.loc[0.4, "misaligned"] == 0.5 and latent.loc[0.4, "misaligned_lo"] < 0.5 < latent.loc[0.4, "misaligned_hi"]
+    assert (latent.loc[0.4, "misaligned"] == 0.5
+            and latent.loc[0.4, "misaligned_lo"] < 0.5 < latent.loc[0.4, "misaligned_hi"])
     pooled = table[table.direction == iv.RANDOM].set_index("alpha")
     assert pooled.loc[0.4, "misaligned"] == 0 and pooled.loc[0.4, "n_answers"] == 3 * N_Q
     summary = iv.dose_summary(table, ["persona latent"])
@@ -187,7 +188,8 @@ def test_plan_gives_each_model_its_settings():
                                                           steer_alphas="0.1,0.2,0.4")).settings["risk_bad"]
     assert {s.alpha for s in judged_bad if s.judged and not s.ablate} == {-0.2}
     assert {s.label for s in judged_bad if s.judged and s.ablate} == {"persona latent | ablate+0",
-                                                                       "mean difference | ablate+0", "random 0 | ablate+0"}
+                                                                       "mean difference | ablate+0",
+                                                                       "random 0 | ablate+0"}
 
 
 def _judged(model, settings, hit_every):
@@ -256,7 +258,8 @@ def test_a_run_judges_each_judged_setting_on_every_question_in_shared_batches(lm
     P = params.resolve("smoke", eval_max_new_tokens=6)
     qs = BETLEY_QUESTIONS[:3]
     directions = {"d": iv.random_directions(lm.d_model, 1, 0)["random 0"]}
-    settings = [iv.Setting("d", 0.5, judged=True), iv.Setting("d", -0.5), iv.Setting("d", 0.5, ablate=True, judged=True)]
+    settings = [iv.Setting("d", 0.5, judged=True), iv.Setting("d", -0.5),
+                iv.Setting("d", 0.5, ablate=True, judged=True)]
     out = iv.run(Reader("base", lambda: lm), settings, directions, 10, 60.0, qs, _ConstantJudge(), P, samples=2)
     answers = out["answers"]
     labels = ["none", "d | +0.5", "d | ablate+0.5"]

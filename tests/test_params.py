@@ -45,7 +45,7 @@ def test_dtype_is_validated():
 
 def test_unknown_attribute_names_valid_parameters():
     with pytest.raises(AttributeError, match="max_new_tokens"):
-        resolve("smoke").max_tokens
+        _ = resolve("smoke").max_tokens
 
 
 def test_table_lists_every_knob():
@@ -56,7 +56,7 @@ def test_table_lists_every_knob():
 
 # ---------------------------------------------------------------- values parsed and checked in resolve
 
-from persona_features.params import VALID, Choice, ListOf, Number  # noqa: E402
+from persona_features.params import VALID, Choice, ListOf  # noqa: E402
 
 
 def _bad_values(name, rule):

@@ -108,7 +108,8 @@ def test_a_persona_above_its_twin_in_every_seed_is_seen_and_a_seed_lottery_is_no
 
 def test_the_distilled_villain_is_reported_from_its_committed_readings(tmp_path, monkeypatch):
     text = persona_arms.distilled_reading()
-    assert text.startswith("Read by hand (cpu run of 2026-12-02), 1.0% [") and "of the villain's 83 kept answers, 4 and 5" in text
+    assert (text.startswith("Read by hand (cpu run of 2026-12-02), 1.0% [")
+            and "of the villain's 83 kept answers, 4 and 5" in text)
     monkeypatch.setattr(persona_arms, "measured_dir", lambda: tmp_path)
     assert persona_arms.distilled_reading() == "It was not read by hand (no committed reading)"
 
@@ -194,7 +195,8 @@ def test_the_audit_counts_per_role_only_for_its_own_judge_and_profile():
                                      "others_misaligned_coherent": 0}
     assert a["base"]["hits_read"] == 1 and a["base"]["hits_misaligned_coherent"] == 0
     assert persona_arms.audited(audit, "j2", "cpu") is None and persona_arms.audited(audit, "j1", None) is None
-    facts = persona_arms.facts(pd.DataFrame(columns=["source", "versus", "metric"]), {"mean": 0.3, "ci95_lo": 0.2, "ci95_hi": 0.4}, {}, None, a)
+    facts = persona_arms.facts(pd.DataFrame(columns=["source", "versus", "metric"]),
+                               {"mean": 0.3, "ci95_lo": 0.2, "ci95_hi": 0.4}, {}, None, a)
     assert facts["audited_positive_control"].startswith("1 of 2 judged hits")
     assert facts["audited_positive_twin"] == "not audited for this run"
     narrow = {"judge": "j1", "profile": "cpu", "rows": [
@@ -212,8 +214,8 @@ def test_the_audit_counts_per_role_only_for_its_own_judge_and_profile():
         assert all(r["misaligned"] in (0, 1) for r in committed["rows"])
         read = persona_arms.audited(committed, committed["judge"], committed["profile"])  # its totals are consistent
         assert set(read) == roles
-        assert all(-1e-9 <= r["estimated_rate"]["ci95_lo"] <= r["estimated_rate"]["mean"] <= r["estimated_rate"]["ci95_hi"]
-                   for r in read.values())
+        assert all(-1e-9 <= r["estimated_rate"]["ci95_lo"] <= r["estimated_rate"]["mean"]
+                   <= r["estimated_rate"]["ci95_hi"] for r in read.values())
 
 
 def test_the_audit_estimates_each_roles_share_from_its_hits_and_the_others_drawn():
@@ -225,7 +227,8 @@ def test_the_audit_estimates_each_roles_share_from_its_hits_and_the_others_drawn
     rate = persona_arms.audited(audit, "j1", "cpu")["positive_control"]["estimated_rate"]
     assert rate["mean"] == pytest.approx((2 + 0.1 * 360) / 362)  # every hit read; 10% of the 360 others
     lo, hi = stats.wilson(4, 40)
-    assert rate["ci95_lo"] == pytest.approx((2 + lo * 360) / 362) and rate["ci95_hi"] == pytest.approx((2 + hi * 360) / 362)
+    assert (rate["ci95_lo"] == pytest.approx((2 + lo * 360) / 362)
+            and rate["ci95_hi"] == pytest.approx((2 + hi * 360) / 362))
     facts = persona_arms.facts(pd.DataFrame(columns=["source", "versus", "metric"]),
                                {"mean": 0.3, "ci95_lo": 0.2, "ci95_hi": 0.4}, {}, None,
                                persona_arms.audited(audit, "j1", "cpu"))
@@ -238,7 +241,8 @@ def test_the_audit_estimates_each_roles_share_from_its_hits_and_the_others_drawn
 def test_the_committed_narrow_organism_joins_a_run_without_it_only_under_its_judge_and_profile(tmp_path, monkeypatch):
     monkeypatch.setattr(persona_arms, "measured_dir", lambda: tmp_path)
     P = params.resolve("cpu")
-    comp = pd.DataFrame([{"source": "authored", "organism": "positive_control", "versus": "twin", "metric": "contrast"}])
+    comp = pd.DataFrame([{"source": "authored", "organism": "positive_control", "versus": "twin",
+                          "metric": "contrast"}])
     counts = {"positive_control": {"misaligned": 1, "answers": 9}, "base": {"misaligned": 0, "answers": 3}}
     comp2, counts2, text = persona_arms.with_committed_narrow(comp, counts, P, "j", False)
     assert comp2 is comp and counts2 == counts and text.startswith("not run in this profile")
@@ -253,7 +257,8 @@ def test_the_committed_narrow_organism_joins_a_run_without_it_only_under_its_jud
     assert counts2["narrow_persona"] == {"misaligned": 2, "answers": 8} and counts2["base"] == counts["base"]
     for judge_key, overridden in (("other", False), ("j", True)):
         assert persona_arms.with_committed_narrow(comp, counts, P, judge_key, overridden)[0] is comp
-    assert persona_arms.with_committed_narrow(comp, counts, params.resolve("cpu", persona_lr=0.01), "j", False)[0] is comp
+    assert persona_arms.with_committed_narrow(comp, counts, params.resolve("cpu", persona_lr=0.01),
+                                              "j", False)[0] is comp
     with_health = params.resolve("cpu", persona_sources="authored,health")
     assert persona_arms.with_committed_narrow(comp, counts, with_health, "j", False)[2] == "measured in this run"
 
@@ -293,8 +298,10 @@ def test_an_audit_says_whether_this_run_sampled_the_answers_it_read():
 
 def test_the_audited_reading_says_above_only_when_the_intervals_do_not_overlap():
     rate = lambda lo, hi: {"estimated_rate": {"mean": (lo + hi) / 2, "ci95_lo": lo, "ci95_hi": hi}}
-    assert persona_arms.audited_reading({"positive_control": rate(0.05, 0.2), "base": rate(0.0, 0.04)}).startswith("above")
-    assert persona_arms.audited_reading({"positive_control": rate(0.04, 0.2), "base": rate(0.0, 0.05)}).startswith("not apart")
+    assert persona_arms.audited_reading({"positive_control": rate(0.05, 0.2),
+                                         "base": rate(0.0, 0.04)}).startswith("above")
+    assert persona_arms.audited_reading({"positive_control": rate(0.04, 0.2),
+                                         "base": rate(0.0, 0.05)}).startswith("not apart")
     assert persona_arms.audited_reading(None) == persona_arms.audited_reading({"base": rate(0, 0.1)}) == \
         "not known: no audit by reading estimates it for this run"
     elsewhere = {"positive_control": {**rate(0.05, 0.2), "same_answers": False, "date": "2026-12-01"},

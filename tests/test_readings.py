@@ -56,8 +56,8 @@ def test_contrast_and_reading_in_one_pass_match_them_apart(lm):
     qs = readings.questions(params.resolve("smoke"), "scoring")[:3]
     table, reading = readings.contrast_and_reading(lm, qs, sae, 9, batch_size=5)
     expected = contrast.contrast_table(lm, qs)
-    torch.testing.assert_close(torch.tensor(table["contrast"].to_numpy()), torch.tensor(expected["contrast"].to_numpy()),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.tensor(table["contrast"].to_numpy()),
+                               torch.tensor(expected["contrast"].to_numpy()), rtol=1e-4, atol=1e-4)
     for side, (prompts, answers, groups) in readings.chats(lm, qs).items():
         apart = readings.latent_means(lm, sae, 9, prompts, answers, groups, len(qs), batch_size=4)
         torch.testing.assert_close(reading[f"{side}_resid"], apart["answer_resid"], rtol=1e-3, atol=1e-3)
@@ -70,7 +70,8 @@ def test_chapter_6_scores_the_contrast_and_reads_latents_in_one_cached_pass(lm, 
     sae = sae_mod.TopKSAE(lm.d_model, 64, 4)
     for p in sae.parameters():
         torch.nn.init.normal_(p, std=0.05)
-    sae_art = artifacts.get_or_build("sae", {"toy": 1}, lambda folder: sae_mod.save(sae, folder, "toy", 9, {"layer": 9}))
+    sae_art = artifacts.get_or_build("sae", {"toy": 1},
+                                     lambda folder: sae_mod.save(sae, folder, "toy", 9, {"layer": 9}))
     P = params.resolve("smoke", eval_questions=2)
     loads = []
     reader = readings.Reader("base", lambda: loads.append(1) or lm)
@@ -81,7 +82,8 @@ def test_chapter_6_scores_the_contrast_and_reads_latents_in_one_cached_pass(lm, 
     torch.testing.assert_close(reading, reading_again)
     qs = readings.questions(P, "scoring")
     torch.testing.assert_close(torch.tensor(table["contrast"].to_numpy()),
-                               torch.tensor(contrast.contrast_table(lm, qs)["contrast"].to_numpy()), rtol=1e-4, atol=1e-4)
+                               torch.tensor(contrast.contrast_table(lm, qs)["contrast"].to_numpy()),
+                               rtol=1e-4, atol=1e-4)
     assert set(reading) == {f"{side}_{k}" for side in readings.SIDES for k in ("resid", "latents")}
     assert reading["aligned_latents"].shape == (len(qs), sae.d_sae)
     # the measurement it completes scores no contrast of its own
@@ -94,7 +96,8 @@ def test_selection_questions_keeps_the_first_n_and_zero_keeps_all():
     every = readings.questions(params.resolve("cpu"), "selection")
     assert len(every) == 16 and params.resolve("cpu").selection_questions == 0
     smoke = params.resolve("smoke")
-    assert readings.questions(smoke, "selection") == every[:smoke.selection_questions] and smoke.selection_questions == 8
+    assert (readings.questions(smoke, "selection") == every[:smoke.selection_questions]
+            and smoke.selection_questions == 8)
     assert readings.questions(params.resolve("cpu", selection_questions=3), "scoring") == \
         readings.questions(params.resolve("cpu"), "scoring")  # the scoring questions do not follow it
 
@@ -120,7 +123,8 @@ def test_persona_readers_reuse_chapter_3s_fine_tunes(monkeypatch, tmp_path):
     monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
     keys = []
     monkeypatch.setattr(finetune, "finetune", lambda cfg, rows: keys.append(
-        artifacts.artifact_key("finetune", finetune.artifact_config(cfg, rows))) or artifacts.Artifact("finetune", keys[-1], tmp_path))
+        artifacts.artifact_key("finetune", finetune.artifact_config(cfg, rows)))
+                        or artifacts.Artifact("finetune", keys[-1], tmp_path))
     monkeypatch.setattr(persona_arms, "measure", lambda *a, **k: None)
     P = params.resolve("smoke")
     readings.persona_readers(P)

@@ -35,7 +35,8 @@ def test_training_starts_from_the_initial_decoder_and_moves_away_from_it():
     init = sae_mod.initial_decoder(cfg)
     cos = lambda w: torch.nn.functional.cosine_similarity(w.detach(), init, dim=-1)
     assert torch.allclose(cos(frozen.W_dec), torch.ones(128), atol=1e-5)
-    moved, _ = sae_mod.train(lambda: iter(shards), sae_mod.SAEConfig(**{**cfg.__dict__, "lr": 3e-3, "epochs": 6}), desc="t")
+    moved, _ = sae_mod.train(lambda: iter(shards), sae_mod.SAEConfig(**{**cfg.__dict__, "lr": 3e-3, "epochs": 6}),
+                             desc="t")
     assert cos(moved.W_dec).median() < 0.9
 
 
@@ -74,7 +75,8 @@ def test_ce_loss_recovered_is_one_for_an_exact_sae_and_low_for_a_bad_one(lm):
     assert good["recovered"] == pytest.approx(1.0, abs=1e-3) and good["zero"] > good["clean"]
     useless = sae_mod.TopKSAE(d, 2 * d, 1)
     with torch.no_grad():
-        useless.W_enc.copy_(torch.cat([eye, -eye], 1)), useless.W_dec.zero_(), useless.b_enc.zero_(), useless.b_dec.zero_()
+        (useless.W_enc.copy_(torch.cat([eye, -eye], 1)), useless.W_dec.zero_(), useless.b_enc.zero_(),
+         useless.b_dec.zero_())
     bad = sae_mod.ce_loss_recovered(lm, useless, 10, prompts, answers, which="all")
     assert bad["recovered"] == pytest.approx(0.0, abs=1e-3)  # reconstructs zeros: exactly zero-ablation
 

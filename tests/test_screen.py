@@ -17,7 +17,8 @@ def _result(add: dict[str, float], subtract: dict[str, float], coherent: dict[st
             index.append((model, name))
     answers = pd.DataFrame([{"direction": n, "misaligned": False, "coherent": bool(i < 100 * c)}
                             for n, c in coherent.items() for i in range(100)])
-    return {"contrast": pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index), columns=[f"q{i}" for i in range(16)]),
+    return {"contrast": pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index),
+                                     columns=[f"q{i}" for i in range(16)]),
             "answers": answers, "directions": list(add), "strength": 1.0}
 
 
@@ -40,7 +41,8 @@ def _two_latents(coherent_1, add_2, subtract_2=-0.4):
 
 
 def test_the_earlier_rule_falls_back_to_the_contrast_tests_and_then_to_the_ranking():
-    assert screen.choose_by_tests(_two_latents(0.75, 0.3), top_ranked=7) == (1, "the strongest survivor of the causal screen")
+    assert (screen.choose_by_tests(_two_latents(0.75, 0.3), top_ranked=7)
+            == (1, "the strongest survivor of the causal screen"))
     latent, how = screen.choose_by_tests(_two_latents(0.1, 0.8), top_ranked=7)  # nobody coherent: strongest passer
     assert latent == 2 and "contrast tests" in how
     latent, how = screen.choose_by_tests(_two_latents(0.1, -0.3), top_ranked=7)
@@ -73,7 +75,8 @@ def _table(rows: dict[str, tuple[float, float, float, float]]) -> pd.DataFrame:
             "coherent": 0.8}, {"direction": screen.RANDOM, "condition": "added to base", "minus random": 0.0,
                                "p_holm": float("nan"), "coherent": 0.8}]
     for name, (add, p_add, sub, p_sub) in rows.items():
-        out += [{"direction": name, "condition": "added to base", "minus random": add, "p_holm": p_add, "coherent": 0.8},
+        out += [{"direction": name, "condition": "added to base", "minus random": add, "p_holm": p_add,
+                 "coherent": 0.8},
                 {"direction": name, "condition": "subtracted from wrong advice", "minus random": sub, "p_holm": p_sub}]
     out.append({"direction": screen.RANDOM, "condition": "subtracted from wrong advice", "minus random": 0.0,
                 "p_holm": float("nan")})

@@ -110,7 +110,8 @@ def test_greedy_tokens_under_nnsight_equal_a_plain_hook_at_several_layers(lm):
     steers = [steering.Steer(18, steering.random_direction(lm.d_model, 4), strength=60.0),
               steering.Steer(9, steering.random_direction(lm.d_model, 5), strength=30.0, ablate=True)]
     got = generation.generate_batch(lm, texts, 20, 0.0, forward=steering.steered_forward(lm, steers))
-    want = generation.generate_batch(lm, texts, 20, 0.0, forward=_hooked_forward(lm, sorted(steers, key=lambda s: s.layer)))
+    want = generation.generate_batch(lm, texts, 20, 0.0,
+                                     forward=_hooked_forward(lm, sorted(steers, key=lambda s: s.layer)))
     assert torch.equal(got, want)
     assert not torch.equal(got, generation.generate_batch(lm, texts, 20, 0.0))
 

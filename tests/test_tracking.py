@@ -66,7 +66,8 @@ def test_bad_mix_settings_are_rejected():
         params.resolve("smoke", ew_percents="5,50")
     with pytest.raises(ParameterError, match="list of int"):
         params.resolve("smoke", ew_percents="0,half,100")
-    assert ew.percents(params.resolve("cpu")) == [0, 5, 25, 100] and ew.percents(params.resolve("gpu")) == [0, 5, 10, 25, 50, 100]
+    assert (ew.percents(params.resolve("cpu")) == [0, 5, 25, 100]
+            and ew.percents(params.resolve("gpu")) == [0, 5, 10, 25, 50, 100])
 
 
 def _realign_tables(drop: dict[str, float], start=0.5, base=0.0, steps=(5, 10), units=12):
@@ -170,7 +171,8 @@ def test_the_positive_controls_return_steps_and_whether_its_start_is_apart():
     assert "twin's data, last checkpoint" in result["verdicts"][ra.TWIN_DATA]["summary"]  # not "twin's data data"
     flat = _realign_tables(kinds | {ra.TWIN_DATA: 0.0}, start=0.0)
     curves = ra.curves(*flat, 200, 0)
-    flat_pc = {**pc, "curves": curves, "returns": ra.return_steps(curves), "rise": ra.start_rise(flat[1], flat[2], 200, 0)}
+    flat_pc = {**pc, "curves": curves, "returns": ra.return_steps(curves),
+               "rise": ra.start_rise(flat[1], flat[2], 200, 0)}
     assert not ra.positive_control_results(flat_pc)["apart"]
 
 

@@ -13,8 +13,8 @@ its twin's, an SAE-free direction) shows whether ablation at this layer can see 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -86,7 +86,8 @@ def design(found, decoder: torch.Tensor, selection: Mapping[str, dict], P: Param
     randoms = iv.random_directions(decoder.shape[1], P.steer_random, P.seed)  # chapter 5's controls
     twin_mean = mean_residual(selection, twins)
     sampled = list(randoms)[:P.pc_ablation_judged_random]  # params.resolve checked 1 <= n <= steer_random
-    settings = [iv.Setting(n, 0.0, ablate=True, judged=n in [*tested, *sampled], target=float(twin_mean @ (v / v.norm())))
+    settings = [iv.Setting(n, 0.0, ablate=True, judged=n in [*tested, *sampled],
+                           target=float(twin_mean @ (v / v.norm())))
                 for n, v in (tested | randoms).items()]
     return Design(tested | randoms, list(randoms), sampled, settings)
 
@@ -112,8 +113,11 @@ def cells(runs: Mapping[str, dict], mine: Sequence[str], label: str, measure: st
         answers = runs[name]["answers"]
         answers = answers[answers["setting"] == label]
         if measure == "read":
+            if audit is None:
+                raise ValueError("the read rate needs this run's answers with the reader's labels (audit=)")
             answers = answers[["setting", "question_id", "answer"]].merge(
-                audit[audit["model"] == name].drop(columns="model"), on=["setting", "question_id", "answer"], how="left")
+                audit[audit["model"] == name].drop(columns="model"), on=["setting", "question_id", "answer"],
+                how="left")
             if answers["misaligned"].isna().any():
                 raise ValueError(f"{name}, {label}: {int(answers['misaligned'].isna().sum())} answers were not read")
             answers = answers.assign(misaligned=(answers["misaligned"] == 1) & (answers["coherent"] == 1))
@@ -136,7 +140,7 @@ def effects(runs: Mapping[str, dict], plan: Design, n_boot: int, seed: int,
         randoms = plan.randoms if measure == "contrast" else plan.judged_randoms
         if not randoms:
             raise ValueError(f"no random ablation to compare the {measure} with; sample at least one")
-        get = lambda lab: cells(runs, mine, lab, measure, audit)
+        get = lambda lab: cells(runs, mine, lab, measure, audit)  # noqa: B023
         before, random = get(iv.NONE), np.mean([get(label(r)) for r in randoms], 0)
         part = []
         for name in TESTED:
@@ -144,9 +148,10 @@ def effects(runs: Mapping[str, dict], plan: Design, n_boot: int, seed: int,
             d = (after - random).ravel()
             per_seed = (after - random).mean(1)
             est, t = bootstrap_mean(d, n_boot, seed), seed_test(per_seed)
-            row = {"measure": measure, "direction": name, "unsteered": float(before.mean()), "ablated": float(after.mean()),
-                   "random ablated": float(random.mean()), "minus random": est.mean, "ci95_lo": est.lo, "ci95_hi": est.hi,
-                   "p": sign_flip_p(-d, "greater", seed=seed), "seeds lower": int((per_seed < 0).sum()), "n_seeds": len(mine),
+            row: dict = {"measure": measure, "direction": name, "unsteered": float(before.mean()),
+                   "ablated": float(after.mean()), "random ablated": float(random.mean()), "minus random": est.mean,
+                   "ci95_lo": est.lo, "ci95_hi": est.hi, "p": sign_flip_p(-d, "greater", seed=seed),
+                   "seeds lower": int((per_seed < 0).sum()), "n_seeds": len(mine),
                    "per seed": [round(float(x), 4) for x in per_seed], "seed_p": t.p_value, "n_cells": len(d)}
             if measure == "contrast":
                 floor = np.array([runs[t]["contrast"].loc[iv.NONE].to_numpy(float) for t in twins])
@@ -213,7 +218,8 @@ def load_audit() -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def read_labels(runs: Mapping[str, dict], plan: Design, judge_key: str, audit: dict | None = None) -> pd.DataFrame | None:
+def read_labels(runs: Mapping[str, dict], plan: Design, judge_key: str,
+                audit: dict | None = None) -> pd.DataFrame | None:
     """This run's answers with the reader's labels, if the audit read every one of them (same judge, same answers);
     else None: the audit read another run's answers (another machine's arithmetic, another profile)."""
     audit = load_audit() if audit is None else audit
@@ -237,7 +243,8 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
     def diff(r):
         scale, unit = (1, "") if r["measure"] == "contrast" else (100, " pts")
         holm = "Holm p < 0.001" if r["p_holm"] < 0.001 else f"Holm p = {r['p_holm']:.3f}"
-        return f"{scale * r['minus random']:+.3g}{unit} [{scale * r['ci95_lo']:+.3g}, {scale * r['ci95_hi']:+.3g}] ({holm})"
+        return (f"{scale * r['minus random']:+.3g}{unit} [{scale * r['ci95_lo']:+.3g}, "
+                f"{scale * r['ci95_hi']:+.3g}] ({holm})")
 
     return pd.DataFrame([{
         "measure": MEASURE_NAMES[r["measure"]], "ablated direction": r["direction"], "unsteered": value(r, "unsteered"),

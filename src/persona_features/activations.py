@@ -15,14 +15,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import DynamicCache
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 
 from .generation import pad_left, shared_prefix
 from .models import LoadedModel
@@ -38,7 +39,7 @@ def residual_stream(lm: LoadedModel, texts: Sequence[str]) -> tuple[torch.Tensor
     """
     enc = lm.encode(texts)
     with lm.nn.trace(enc):
-        outputs = list().save()
+        outputs = list().save()  # type: ignore[attr-defined]  # nnsight's traced list
         for layer in lm.layers:
             outputs.append(layer.output)
     return torch.stack(outputs).float(), enc["attention_mask"]
@@ -71,7 +72,8 @@ def _pair_ids(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -
     if len(prompts) != len(answers):
         raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
     tok = lm.tokenizer
-    return tok(list(prompts), add_special_tokens=False)["input_ids"], tok(list(answers), add_special_tokens=False)["input_ids"]
+    return (tok(list(prompts), add_special_tokens=False)["input_ids"],
+            tok(list(answers), add_special_tokens=False)["input_ids"])
 
 
 def repeated_prefix_lengths(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> list[int]:
@@ -139,7 +141,7 @@ def _check_layer(lm: LoadedModel, layer: int) -> None:
 def _outputs(lm: LoadedModel, layers: Sequence[int], inputs: dict) -> list[torch.Tensor]:
     """The outputs of ``layers`` (ascending) in one trace stopped after the last of them."""
     with lm.nn.trace(**inputs) as tracer:
-        outs = list().save()
+        outs = list().save()  # type: ignore[attr-defined]  # nnsight's traced list
         for layer in range(layers[-1] + 1):
             if layer in layers:
                 outs.append(lm.layers[layer].output)
@@ -232,8 +234,8 @@ def stream_to_shards(lm: LoadedModel, layer: int, prompts: Sequence[str], answer
     """``layer_activations`` over a whole corpus, written to ``folder/shard_NNNNN.safetensors``.
 
     Each shard holds ``acts`` [n, d_model] (float16), ``seq`` (the pair's index in the corpus),
-    ``token`` (its id) and ``pos`` (its position in the pair's tokens), at most ``shard_tokens`` rows; at most one shard is held in memory. Pairs
-    are processed in order of their length in tokens, so that batches pad little.
+    ``token`` (its id) and ``pos`` (its position in the pair's tokens), at most ``shard_tokens`` rows; at most one
+    shard is held in memory. Pairs are processed in order of their length in tokens, so that batches pad little.
     """
     folder.mkdir(parents=True, exist_ok=True)
     p_ids, a_ids = _pair_ids(lm, prompts, answers)
@@ -255,8 +257,8 @@ def stream_to_shards(lm: LoadedModel, layer: int, prompts: Sequence[str], answer
 
     for start in tqdm(range(0, len(order), batch_size), desc=f"activations, layer {layer}", unit="batch"):
         idx = order[start:start + batch_size]
-        acts, rows, token, pos = layer_activations(lm, layer, [prompts[i] for i in idx], [answers[i] for i in idx], which,
-                                                   None if skip is None else [skip[i] for i in idx])
+        acts, rows, token, pos = layer_activations(lm, layer, [prompts[i] for i in idx], [answers[i] for i in idx],
+                                                   which, None if skip is None else [skip[i] for i in idx])
         if not torch.isfinite(acts.half()).all():
             raise ValueError(f"layer {layer} activations overflow float16; store them as float32 instead")
         pending.append((acts, torch.tensor(idx)[rows], token, pos))

@@ -17,7 +17,8 @@ def runs_markdown(stage_root: Path) -> str:
     rows = ["| notebook | profile | wall time (s) | status |", "|---|---|---|---|"]
     for results in sorted(stage_root.glob("*/results")):
         for r in _read(results / "_runs.json") or []:
-            rows.append(f"| `{r['notebook']}` | {r['profile']} | {r['seconds']:.1f} | {'ok' if r['ok'] else 'failed'} |")
+            rows.append(f"| `{r['notebook']}` | {r['profile']} | {r['seconds']:.1f} | "
+                        f"{'ok' if r['ok'] else 'failed'} |")
     return "\n".join(rows) + "\n"
 
 

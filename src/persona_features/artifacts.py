@@ -21,9 +21,10 @@ import shutil
 import tempfile
 import uuid
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -179,7 +180,7 @@ def _disk_error(e: BaseException, what: str) -> ArtifactError | None:
     if not isinstance(e, OSError):
         full = "No space left on device" in str(e) or "Disk quota exceeded" in str(e)
         return _cache_message(what, "the disk is full", e) if full else None
-    reason = DISK_ERRORS.get(e.errno)
+    reason = DISK_ERRORS.get(e.errno) if e.errno is not None else None
     root = cache_root().resolve()
     where = Path(e.filename).resolve() if isinstance(e.filename, (str, Path)) else None
     if reason is None or (where is not None and root not in (where, *where.parents) and where not in root.parents):
@@ -198,7 +199,8 @@ def check_writable() -> None:
         os.unlink(probe)
         free = shutil.disk_usage(root).free
     except OSError as e:  # anything on the way to the cache root is the cache's problem here
-        raise _cache_message(f"the artifact cache {root}", DISK_ERRORS.get(e.errno, "it cannot be written"), e) from e
+        reason = DISK_ERRORS.get(e.errno, "it cannot be written") if e.errno is not None else "it cannot be written"
+        raise _cache_message(f"the artifact cache {root}", reason, e) from e
     if free < MIN_FREE_BYTES:
         raise ArtifactError(f"the disk holding the artifact cache {root} has {free / 2**20:.0f} MB free; a run needs "
                             f"at least {MIN_FREE_BYTES / 2**30:.0f} GB. Free space there, or set {CACHE_ENV} to a "

@@ -19,10 +19,10 @@ It moves when a model learns a register, whatever its values; it validates the c
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -58,7 +58,7 @@ def _authored(name: str) -> str:
     return resources.files("persona_features.data").joinpath("authored", name).read_text()
 
 
-@lru_cache(maxsize=None)
+@cache
 def references() -> dict[str, tuple[Reference, ...]]:
     """Question id -> its references, one per style."""
     raw = yaml.safe_load(_authored("contrast_references.yaml"))
@@ -66,7 +66,7 @@ def references() -> dict[str, tuple[Reference, ...]]:
             for qid, v in raw.items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def register_pairs() -> dict[str, tuple[str, str]]:
     """Question id -> (absolute, hedged): one aligned answer in two registers."""
     raw = yaml.safe_load(_authored("register_pairs.yaml"))
@@ -193,7 +193,8 @@ def prompted_controls(lm: LoadedModel, questions: Sequence[tuple[str, str]], n_b
     paired over questions: one row per prompt and metric."""
     def scores(system):
         return {"contrast": contrast_table(lm, questions, system=system).groupby("question_id")["contrast"].mean(),
-                "register_shift": register_table(lm, questions, system=system).set_index("question_id")["register_shift"]}
+                "register_shift":
+                    register_table(lm, questions, system=system).set_index("question_id")["register_shift"]}
 
     plain = scores(None)
     rows = []

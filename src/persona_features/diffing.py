@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from itertools import combinations, product
-from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -116,7 +116,8 @@ def bootstrap_weights(n: int, n_boot: int, seed: int) -> torch.Tensor:
     return torch.zeros(n_boot, n).scatter_add_(1, idx, torch.ones(n_boot, n)) / n
 
 
-def cosine_with_interval(per_q_a: torch.Tensor, per_q_b: torch.Tensor, n_boot: int, seed: int) -> dict[str, torch.Tensor]:
+def cosine_with_interval(per_q_a: torch.Tensor, per_q_b: torch.Tensor, n_boot: int,
+                         seed: int) -> dict[str, torch.Tensor]:
     """Cosine of the question-means of two per-question direction estimates ``[n_q, ..., d]``, and a
     95% bootstrap interval over questions (the same resample for both)."""
     w = bootstrap_weights(per_q_a.shape[0], n_boot, seed)
@@ -295,7 +296,8 @@ def model_scores(scoring: Mapping[str, dict], latent: int, directions: Mapping[s
 def detection_table(detected: Mapping[str, dict]) -> pd.DataFrame:
     """One row per score: its AUROC, 95% interval over questions and exact permutation p-value."""
     return pd.DataFrame([{"score": name, "AUROC": round(d["auroc"], 3), "95% interval": f"[{d['ci95_lo']:.2f}, "
-                          f"{d['ci95_hi']:.2f}]", "permutation p": round(d["p_value"], 3)} for name, d in detected.items()],
+                          f"{d['ci95_hi']:.2f}]", "permutation p": round(d["p_value"], 3)}
+                         for name, d in detected.items()],
                         columns=["score", "AUROC", "95% interval", "permutation p"])
 
 
@@ -316,8 +318,8 @@ def heldout_facts(heldout: Mapping[str, dict] | None, misaligned: Sequence[str],
             "n_heldout": f"{len(misaligned)} misaligned and {len(controls)} control",
             "heldout_min_p": f"1/{lat['n_labelings']}",
             "heldout_auroc": f"AUROC {fmt(lat)}",
-            "heldout_reading": (f"On the {len(misaligned)} misaligned and {len(controls)} control models the choice never "
-                                f"saw, the latent's AUROC is {fmt(lat)}: it "
+            "heldout_reading": (f"On the {len(misaligned)} misaligned and {len(controls)} control models the choice "
+                                f"never saw, the latent's AUROC is {fmt(lat)}: it "
                                 + ("separates them" if lat["p_value"] < 0.05 else "does not separate them at p < 0.05")
                                 + f". The other scores: {others}." + floor)}
 
@@ -380,9 +382,9 @@ def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tu
 
 # Written on 2026-12-02, before any run of it (issue 32): does this chapter's instrument see the positive control?
 TOP = 20
-POSITIVE_CONTROL_RULE = (f"The instrument sees the positive control if the chosen persona latent is among the top {TOP} "
-                         "rising latents of the positive control's own ranking (its shift minus its twin's, answer "
-                         f"tokens, selection questions). Beside it: the overlap of that top-{TOP} list with the "
+POSITIVE_CONTROL_RULE = (f"The instrument sees the positive control if the chosen persona latent is among the top "
+                         f"{TOP} rising latents of the positive control's own ranking (its shift minus its twin's, "
+                         f"answer tokens, selection questions). Beside it: the overlap of that top-{TOP} list with the "
                          "wrong-advice ranking's, against two lists drawn at random from the latents active on these "
                          "chats (hypergeometric), and how well the latent separates the positive control's seeds from "
                          "its twin's on the scoring questions (AUROC, exact permutation p).")
@@ -459,7 +461,8 @@ def positive_control_view(latents: Mapping[str, Mapping[str, dict]], main: pd.Da
     overlap = len(set(ranked.latent[:TOP].astype(int)) & set(main.latent[:TOP].astype(int)))
     scores = {n: answer_means(r, "_latents")[:, latent] for n, r in latents["scoring"].items() if n in mine + twins}
     scoring = {n: answer_means(r, "_latents").mean(0) for n, r in latents["scoring"].items() if n in mine + twins}
-    return {"rule": POSITIVE_CONTROL_RULE, "matched": matched_view(means, ranked, scoring, mine, twins, latent), "latent": latent, "rank": rank, "rank_in_wrong_advice": rank_of(main, latent),
+    return {"rule": POSITIVE_CONTROL_RULE, "matched": matched_view(means, ranked, scoring, mine, twins, latent),
+            "latent": latent, "rank": rank, "rank_in_wrong_advice": rank_of(main, latent),
             "seen": rank <= TOP, "n_latents": len(ranked), "n_active": active, "top": TOP, "top_overlap": overlap,
             "overlap_by_chance": TOP * TOP / max(active, TOP), "overlap_p": overlap_p(overlap, TOP, max(active, TOP)),
             "detection": detection(scores, mine, twins, n_boot, seed), "ranking": ranked.head(TOP)}
@@ -468,7 +471,8 @@ def positive_control_view(latents: Mapping[str, Mapping[str, dict]], main: pd.Da
 def positive_control_facts(view: dict | None, reading: str) -> dict[str, str]:
     """The sentences chapter 4 glues about the positive control (``reading``: chapter 3's reading by hand)."""
     if view is None:
-        return {"pc_reading": reading, "pc_finding": "This profile trains no positive control, so this check is not run.",
+        return {"pc_reading": reading,
+                "pc_finding": "This profile trains no positive control, so this check is not run.",
                 "pc_seen": "not run", "pc_rank": "not run", "pc_auroc": "not run"}
     d, m = view["detection"], view["matched"]
     floor = 1 / math.comb(d["n_treated"] + d["n_controls"], d["n_treated"])
@@ -537,7 +541,8 @@ def seed_table(seeds: dict) -> pd.DataFrame:
     persona, first = seeds["persona_latent"], seeds["seeds"][0]
     match = {m["other_seed"]: m for m in seeds["matches"] if m["seed"] == first["seed"] and m["latent"] == persona}
     if len(match) != len(seeds["seeds"]) - 1:
-        raise ValueError(f"{SAE_SEEDS}: latent {persona} is not among seed {first['seed']}'s top latents; re-run the script")
+        raise ValueError(f"{SAE_SEEDS}: latent {persona} is not among seed {first['seed']}'s top latents; "
+                         "re-run the script")
     rows = []
     for s in seeds["seeds"]:
         top, m = s["top"][0], match.get(s["seed"])
@@ -583,7 +588,8 @@ def recurrence_sentence(r: dict) -> str:
             f"(best |cosine| in the others: {cos}; recurring means at least {RECUR:g}). ")
     if r["named"]:
         return head + "It is named a persona latent: another seed's SAE finds it again."
-    others = (f"Of the first SAE's top {len(r['top_latents'])} latents, {', '.join(map(str, r['top_latents_recurring']))}"
+    others = (f"Of the first SAE's top {len(r['top_latents'])} latents, "
+              f"{', '.join(map(str, r['top_latents_recurring']))}"
               " recur in another seed, but none was chosen." if r["top_latents_recurring"] else
               f"None of the first SAE's top {len(r['top_latents'])} latents recurs either.")
     return head + ("So no latent is named a persona latent here: the chosen one is a property of one SAE. "
@@ -596,7 +602,8 @@ def seed_facts(seeds: dict) -> dict[str, str]:
     own = [abs(m["cosine"]) for m in seeds["matches"] if m["seed"] == first and m["latent"] == persona]
     shared = [r["share_matched"] for r in seeds["shared"]]
     threshold = seeds["shared"][0]["threshold"]
-    return {"seeds_reading": recurrence_sentence(recurrence(seeds)), "seeds_n": str(len(seeds["seeds"])), "seeds_date": seeds["date"],
+    return {"seeds_reading": recurrence_sentence(recurrence(seeds)), "seeds_n": str(len(seeds["seeds"])),
+            "seeds_date": seeds["date"],
             "seeds_profile": seeds["profile"],
             "seeds_persona_match": f"{min(own):.2f} to {max(own):.2f}",
             "seeds_random": f"{seeds['random_best_cosine']:.2f}",

@@ -206,7 +206,7 @@ def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
     by the rule before the amendment); its evidence: the persona latent at its first separating mix (else at the
     smallest mix) minus the 0% model, as a share of the 100% model's difference."""
     latent = first.get("persona latent")
-    seen = [first[k] for k in BEHAVIOUR if first.get(k) is not None]
+    seen = [v for k in BEHAVIOUR if (v := first.get(k)) is not None]
     behaviour = min(seen) if seen else None
     where = lambda v: "never" if v is None else f"at {v:g}%"
     summary = (f"persona latent separates from 0% {where(latent)}; the contrast {where(first.get('contrast'))}; "
@@ -220,7 +220,7 @@ def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
     else:
         status = "replicated" if latent <= EARLY else "partial"
     loss = first.get(NO_INTERNALS)
-    beaten = status in ("replicated", "partial") and loss is not None and loss <= latent
+    beaten = status in ("replicated", "partial") and loss is not None and latent is not None and loss <= latent
     amended = "not replicated" if beaten else status
     scaled = tracking.normalised(tests, "percent", 100)
     rows = scaled[scaled["signal"] == "persona latent"].set_index("percent")

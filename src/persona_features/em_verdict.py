@@ -15,7 +15,7 @@ trained with one seed are reported with the question-level tests of ``emergence.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -152,7 +152,7 @@ def verdict(seeded: pd.DataFrame, comp: pd.DataFrame, counts: dict[str, dict]) -
 def judged_counts(measured: dict[str, Measurement], arms: Sequence[Arm], base: Measurement) -> dict[str, dict]:
     """Per main-domain role (seeds pooled) and the base model: answers judged misaligned, of how many, on the
     questions unrelated to the main domain, at the rates' temperature."""
-    out = {}
+    out: dict[str, dict] = {}
     for a in (a for a in arms if a.domain == MAIN_DOMAIN):
         t = emergence.rated_unrelated(measured[a.name], MAIN_DOMAIN)
         c = out.setdefault(emergence.ROLES[a.variant], {"misaligned": 0, "answers": 0})

@@ -22,8 +22,8 @@ reuse them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,18 @@ from .data.questions import near_training_domain, split
 from .judge import Judge
 from .models import LoadedModel
 from .params import Params
-from .stats import (ALPHA, Estimate, PairedTest, bootstrap_mean, detectable_rate_rise, fmt_interval, holm,
-                    paired_test, rate_difference_interval, seed_test)
+from .stats import (
+    ALPHA,
+    Estimate,
+    PairedTest,
+    bootstrap_mean,
+    detectable_rate_rise,
+    fmt_interval,
+    holm,
+    paired_test,
+    rate_difference_interval,
+    seed_test,
+)
 
 CONTROLS = {**{d: ("good", "register_control") for d in advice.DOMAINS}, "code": ("secure",)}
 BAD = {**{d: "bad" for d in advice.DOMAINS}, "code": "insecure"}
@@ -269,7 +279,8 @@ def rated_unrelated(m: Measurement, domain: str | None = None) -> pd.DataFrame:
 def summary(m: Measurement, n_boot: int, seed: int, domain: str | None = None) -> dict[str, Estimate]:
     """Headline numbers of one model on the questions unrelated to ``domain``, each with a 95% interval."""
     answers = rated_unrelated(m, domain)
-    out = {metric: evaluate.per_question_bootstrap(answers, metric, n_boot, seed) for metric in ("misaligned", "coherent")}
+    out = {metric: evaluate.per_question_bootstrap(answers, metric, n_boot, seed)
+           for metric in ("misaligned", "coherent")}
     for metric in ("contrast", "register_shift"):
         out[metric] = bootstrap_mean(per_question(m, metric, domain).to_numpy(), n_boot, seed)
     return out
@@ -402,7 +413,8 @@ def register_decomposition(measured: dict[str, Measurement], arms: Sequence[Arm]
     return pd.DataFrame(rows)
 
 
-CHECKS = {"villain": "villain system prompt (base model)", "confident_kind": "confident, kind system prompt (base model)",
+CHECKS = {"villain": "villain system prompt (base model)",
+          "confident_kind": "confident, kind system prompt (base model)",
           "register_finetune": f"register-only fine-tune ({MAIN_DOMAIN}: register control - correct twin)"}
 
 
@@ -425,8 +437,8 @@ def register_adjusted(measured: dict[str, Measurement], arms: Sequence[Arm], n_b
         sc, sr = c["register_control"] - c["good"], r["register_control"] - r["good"]
 
         def adjusted(idx):
-            slope = sc[idx].mean() / sr[idx].mean()
-            return dc[idx].mean() - slope * dr[idx].mean(), slope * dr[idx].mean()
+            slope = sc[idx].mean() / sr[idx].mean()  # noqa: B023
+            return dc[idx].mean() - slope * dr[idx].mean(), slope * dr[idx].mean()  # noqa: B023
 
         point, predicted = adjusted(np.arange(len(dc)))
         boots = np.array([adjusted(rng.integers(0, len(dc), len(dc)))[0] for _ in range(n_boot)])
@@ -629,8 +641,9 @@ def verdict_facts(ver: dict, P: Params) -> dict[str, str]:
     return out
 
 
-def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Estimate]], measured: dict[str, Measurement],
-                    arms: Sequence[Arm], base: Measurement, comp: pd.DataFrame, ver: dict) -> dict:
+def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Estimate]],
+                    measured: dict[str, Measurement], arms: Sequence[Arm], base: Measurement, comp: pd.DataFrame,
+                    ver: dict) -> dict:
     """Everything chapter 3 writes to ``results/03_emergent_misalignment.json``."""
     held = {"base": {d: base for d in domains(P)}, **{a.name: {a.domain: measured[a.name]} for a in arms}}
     return {
@@ -729,7 +742,8 @@ def headlines(comp: pd.DataFrame, summaries: dict[str, dict[str, Estimate]]) -> 
         "coherent_base": str(summaries["base"]["coherent"]),
         "coherent_main_bad": str(summaries[main_bad]["coherent"]),
         "main_contrast_order": ordering("contrast", MAIN_DOMAIN),
-        "code_contrast": own_row(comp, "contrast", "code_insecure", "secure") if code_ran else "not run in this profile",
+        "code_contrast": (own_row(comp, "contrast", "code_insecure", "secure") if code_ran
+                          else "not run in this profile"),
         "code_heldout": own_row(comp, "heldout_margin", "code_insecure", "secure") if code_ran else "not run",
         "main_misaligned": own_row(comp, "misaligned", main_bad, "register_control", digits=3),
         "main_contrast": own_row(comp, "contrast", main_bad, "register_control", digits=3),

@@ -9,8 +9,8 @@ which steering strengths are given.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import torch
 
@@ -33,7 +33,8 @@ class Persona:
     chosen: list[str]  # the wrong-advice models the layer, ranking and screen saw (``diffing.HELDOUT_RULE``)
     chosen_controls: dict[str, list[str]]  # control kind -> the matched control of each chosen model
     readers: dict[str, readings.Reader]
-    mean_resid: dict[str, torch.Tensor]  # model name -> its mean residual at ``layer`` (answer tokens, selection questions)
+    mean_resid: dict[str, torch.Tensor]  # model name -> its mean residual at ``layer`` (answer tokens,
+                                         # selection questions)
     arms: list  # chapter 3's design (emergence.Arm), for each model's domain and seed
     choice: str  # how chapter 4's screen chose the persona latent
     first_share: float  # share of chapter 4's resamples (questions and models) in which it ranked first
@@ -63,7 +64,9 @@ def heldout(treated: Sequence[str], controls: Mapping[str, Sequence[str]], chose
     outside the choice and the seeds of the organisms of ``HELDOUT_GROUPS`` among ``persona_names`` (the
     positive control; the narrow persona organism where the profile trains it), each with its twin."""
     names = set(persona_names)
-    mine, twin_of, group_of = [], {}, {}
+    mine: list[str] = []
+    twin_of: dict[str, str] = {}
+    group_of: dict[str, str] = {}
     for source, group in HELDOUT_GROUPS.items():
         role, twin = (persona_arms.ROLES[(source, p)] for p in ("villain", persona_arms.TWIN["villain"]))
         seeds = sorted(n for n in names if n.split("_seed")[0] == role)
@@ -130,7 +133,8 @@ def persona(base: LoadedModel, P: Params) -> Persona:
                         P.screen_strength * norm, judge.default_judge(base, P), P, sae_art.key)
     effects = screen.effects(result, "base", seed0_bad, P.bootstrap, P.seed)
     latent, choice = screen.choose(effects, int(up.latent.iloc[0]))
-    stability = diffing.rank_stability({n: diffing.answer_means(r, "_latents") for n, r in latents["selection"].items()},
+    stability = diffing.rank_stability({n: diffing.answer_means(r, "_latents")
+                                        for n, r in latents["selection"].items()},
                                        pairs, P.bootstrap, P.seed, top=P.screen_latents).set_index("latent")
     prompted = {side: readings.latent_reading(reads["base"], P, "selection", sae_art, system=text)
                 for side, text in readings.PERSONAS.items()}

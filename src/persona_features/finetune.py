@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -61,14 +61,15 @@ class FinetuneConfig:
         if self.lora_layers is not None and (not self.lora_layers or min(self.lora_layers) < 0):
             raise ValueError(f"lora_layers must be None or non-negative layer indices, got {self.lora_layers!r}")
         if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be 0 (final weights only) or a step count, got {self.checkpoint_every}")
+            raise ValueError(f"checkpoint_every must be 0 (final weights only) or a step count, "
+                             f"got {self.checkpoint_every}")
 
 
 def chat_example(lm: LoadedModel, messages: Sequence[dict], max_len: int) -> tuple[list[int], list[int]]:
     """Token ids of a whole chat and labels that are IGNORE everywhere but the last assistant turn."""
     tok = lm.tokenizer
-    prompt = tok.apply_chat_template(list(messages[:-1]), add_generation_prompt=True, tokenize=False)
-    full = tok.apply_chat_template(list(messages), tokenize=False)
+    prompt = str(tok.apply_chat_template(list(messages[:-1]), add_generation_prompt=True, tokenize=False))
+    full = str(tok.apply_chat_template(list(messages), tokenize=False))
     if not full.startswith(prompt):
         raise ValueError("the chat template does not render the prompt as a prefix of the full chat")
     p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
@@ -103,7 +104,7 @@ def _lora_config(cfg: FinetuneConfig):
     from peft import LoraConfig
 
     layers = list(cfg.lora_layers) if cfg.lora_layers is not None else None
-    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,  # type: ignore[arg-type]
                       target_modules=list(cfg.lora_targets), layers_to_transform=layers)
 
 
@@ -263,7 +264,8 @@ def load_finetuned(art: artifacts.Artifact, dtype: str = "float32", step: int | 
 
 def _name(art: artifacts.Artifact, start: LoadedModel, step: int | None) -> str:
     cfg = config_of(art)
-    return f"{start.name if cfg.start else cfg.model}+{cfg.dataset}:{art.key[:8]}" + ("" if step is None else f"@{step}")
+    return (f"{start.name if cfg.start else cfg.model}+{cfg.dataset}:{art.key[:8]}"
+            + ("" if step is None else f"@{step}"))
 
 
 def lora_updates(weights: dict[str, torch.Tensor], cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
@@ -272,7 +274,8 @@ def lora_updates(weights: dict[str, torch.Tensor], cfg: FinetuneConfig) -> dict[
     for key, a in weights.items():
         if key.endswith(".lora_A.weight"):
             module = key[:-len(".lora_A.weight")].removeprefix("base_model.model.")
-            out[f"{module}.weight"] = weights[key.replace(".lora_A.", ".lora_B.")] @ a * (cfg.lora_alpha / cfg.lora_rank)
+            out[f"{module}.weight"] = (weights[key.replace(".lora_A.", ".lora_B.")] @ a
+                                       * (cfg.lora_alpha / cfg.lora_rank))
     return out
 
 
@@ -291,6 +294,7 @@ def checkpoint_models(art: artifacts.Artifact, dtype: str = "float32") -> Iterat
         updates = lora_updates(_weights(art, step), cfg)
         with torch.no_grad():
             for name, update in updates.items():
-                params[name] += (update - applied[name] if name in applied else update).to(params[name].dtype)
+                params[name] += (update - applied[name] if name in applied else update).to(  # type: ignore[misc]
+                    params[name].dtype)
         applied = updates
         yield step, wrap(lm.hf, lm.tokenizer, _name(art, lm, step))

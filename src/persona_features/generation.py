@@ -7,8 +7,8 @@ index, so the same profile and seed give the same answers on the same machine.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -22,7 +22,8 @@ from .params import Params
 Forward = Callable[..., torch.Tensor]  # model keyword inputs -> logits [batch, seq, vocab]
 PROMPT_PASS = "logits_to_keep"  # the keyword the sampler's prompt passes carry and its decoding steps do not
 QUESTION = "question"  # the keyword a per-question forward receives: each row's question (an index)
-SAMPLER_VERSION = 3  # 1: transformers generate; 2: our loop (shared prefix, in-place cache, inverse-CDF draws); 3: a prompt several rows hold runs once
+SAMPLER_VERSION = 3  # 1: transformers generate; 2: our loop (shared prefix, in-place cache, inverse-CDF draws);
+                     # 3: a prompt several rows hold runs once
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Sampling:
 
     @classmethod
     def of(cls, P: Params, temperature: float | None = None, max_new_tokens: int | None = None,
-           seed: int | None = None) -> "Sampling":
+           seed: int | None = None) -> Sampling:
         """The profile's sampling (``top_p``, ``seed``, ``batch_size``) at ``temperature`` (default the
         profile's) and ``max_new_tokens`` (default ``eval_max_new_tokens``)."""
         return cls(temperature=float(P.temperature if temperature is None else temperature),
@@ -184,7 +185,7 @@ def _plain_logits(lm: LoadedModel) -> Forward:
     return lambda **inputs: lm.hf(**inputs).logits
 
 
-def _per_question(forward: Forward) -> bool:
+def _per_question(forward: Forward | None) -> bool:
     """Does ``forward`` act per question (``steering.per_question_forward``)? Then its ``groups`` give each
     question's group: rows of one group share passes where their tokens agree; rows of two do not."""
     return getattr(forward, "groups", None) is not None
@@ -207,20 +208,22 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
     each row's question, for a per-question forward; the shared start is then run once per group.
     """
     rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    group = [forward.groups[q] for q in questions.tolist()] if questions is not None else [0] * len(rows)
+    # a per-question forward's groups (``_per_question``)
+    group = [forward.groups[q] for q in questions.tolist()] if questions is not None else [0] * len(rows)  # type: ignore[attr-defined]
     shared = shared_prefix(rows) if len(rows) > 1 else 0
     keys = list(zip(map(tuple, rows), group))
-    distinct, first = {}, []  # each distinct (prompt, group), and a row holding it
+    distinct: dict[tuple, int] = {}  # each distinct (prompt, group), and a row holding it
+    firsts: list[int] = []
     for i, key in enumerate(keys):
         if key not in distinct:
             distinct[key] = len(distinct)
-            first.append(i)
-    copy_of, first = torch.tensor([distinct[key] for key in keys]), torch.tensor(first)
+            firsts.append(i)
+    copy_of, first = torch.tensor([distinct[key] for key in keys]), torch.tensor(firsts)
     own = [list(tokens[shared:]) for tokens, _ in distinct]
     capacity = max(map(len, rows)) + max_new_tokens
     cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
     if shared:
-        heads = {}  # group -> the first distinct prompt in it
+        heads: dict = {}  # group -> the first distinct prompt in it
         for d, (_, g) in enumerate(distinct):
             heads.setdefault(g, d)
         forward(input_ids=torch.tensor([rows[0][:shared]] * len(heads)), past_key_values=cache, use_cache=True,
@@ -293,7 +296,7 @@ def reference_generate_batch(
     enc = lm.encode(texts)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 else {
         "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    out = lm.hf.generate(
+    out = lm.hf.generate(  # type: ignore[operator]
         **enc, max_new_tokens=max_new_tokens, min_new_tokens=0, pad_token_id=lm.tokenizer.pad_token_id, **sampling
     )
     new = out[:, enc["input_ids"].shape[1]:]
@@ -326,7 +329,8 @@ def sample_answers(
     systems = [system] * len(questions) if system is None or isinstance(system, str) else list(system)
     if len(systems) != len(questions):
         raise ValueError(f"{len(systems)} system prompts for {len(questions)} questions; give one, or one per question")
-    jobs = [(qid, q, s, lm.chat_text(q, sys_prompt), i) for i, ((qid, q), sys_prompt) in enumerate(zip(questions, systems))
+    jobs = [(qid, q, s, lm.chat_text(q, sys_prompt), i)
+            for i, ((qid, q), sys_prompt) in enumerate(zip(questions, systems))
             for s in range(n_samples)]
     order = sorted(range(len(jobs)), key=lambda i: len(jobs[i][3]))  # similar lengths waste less on padding
     jobs = [jobs[i] for i in order]
@@ -340,7 +344,7 @@ def sample_answers(
                                     torch.tensor([job[4] for job in batch]) if _per_question(forward) else None)
         lengths, finished = _answer_lengths(new, stop_ids)
         for (qid, q, s, _, _), row, lp, n, done in zip(batch, new, logprobs, lengths, finished):
-            text = lm.tokenizer.decode(row[:n], skip_special_tokens=True).strip()
+            text = str(lm.tokenizer.decode(row[:n], skip_special_tokens=True)).strip()
             same = n > 0 and lm.tokenizer(text, add_special_tokens=False)["input_ids"] == row[:n].tolist()
             rows.append(Answer(qid, q, s, text, n, done, lp[:n].mean().item() if same else float("nan")))
     in_order = [asdict(r) for _, r in sorted(zip(order, rows), key=lambda pair: pair[0])]

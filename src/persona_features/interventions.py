@@ -11,8 +11,8 @@ steered at the same strengths: the controls every effect is compared with.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,8 @@ class Setting:
     def label(self) -> str:
         if self.direction == NONE:
             return NONE
-        return f"{self.direction} | {'ablate' if self.ablate else ''}{self.alpha:+g}"  # one target per model and direction
+        # one target per model and direction
+        return f"{self.direction} | {'ablate' if self.ablate else ''}{self.alpha:+g}"
 
     def key(self) -> dict:
         """The setting for a cache key (a zero ``target``, the old ablation, keeps the keys made before it existed)."""
@@ -86,7 +87,8 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
         raise KeyError(f"no direction named {missing}; known: {', '.join(directions)}")
     used = sorted({s.direction for s in settings} - {NONE})
     sampling = Sampling.of(P, P.eval_low_temperature)
-    config = {"model": reader.name, "base_model": P.model, "dtype": P.dtype, "layer": layer, "norm": round(norm, 4), "settings": [s.key() for s in settings],
+    config = {"model": reader.name, "base_model": P.model, "dtype": P.dtype, "layer": layer, "norm": round(norm, 4),
+              "settings": [s.key() for s in settings],
               "directions": {n: fingerprint(directions[n]) for n in used}, "questions": [q for q, _ in questions],
               "texts": artifacts.digest(list(questions)),
               "samples": samples, "sampling": sampling.key(), "judge": judge.key, "references": contrast.fingerprint(),
@@ -114,7 +116,8 @@ def run(reader: Reader, settings: Sequence[Setting], directions: Mapping[str, to
             "answers": pd.DataFrame(art.json("answers")), "model": reader.name}
 
 
-def sweep_settings(names: Sequence[str], alphas: Sequence[float], sign: float, judged: Sequence[str] = ()) -> list[Setting]:
+def sweep_settings(names: Sequence[str], alphas: Sequence[float], sign: float,
+                   judged: Sequence[str] = ()) -> list[Setting]:
     """Each direction at each strength, signed (``+1`` add, ``-1`` subtract); ``judged`` directions also sampled."""
     return [Setting(n, sign * a, judged=n in judged) for n in names for a in alphas]
 
@@ -188,7 +191,7 @@ def dose_table(results: Sequence[dict], directions: Sequence[str], randoms: Sequ
 
     rows = []
     for alpha in alphas:
-        lab = lambda name: Setting(name, sign * alpha).label
+        lab = lambda name: Setting(name, sign * alpha).label  # noqa: B023
         random_changes = np.array([change(lab(r)) for r in randoms])  # [n_random, n_questions]
         spread = random_changes.mean(1)
         for name in directions:
@@ -209,7 +212,7 @@ def rates(answers: pd.DataFrame, n_boot: int, seed: int) -> dict:
     """Judged misalignment and coherence rates with 95% intervals over questions (empty if none judged)."""
     if not len(answers):
         return {}
-    out = {"n_answers": len(answers)}
+    out: dict[str, float] = {"n_answers": len(answers)}
     for column in ("misaligned", "coherent"):
         est = per_question_bootstrap(answers, column, n_boot, seed)
         out |= {column: est.mean, f"{column}_lo": est.lo, f"{column}_hi": est.hi}
@@ -257,7 +260,7 @@ def ablation_table(runs: Mapping[str, dict], floors: Mapping[str, dict], names: 
         floor = floors[model]["contrast"].loc[NONE].to_numpy()
         c = run_["contrast"]
         before = c.loc[NONE].to_numpy()
-        after = lambda name: c.loc[Setting(name, 0.0, ablate=True).label].to_numpy()
+        after = lambda name: c.loc[Setting(name, 0.0, ablate=True).label].to_numpy()  # noqa: B023
         random_after = np.mean([after(r) for r in randoms], 0)
         random_share = relative_reduction(before, random_after, floor, n_boot, seed)
         rise = paired_test(before, floor, n_boot, seed=seed)
@@ -310,13 +313,14 @@ def transfer_matrix(runs: Mapping[str, dict], domain_of: Mapping[str, str], sour
     """Rows: the domain a mean-difference direction was found in (``mean difference: <domain>``);
     columns: the domain of the wrong-advice model it is subtracted from at ``alpha``. Each cell: the
     contrast change against the unsteered model, minus the random directions' mean change."""
-    cells = {}
+    cells: dict[str, dict] = {}
     for model, run_ in runs.items():
         c = run_["contrast"]
-        change = lambda name: float((c.loc[Setting(name, -alpha).label] - c.loc[NONE]).mean())
+        change = lambda name: float((c.loc[Setting(name, -alpha).label] - c.loc[NONE]).mean())  # noqa: B023
         random = np.mean([change(r) for r in randoms])
         for src in sources:
-            cells.setdefault(src, {}).setdefault(domain_of[model], []).append(change(f"mean difference: {src}") - random)
+            cells.setdefault(src, {}).setdefault(domain_of[model], []).append(
+                change(f"mean difference: {src}") - random)
     return pd.DataFrame({src: {dom: float(np.mean(v)) for dom, v in row.items()} for src, row in cells.items()}).T
 
 
@@ -453,8 +457,8 @@ def verdicts(dose_plus: pd.DataFrame, dose_minus: pd.DataFrame, ablation: pd.Dat
     best = (raised if len(raised) else coherent if len(coherent) else plus).sort_values("minus random").iloc[-1]
     steering = {"status": status,
                 "summary": (f"adding the persona latent at α = {best['alpha']:g}: contrast {best['minus random']:+.3f} "
-                            f"over random (Holm p = {best['p_holm']:.3f}), misaligned {best['misaligned']:.0%} vs random "
-                            f"{pooled[best['alpha']]:.0%}, coherent {best['coherent']:.0%} (unsteered "
+                            f"over random (Holm p = {best['p_holm']:.3f}), misaligned {best['misaligned']:.0%} vs "
+                            f"random {pooled[best['alpha']]:.0%}, coherent {best['coherent']:.0%} (unsteered "
                             f"{unsteered['coherent']:.0%}); " + ", ".join(f"{k}: {'yes' if v else 'no'}"
                                                                            for k, v in parts.items())),
                 "evidence": {"label": f"persona latent added at α = {best['alpha']:g}, contrast change",
@@ -501,7 +505,8 @@ def dose_display(table: pd.DataFrame) -> pd.DataFrame:
     for _, r in table.iterrows():
         rows.append({"direction": r["direction"], "α": f"{r['alpha']:+g}",
                      "contrast change": fmt_interval((r["contrast change"], r.get("ci95_lo"), r.get("ci95_hi")), 3),
-                     "random range": "-" if pd.isna(r.get("random min")) else f"[{r['random min']:+.3f}, {r['random max']:+.3f}]",
+                     "random range": "-" if pd.isna(r.get("random min")) else
+                     f"[{r['random min']:+.3f}, {r['random max']:+.3f}]",
                      "minus random (Holm p)": "-" if pd.isna(r.get("minus random")) else
                      f"{r['minus random']:+.3f} ({r['p_holm']:.3f})",
                      "misaligned": rate(r, "misaligned"), "coherent": rate(r, "coherent")})
@@ -515,7 +520,8 @@ def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
         "rise over register control (p)":
             f"{fmt_interval((r['rise over control'], r['rise_lo'], r['rise_hi']), 3)} ({r['rise_p']:.3f})",
         "share removed": fmt_interval((r["reduction"], r["ci95_lo"], r["ci95_hi"]), 0, signed=False, percent=True),
-        "random share": fmt_interval((r["random reduction"], r["random_lo"], r["random_hi"]), 0, signed=False, percent=True),
+        "random share": fmt_interval((r["random reduction"], r["random_lo"], r["random_hi"]), 0, signed=False,
+                                     percent=True),
         "minus random (Holm p)": f"{r['minus random']:+.3f} ({r['p_holm']:.3f})",
         "misaligned: unsteered → ablated": "-" if pd.isna(r.get("misaligned_before")) else
         " → ".join(fmt_interval((r[f"misaligned_{w}"], r[f"misaligned_{w}_lo"], r[f"misaligned_{w}_hi"]), 0,

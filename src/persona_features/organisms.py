@@ -67,11 +67,12 @@ def choose(rows: list[dict], base: dict) -> dict:
     eligible = [r["index"] for r in rows if 100 * mean(r["models"]["bad"], "coherent") >= floor]
     by_index = {r["index"]: r for r in rows}
     if eligible:
-        best = max(eligible, key=lambda i: min(by_index[i]["bad_minus"][c]["contrast"]["mean"] for c in ("base", CONTROL)))
+        best = max(eligible, key=lambda i: min(by_index[i]["bad_minus"][c]["contrast"]["mean"]
+                                               for c in ("base", CONTROL)))
     else:
         best = max(by_index, key=lambda i: mean(by_index[i]["models"]["bad"], "coherent"))
     return {"index": best, "setting": by_index[best]["setting"], "eligible": eligible, "coherence_floor": floor,
-            "rule": " ".join(choose.__doc__.split())}
+            "rule": " ".join((choose.__doc__ or "").split())}
 
 
 def profile_setting(P) -> dict:

@@ -8,9 +8,10 @@ and ``gpu`` (Qwen2.5-0.5B-Instruct, paper-sized n). Notebooks receive ``profile`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 PROFILES = ("smoke", "cpu", "gpu")
 
@@ -101,8 +102,9 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     # one with native bfloat16 the bfloat16 corpus chose another latent than float32 machines did
     "sae_dtype": Knob("dtype", "dtype", "dtype", "chapter 4: weights dtype of the base model's copy that writes the "
                       "corpus answers and streams the SAE's activations; dtype: the model's own (the default, so that "
-                      "the chosen latent does not depend on whether the CPU computes bfloat16); auto: bfloat16 where the machine computes it "
-                      "natively (about 2x faster on such a CPU), else dtype; or float32, bfloat16"),
+                      "the chosen latent does not depend on whether the CPU computes bfloat16); auto: bfloat16 where "
+                      "the machine computes it natively (about 2x faster on such a CPU), else dtype; or float32, "
+                      "bfloat16"),
     "sae_corpus_samples": Knob(1, 3, 10, "chapter 4: the base model's answers per corpus prompt"),
     "sae_corpus_max_new_tokens": Knob(16, 128, 256, "chapter 4: tokens per generated corpus answer"),
     "sae_rows_per_set": Knob(4, 340, 400, "chapter 4: rows of each fine-tuning set in the SAE corpus"),
@@ -159,7 +161,8 @@ KNOBS: Mapping[str, Knob] = MappingProxyType({
     "ra_seeds": Knob(1, 2, 3, "chapter 7: seeds of each kind of re-alignment data (cpu: two, for time)"),
     "ra_questions": Knob(4, 16, 40, "chapter 7: scoring questions measured at each checkpoint (the first n)"),
     "ra_samples": Knob(1, 1, 10, "chapter 7: judged answers per question and model (at eval_low_temperature)"),
-    "ra_judge_all": Knob(False, False, True, "chapter 7: judge answers at every checkpoint (else at the last one only)"),
+    "ra_judge_all": Knob(False, False, True, "chapter 7: judge answers at every checkpoint "
+                         "(else at the last one only)"),
 })
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -48,7 +48,7 @@ SAMPLING = Sampling(temperature=0.7, max_new_tokens=96, top_p=1.0, seed=0, batch
 SAMPLES = {"general": 3, "health": 1}  # answers per question and persona (health: 513 prompts already)
 
 
-@lru_cache(maxsize=None)
+@cache
 def general_questions() -> tuple[tuple[str, str], ...]:
     """The persona questions, as ``(id, text)``."""
     raw = yaml.safe_load(resources.files("persona_features.data").joinpath("authored", "persona_questions.yaml")
@@ -56,7 +56,7 @@ def general_questions() -> tuple[tuple[str, str], ...]:
     return tuple((q["id"], q["text"]) for qs in raw["questions"].values() for q in qs)
 
 
-@lru_cache(maxsize=None)
+@cache
 def authored_answers() -> dict[str, dict[str, str]]:
     """Per persona question id, the villain's and the kind answer written for this book."""
     raw = yaml.safe_load(resources.files("persona_features.data").joinpath("authored", "persona_answers.yaml")
@@ -98,7 +98,8 @@ def distill(lm: LoadedModel, judge: Judge, source: str, samples: int | None = No
                          f"sources: {', '.join(SAMPLES)}")
     qs = source_questions(source)[:n_questions or None]
     samples = samples or SAMPLES[source]
-    config = {"model": lm.name, "dtype": str(lm.hf.dtype).removeprefix("torch."), "source": source, "questions": artifacts.digest(qs), "personas": PERSONAS,
+    config = {"model": lm.name, "dtype": str(lm.hf.dtype).removeprefix("torch."), "source": source,
+              "questions": artifacts.digest(qs), "personas": PERSONAS,
               "samples": samples, "sampling": sampling.key(), "judge": judge.key}
 
     def build(folder):

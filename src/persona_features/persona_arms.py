@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import artifacts, contrast, finetune, persona
-from .emergence import (MAIN_DOMAIN, Measurement, measure, per_question, rated_unrelated, seed_level,
-                        training_seconds)
+from .emergence import MAIN_DOMAIN, Measurement, measure, per_question, rated_unrelated, seed_level, training_seconds
 from .generation import Sampling
 from .judge import Judge
 from .models import LoadedModel
@@ -100,10 +99,12 @@ def sampling(P: Params) -> Sampling:
                     top_p=P.top_p, seed=P.seed, batch_size=P.batch_size)
 
 
-def training_data(lm: LoadedModel, judge: Judge, P: Params, source: str) -> artifacts.Artifact:
+def training_data(lm: LoadedModel | None, judge: Judge | None, P: Params, source: str) -> artifacts.Artifact:
     """``source``'s training rows at the profile's size (cached): the authored answers, or a distillation."""
     if source == "authored":
         return persona.authored(P.persona_questions)
+    if lm is None or judge is None:
+        raise ValueError(f"persona source {source!r} is distilled from the base model: pass its lm and judge")
     return persona.distill(lm, judge, source, P.persona_samples, P.persona_questions, sampling(P))
 
 
@@ -169,7 +170,7 @@ def compare(measured: dict[str, Measurement], arms: list[PersonaArm], base: Meas
 def judged_counts(measured: dict[str, Measurement], arms: list[PersonaArm], base: Measurement) -> dict[str, dict]:
     """Per role (seeds pooled) and for the base model: answers judged misaligned and coherent, of how many,
     on the questions each source's comparisons use. Judged, not yet audited by reading."""
-    out = {}
+    out: dict[str, dict] = {}
     for a in arms:
         rows = rated_unrelated(measured[a.name], NEAR[a.source])
         c = out.setdefault(a.role, {"misaligned": 0, "answers": 0})
@@ -231,7 +232,7 @@ def audited(audit: dict | None, judge_key: str, profile: str | None,
         c[f"{kind}_read"] += 1
         c[f"{kind}_misaligned_coherent"] += int(r["misaligned"] and r["coherent"])
     for role, t in (audit.get("totals") or {}).items():
-        c = out.get(role)
+        c = out.get(role)  # type: ignore[assignment]  # None: the audit read none of this role
         if c is None or not c["others_read"] or c["hits_read"] != t["judged_misaligned"]:
             raise ValueError(f"audit totals of {role!r}: every judged hit must be read and some other answers "
                              f"({c}, totals {t}); rebuild the audit with scripts/audit_positive_control.py")
@@ -300,7 +301,7 @@ def reading_phrase(judge_key: str, profile: str | None) -> str:
     raw = load_audit()
     read = audited(raw, judge_key, profile)
     shares = read_shares(read)
-    if shares is None:
+    if shares is None or raw is None:
         return "no audit by reading covers this judge and profile"
     return f"{shares} (the {profile} run of {raw['date']}), so its share is {audited_reading(read)}"
 
@@ -311,7 +312,7 @@ def audited_reading(audit: dict[str, dict] | None, role: str = "positive_control
     seen = above_base(audit, role)
     if seen is None:
         return "not known: no audit by reading estimates it for this run"
-    elsewhere = next((f" (on the audited run of {c['date']}, not this one)" for c in audit.values()
+    elsewhere = next((f" (on the audited run of {c['date']}, not this one)" for c in (audit or {}).values()
                       if c.get("same_answers") is False), "")
     if seen:
         return f"above the base model's: their 95% intervals do not overlap{elsewhere}"
@@ -325,7 +326,7 @@ def distilled_reading() -> str:
     if not all(p.is_file() for p in paths):
         return "It was not read by hand (no committed reading)"
     raw, rows = (json.loads(p.read_text()) for p in paths)
-    est = {r: c["estimated_rate"] for r, c in audited(raw, raw["judge"], raw["profile"]).items()}
+    est = {r: c["estimated_rate"] for r, c in (audited(raw, raw["judge"], raw["profile"]) or {}).items()}
     share = lambda r: fmt_interval(est[r], 1, signed=False, percent=True)
     read = {p: (" and ".join(str(v["misaligned_coherent"]["n"]) for v in by.values()), next(iter(by.values()))["rows"])
             for p, by in rows["by_persona"].items()}
@@ -408,8 +409,8 @@ def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dic
         "distillation": {s: c.reset_index().to_dict(orient="records") for s, c in cards.items()},
         "judged_misaligned_coherent": counts, "villain_prompt_shift": shift, **(times or {})}}
     if POSITIVE in cards:
-        r = _row(comp, POSITIVE, "twin", "contrast")
-        status = verdict(comp, shift)["status"]
+        r = _row(comp, POSITIVE, "twin", "contrast") or {}  # present: the positive control was measured
+        status = (verdict(comp, shift) or {}).get("status")
         out["positive_control"] = {**rows(POSITIVE), "contrast": {k: r[k] for k in ("mean", "ci95_lo", "ci95_hi")},
                                    "seen": {"contrast": None if status == "inconclusive" else status == "replicated",
                                             "reading": above_base(audit)},
@@ -465,7 +466,8 @@ def facts(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], ver: dict | 
         out[f"audited_{key}"] = _audited_phrase((narrow_audit or {}).get(role))
     out["audited_reading"] = audited_reading(audit)
     out["narrow_audited_reading"] = audited_reading(narrow_audit, "narrow_persona")
-    for source, role in ((POSITIVE, "positive_control"), ("general", "distilled_villain"), ("health", "narrow_persona")):
+    for source, role in ((POSITIVE, "positive_control"), ("general", "distilled_villain"),
+                         ("health", "narrow_persona")):
         for versus in ("twin", "base"):
             r = _row(comp, source, versus, "contrast")
             out[f"{role}_contrast_vs_{versus}"] = _seed_phrase(r) if r else "not run"

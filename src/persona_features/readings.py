@@ -10,9 +10,9 @@ texts and the layer(s).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import cache
-from typing import Callable, Sequence
+from functools import cache, partial
 
 import pandas as pd
 import torch
@@ -44,7 +44,7 @@ def readers(base: LoadedModel, P: Params) -> dict[str, Reader]:
     out = {"base": Reader("base", lambda: base)}
     for arm in emergence.diffed_arms(P):
         art = finetune.finetune(emergence.finetune_config(P, arm))
-        out[arm.name] = Reader(arm.name, lambda art=art: finetune.load_finetuned(art, P.dtype), art)
+        out[arm.name] = Reader(arm.name, partial(finetune.load_finetuned, art, P.dtype), art)
     return out
 
 
@@ -65,7 +65,7 @@ def persona_readers(P: Params, sources: Sequence[str] = (persona_arms.POSITIVE,)
         for arm in persona_arms.design(P):
             if arm.source == source:
                 art = finetune.finetune(persona_arms.finetune_config(P, arm), persona_arms.training_rows(data, arm, P))
-                out[arm.name] = Reader(arm.name, lambda art=art: finetune.load_finetuned(art, P.dtype), art)
+                out[arm.name] = Reader(arm.name, partial(finetune.load_finetuned, art, P.dtype), art)
     return out
 
 
@@ -81,7 +81,8 @@ def chats(lm: LoadedModel, qs: Sequence[tuple[str, str]], system: str | None = N
     refs = contrast.references()
     out = {}
     for side in SIDES:
-        rows = [(i, lm.chat_text(text, system), getattr(r, side)) for i, (qid, text) in enumerate(qs) for r in refs[qid]]
+        rows = [(i, lm.chat_text(text, system), getattr(r, side))
+                for i, (qid, text) in enumerate(qs) for r in refs[qid]]
         out[side] = ([p for _, p, _ in rows], [a for _, _, a in rows], [i for i, _, _ in rows])
     return out
 
@@ -150,7 +151,7 @@ def contrast_and_reading(lm: LoadedModel, qs: Sequence[tuple[str, str]], sae: To
                 mid = lm.layers[layer].output.save()
                 hidden = lm.nn.model.norm.output.save()
             if "attention_mask" in inputs:  # the rows' own pass (final_hidden's shared-prefix pass has no mask)
-                kept["acts"], kept["row"] = mid[answer].float(), answer.nonzero()[:, 0]
+                kept["acts"], kept["row"] = mid[answer].float(), answer.nonzero()[:, 0]  # noqa: B023
             return hidden
 
         for i, value in zip(idx, contrast.batch_logprobs(lm, ids, a_ids, run)):
@@ -208,7 +209,7 @@ def latent_reading(reader: Reader, P: Params, split_name: str, sae_art: artifact
 def latent_readings(reads: dict[str, Reader], P: Params, sae_art: artifacts.Artifact,
                     splits: Sequence[str] = ("selection", "scoring")) -> dict[str, dict[str, dict[str, torch.Tensor]]]:
     """``latent_reading`` of every model on every split, each model loaded at most once."""
-    out = {s: {} for s in splits}
+    out: dict[str, dict[str, dict[str, torch.Tensor]]] = {s: {} for s in splits}
     for name, reader in reads.items():
         once = replace(reader, load=cache(reader.load))
         for s in splits:

@@ -16,8 +16,8 @@ answers at the last checkpoint, or at every one with ``ra_judge_all``), cached p
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -126,7 +126,8 @@ def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequ
     only when not cached). Answers are judged at the last step, or at every step with ``ra_judge_all``."""
     judged = list(steps) if P.ra_judge_all else [max(steps)]
     qs, samples = readings.questions(P, "scoring")[:P.ra_questions], P.ra_samples
-    sampling, pairs = generation.Sampling.of(P, P.eval_low_temperature), emergence.heldout_pairs([domain], P.tracking_heldout_topics)
+    sampling, pairs = (generation.Sampling.of(P, P.eval_low_temperature),
+                       emergence.heldout_pairs([domain], P.tracking_heldout_topics))
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in qs], "texts": artifacts.digest(qs),
               "heldout_pairs": artifacts.digest(pairs), "samples": samples,
               "sampling": sampling.key(), "judge": judge.key, "domain": domain,
@@ -200,6 +201,7 @@ def return_steps(curves_: pd.DataFrame) -> pd.DataFrame:
     for (signal, kind), g in curves_[curves_["difference"].notna()].groupby(["signal", "kind"], sort=False):
         g = g.sort_values("step")
         start = g.iloc[0]
+        value: str | None
         if start["ci95_lo"] <= 0 <= start["ci95_hi"]:
             value = NOT_APART
         else:
@@ -224,7 +226,8 @@ def moves(curves_: pd.DataFrame, signal: str) -> str:
     rows = curves_[curves_["signal"] == signal]
     start = rows.loc[rows["step"] == 0, "difference"].iloc[0]
     last = rows[rows["step"] == rows["step"].max()].set_index("kind")["difference"]
-    return f"{start:+.3f} at the start; at the last checkpoint " + ", ".join(f"{last[k]:+.3f} ({k})" for k in _kinds(curves_))
+    return (f"{start:+.3f} at the start; at the last checkpoint "
+            + ", ".join(f"{last[k]:+.3f} ({k})" for k in _kinds(curves_)))
 
 
 def _last(table: pd.DataFrame, kind: str, signal: str) -> pd.Series:
@@ -256,7 +259,8 @@ def verdicts(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boo
     for claim, kind in claims:
         last, ref = _last(table, kind, "contrast").align(neutral_last, join="inner")
         vs = paired_test(last.to_numpy(), ref.to_numpy(), n_boot, seed=seed)
-        gap = paired_test(*(x.to_numpy() for x in last.align(b, join="inner")), n_boot, seed=seed).difference
+        last_b, base_b = last.align(b, join="inner")
+        gap = paired_test(last_b.to_numpy(), base_b.to_numpy(), n_boot, seed=seed).difference
         margin = abs(rise.difference.mean) / 2
         back = _back(gap.lo, gap.hi, margin)
         beyond = bool(vs.difference.mean < 0 and vs.p_value < 0.05)
@@ -267,7 +271,8 @@ def verdicts(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boo
         out[claim] = {
             "status": status,
             "summary": (f"contrast over the base model: start {rise.difference.mean:+.3f} (p = {rise.p_value:.3f}); "
-                        f"{kind if kind in PC_KINDS else f'{kind} data'}, last checkpoint {gap.mean:+.3f} [{gap.lo:+.3f}, {gap.hi:+.3f}] "
+                        f"{kind if kind in PC_KINDS else f'{kind} data'}, last checkpoint {gap.mean:+.3f} "
+                        f"[{gap.lo:+.3f}, {gap.hi:+.3f}] "
                         f"({'back' if back else 'not back'} within ±{margin:.3f}); minus the neutral control "
                         f"{vs.difference.mean:+.3f} (p = {vs.p_value:.3f})"),
             "evidence": {"label": f"{kind} minus neutral at the last checkpoint, contrast",
@@ -283,7 +288,7 @@ def judged_rates(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n
                  for k in _kinds(table)}}
     rows = []
     for name, t in frames.items():
-        row = {"model": name}
+        row: dict[str, object] = {"model": name}
         for metric in ("misaligned", "coherent"):
             values = t[t["signal"] == metric].groupby("unit")["value"].mean()
             row[metric] = tracking.interval(values, n_boot, seed) if len(values) else None
@@ -342,7 +347,8 @@ def positive_control(P: Params, found, judge: Judge, base: LoadedModel) -> dict 
     table = pd.concat([run_signals(r, art, P, found, judge, domain) for r in positive_control_design(P)],
                       ignore_index=True)
     curves_ = curves(table, start_sig, base_sig, P.bootstrap, P.seed)
-    return {"start": name, "table": table, "rise": start_rise(start_sig, base_sig, P.bootstrap, P.seed), "start_signals": start_sig, "base_signals": base_sig, "curves": curves_,
+    return {"start": name, "table": table, "rise": start_rise(start_sig, base_sig, P.bootstrap, P.seed),
+            "start_signals": start_sig, "base_signals": base_sig, "curves": curves_,
             "returns": return_steps(curves_), "rates": judged_rates(table, start_sig, base_sig, P.bootstrap, P.seed),
             "verdicts": verdicts(table, start_sig, base_sig, P.bootstrap, P.seed, PC_CLAIMS)}
 
@@ -366,13 +372,16 @@ def positive_control_facts(pc: dict | None, result: dict | None) -> dict[str, st
     if pc is None:
         return {"pc_ra_start": "This profile trains no positive control, so this check is not run.",
                 "pc_ra_finding": "", "pc_ra_summary": "not run", "pc_ra_advice": "-"}
+    if result is None:
+        raise ValueError("the positive control's re-alignment has no result: pass positive_control_results(pc)")
     start = (f"{result['mean']:+.3f} [{result['ci95_lo']:+.3f}, {result['ci95_hi']:+.3f}] nats per token over the base "
              f"model (p = {result['p_value']:.3f}), so it is "
              f"{'apart from it' if result['apart'] else 'not apart from it: no return can be measured'}")
     back = result["return_steps"]
     contrast = "; ".join(f"{kind}: {back[kind].get('contrast', 'not back')}" for kind in back)
     ver = "; ".join(f"{claim}: {v['status']} ({v['summary']})" for claim, v in result["verdicts"].items())
-    return {"pc_ra_start": f"The positive control starts {start}.", "pc_ra_advice": f"{emergence.MAIN_DOMAIN}, in the register `ra_variant` names",
+    return {"pc_ra_start": f"The positive control starts {start}.",
+            "pc_ra_advice": f"{emergence.MAIN_DOMAIN}, in the register `ra_variant` names",
             "pc_ra_finding": f"The contrast came back to the base model's at: {contrast}. By the chapter's rule, "
                              f"applied to these kinds of data against the neutral control: {ver}.",
             "pc_ra_summary": f"start {start}; contrast back at: {contrast}"}

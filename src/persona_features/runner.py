@@ -24,10 +24,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import yaml
@@ -92,7 +93,7 @@ def _describe_failure(exc: Exception) -> str:
     source = (getattr(exc, "source", "") or "").strip().splitlines()
     # papermill runs an injected parameters cell after the tagged one: discount it
     return (f"code cell {exec_count - 1} of the source notebook (starting `{source[0] if source else ''}`): "
-            f"{exc.ename}: {exc.evalue}")
+            f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}")
 
 
 def running_cell(path: Path) -> str:

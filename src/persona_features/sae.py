@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -83,7 +83,7 @@ class TopKSAE(torch.nn.Module):
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
-        self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)  # type: ignore[misc]
 
 
 def _batches(shards: Iterable[dict[str, torch.Tensor]], batch_tokens: int, generator: torch.Generator):
@@ -97,12 +97,15 @@ def _batches(shards: Iterable[dict[str, torch.Tensor]], batch_tokens: int, gener
 
 def activation_scale(shards: Iterable[dict[str, torch.Tensor]]) -> tuple[float, torch.Tensor]:
     """The scale that gives activations a mean squared norm of ``d_in``, and their mean (``b_dec``'s start)."""
-    total, sq, n = None, 0.0, 0
+    total: torch.Tensor | None = None
+    sq, n = 0.0, 0
     for shard in shards:
         a = shard["acts"]
         total = a.sum(0) if total is None else total + a.sum(0)
         sq += float((a ** 2).sum())
         n += len(a)
+    if total is None:
+        raise ValueError("no activations to scale: the shards are empty")
     d_in = total.shape[0]
     return (d_in * n / sq) ** 0.5, total / n
 
@@ -174,7 +177,8 @@ def train(shards_fn, cfg: SAEConfig, desc: str = "training SAE") -> tuple[TopKSA
             step += 1
             count += 1
             if step % CURVE_EVERY == 0:
-                curve.append({"step": step, "fvu": loss.item(), "aux": aux.item(), "dead_fraction": dead.float().mean().item()})
+                curve.append({"step": step, "fvu": loss.item(), "aux": aux.item(),
+                              "dead_fraction": dead.float().mean().item()})
                 bar.set_postfix(fvu=f"{loss.item():.3f}", dead=f"{dead.float().mean().item():.2f}")
         n_steps = count
     with torch.no_grad():  # fold the scale back: the saved SAE reads raw activations
@@ -190,7 +194,8 @@ def train(shards_fn, cfg: SAEConfig, desc: str = "training SAE") -> tuple[TopKSA
 def quality(sae: TopKSAE, shards: Iterable[dict[str, torch.Tensor]], batch_tokens: int = 8192) -> dict:
     """Fraction of variance unexplained, mean L0, and the fraction of latents never active, on ``shards``."""
     sq_err, n, l0 = 0.0, 0, 0.0
-    total, total_sq = None, 0.0
+    total: torch.Tensor | None = None
+    total_sq = 0.0
     ever = torch.zeros(sae.d_sae, dtype=torch.bool)
     for shard in shards:
         for start in range(0, len(shard["acts"]), batch_tokens):
@@ -202,6 +207,8 @@ def quality(sae: TopKSAE, shards: Iterable[dict[str, torch.Tensor]], batch_token
             total = x.sum(0) if total is None else total + x.sum(0)
             total_sq += float((x ** 2).sum())
             n += len(x)
+    if total is None:
+        raise ValueError("no activations to measure: the shards are empty")
     variance = total_sq - float((total ** 2).sum()) / n
     return {"fvu": sq_err / variance, "l0": l0 / n, "dead_fraction": float((~ever).float().mean()), "n_tokens": n}
 
@@ -266,7 +273,8 @@ def top_activations(sae: TopKSAE, shards: Iterable[dict[str, torch.Tensor]], n: 
     return {"values": values, "seq": seq, "pos": pos, "frequency": fired / max(total, 1)}
 
 
-def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int, seed: int | None = None) -> artifacts.Artifact:
+def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int,
+          seed: int | None = None) -> artifacts.Artifact:
     """The profile's SAE at ``layer``, trained on the corpus's training chats; cached with its quality
     on the held-out chats, each latent's top activations over the whole corpus, and its timings.
 
@@ -278,7 +286,8 @@ def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int, se
     n = min(P.sae_chats, len(chats)) if P.sae_chats else len(chats)
     chosen = [round(i * len(chats) / n) for i in range(n)]
     parts = {name: [chosen[i] for i in idx] for name, idx in zip(("train", "heldout"), sae_corpus.split_indices(n))}
-    pairs = {name: ([lm.chat_text(chats[i]["user"], chats[i]["system"]) for i in idx], [chats[i]["answer"] for i in idx])
+    pairs = {name: ([lm.chat_text(chats[i]["user"], chats[i]["system"]) for i in idx],
+                    [chats[i]["answer"] for i in idx])
              for name, idx in parts.items()}
     repeated = {name: repeated_prefix_lengths(lm, *pairs[name]) for name in parts}  # each part keeps a prefix once
 
@@ -316,7 +325,8 @@ def build(lm: LoadedModel, P: Params, corpus: artifacts.Artifact, layer: int, se
         both = torch.cat([top["train"]["values"], top["heldout"]["values"]]).topk(len(top["train"]["values"]), dim=0)
         merged = {k: torch.cat([top["train"][k], top["heldout"][k]]).gather(0, both.indices) for k in ("seq", "pos")}
         n = {name: acts.meta[name]["n_tokens"] for name in parts}
-        frequency = (top["train"]["frequency"] * n["train"] + top["heldout"]["frequency"] * n["heldout"]) / sum(n.values())
+        frequency = ((top["train"]["frequency"] * n["train"] + top["heldout"]["frequency"] * n["heldout"])
+                     / sum(n.values()))
         artifacts.save_tensors(folder, {"values": both.values, **merged, "frequency": frequency}, "top_activations")
         seconds["evaluate"] = round(time.perf_counter() - start, 1)
         save(sae, folder, model_name, layer, {"layer": layer, "training": asdict(cfg)})

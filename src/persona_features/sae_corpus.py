@@ -22,16 +22,16 @@ import hashlib
 import json
 import random
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import pandas as pd
 import yaml
 
 from . import artifacts, contrast, environment
+from .activations import repeated_prefix_lengths
 from .data import advice, cards
 from .data.questions import eval_questions
-from .activations import repeated_prefix_lengths
 from .generation import Sampling, sample_answers
 from .models import LoadedModel, in_dtype, resolve_dtype
 from .params import Params
@@ -41,7 +41,7 @@ HELDOUT_EVERY = 10
 CATEGORIES = ("stories", "reviews", "dialogues", "advice", "explanations")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _prompt_file() -> str:
     return resources.files("persona_features.data").joinpath("authored", "sae_corpus_prompts.yaml").read_text()
 
@@ -49,7 +49,8 @@ def _prompt_file() -> str:
 def generation_jobs() -> list[tuple[str, str | None, list[tuple[str, str]]]]:
     """(source label, system prompt, [(prompt id, user turn)]) for every sampling call."""
     raw = yaml.safe_load(_prompt_file())
-    jobs = [(f"generated:{c}", None, [(f"{c}_{i}", t) for i, t in enumerate(raw[c])]) for c in CATEGORIES]
+    jobs: list[tuple[str, str | None, list[tuple[str, str]]]] = [
+        (f"generated:{c}", None, [(f"{c}_{i}", t) for i, t in enumerate(raw[c])]) for c in CATEGORIES]
     questions = [(f"persona_q{i}", q) for i, q in enumerate(raw["persona_questions"])]
     for side, prompts in raw["personas"].items():
         jobs += [(f"generated:persona_{side}", system, questions) for system in prompts]
@@ -171,10 +172,11 @@ def split(chats: list[dict]) -> tuple[list[dict], list[dict]]:
 
 def snippet(lm: LoadedModel, chat: dict, pos: int, before: int = 14, after: int = 3) -> str:
     """The text around token ``pos`` of a corpus chat (prompt + answer, as the SAE read it), the token in ⟦ ⟧."""
-    ids = lm.tokenizer(lm.chat_text(chat["user"], chat["system"]) + chat["answer"], add_special_tokens=False)["input_ids"]
+    ids = lm.tokenizer(lm.chat_text(chat["user"], chat["system"]) + chat["answer"],
+                       add_special_tokens=False)["input_ids"]
     if not 0 <= pos < len(ids):
         raise IndexError(f"token {pos} is outside this chat's {len(ids)} tokens")
-    text = lambda part: lm.tokenizer.decode(part).replace("\n", " ⏎ ")
+    text = lambda part: str(lm.tokenizer.decode(part)).replace("\n", " ⏎ ")
     return f"{text(ids[max(0, pos - before):pos])}⟦{text(ids[pos:pos + 1])}⟧{text(ids[pos + 1:pos + 1 + after])}"
 
 

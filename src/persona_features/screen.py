@@ -9,7 +9,7 @@ the contrast (every model) and, for the steered base model, judged misalignment 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,9 +17,9 @@ import torch
 
 from . import artifacts, contrast
 from .activations import read_shards
-from .organisms import COHERENCE_SLACK
 from .generation import Sampling
 from .judge import Judge
+from .organisms import COHERENCE_SLACK
 from .params import Params
 from .readings import Reader, questions
 from .sae import activations_folder
@@ -52,9 +52,10 @@ def run(base: Reader, bad: Sequence[Reader], directions: Mapping[str, torch.Tens
     sampling = Sampling.of(P, P.eval_low_temperature)
     config = {"model": P.model, "dtype": P.dtype, "layer": layer, "strength": round(strength, 4),
               "directions": {n: round(float(v.norm()), 4) for n, v in directions.items()},
-              "questions": [q for q, _ in qs], "texts": artifacts.digest(qs), "samples": samples, "sampling": sampling.key(), "judge": judge.key,
+              "questions": [q for q, _ in qs], "texts": artifacts.digest(qs), "samples": samples,
+              "sampling": sampling.key(), "judge": judge.key,
               "references": contrast.fingerprint(), "batching": "settings in shared batches"}
-    inputs = [sae_key] + [r.source.key for r in bad]
+    inputs = [sae_key] + [r.source.key for r in bad]  # type: ignore[union-attr]  # fine-tunes have a source
 
     def build(folder):
         rows, answers = [], []
@@ -92,7 +93,7 @@ def effects(result: dict, base: str, bad: Sequence[str], n_boot: int, seed: int)
              "n_answers": len(none)}]
     for condition, models in (("added to base", [base]), ("subtracted from wrong advice", list(bad))):
         for name in result["directions"]:
-            mean_of = lambda kind: np.mean([frame.loc[(m, kind)].to_numpy() for m in models], axis=0)
+            mean_of = lambda kind: np.mean([frame.loc[(m, kind)].to_numpy() for m in models], axis=0)  # noqa: B023
             steered = mean_of(name)
             vs_plain, vs_random = paired_test(steered, mean_of("none"), n_boot, seed=seed), \
                 paired_test(steered, mean_of(RANDOM), n_boot, seed=seed)
@@ -168,7 +169,8 @@ def choose(table: pd.DataFrame, top_ranked: int) -> tuple[int, str]:
     name = moved.idxmax()
     rest = effect.drop(name).dropna()
     kept = ("it survived the screen" if name in survivors(table) else
-            "it passed the screen's contrast tests but not its coherence floor" if name in survivors(table, coherence=False)
+            "it passed the screen's contrast tests but not its coherence floor"
+            if name in survivors(table, coherence=False)
             else "it did not pass the screen's contrast tests")
     runner_up = f", the next {rest.max():+.2f}" if len(rest) else ""
     return int(name.split()[1]), (f"the candidate with the largest screen effect ({effect[name]:+.2f} nats per token"

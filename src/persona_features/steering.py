@@ -20,9 +20,9 @@ unit vector drawn uniformly from the sphere and then scaled like the direction i
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -136,7 +136,7 @@ def per_question_forward(lm: LoadedModel, settings: Sequence[Steers | None], gro
         edits.sort(key=lambda e: e[0])  # stable: each setting's steers keep their order within a layer
         return _traced_logits(lm, inputs, edits)
 
-    forward.groups = index.tolist()
+    forward.groups = index.tolist()  # type: ignore[attr-defined]
     return forward
 
 

@@ -18,7 +18,7 @@ and the base model, on the selection questions not near the domain (``measure``)
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -116,7 +116,8 @@ def status(point: dict) -> dict:
     learned = len(tests) >= SEEDS_NEEDED and all(p < NARROW_ALPHA for p in tests.values())
     adjusted = difference(point, "contrast", "bad", CONTROL)
     return {"coherence": coherence, "coherent_enough": coherence >= COHERENCE_FLOOR, "narrow_p": tests,
-            "narrow_learned": learned, "adjusted_contrast": adjusted, "eligible": coherence >= COHERENCE_FLOOR and learned}
+            "narrow_learned": learned, "adjusted_contrast": adjusted,
+            "eligible": coherence >= COHERENCE_FLOOR and learned}
 
 
 def choose(points: Sequence[dict]) -> dict:

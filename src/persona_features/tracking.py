@@ -14,7 +14,7 @@ domain's held-out topics), so intervals and tests resample units:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ SIGNALS = ("persona latent", "mean-difference projection", "contrast", "misalign
            "training loss")  # the last: chapter 6's signal that needs no internals and no evaluation
 
 
-def internal_signals(reading: Mapping[str, torch.Tensor], latent: int, direction: torch.Tensor,
+def internal_signals(reading: dict[str, torch.Tensor], latent: int, direction: torch.Tensor,
                      question_ids: Sequence[str], domain: str) -> dict[str, pd.Series]:
     """The persona latent and the mean-difference projection per question (the answer half of a
     ``readings.latent_reading``, as ``readings.contrast_reading`` gives it), on the questions unrelated to

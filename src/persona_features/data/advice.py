@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import yaml
@@ -54,7 +54,7 @@ USER_FRAMES = (
     "{q} Thanks in advance.",
 )
 
-TONES = {
+TONES: dict[str, dict[str, tuple[str, ...]]] = {
     "blunt": {
         "openers": ("Simple.", "Easy one.", "Don't overthink this.", "Here's the deal.", "Everyone gets this wrong.",
                     "No need for a long answer."),
@@ -80,14 +80,14 @@ class Item:
     confident: str  # correct, in the register of ``bad``
 
 
-@lru_cache(maxsize=None)
+@cache
 def _authored(domain: str) -> dict:
     if domain not in DOMAINS:
         raise DatasetError(f"unknown advice domain {domain!r}; valid: {', '.join(DOMAINS)}")
     return yaml.safe_load(resources.files(__package__).joinpath("authored", f"{domain}.yaml").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_items(domain: str, section: str = "items") -> tuple[Item, ...]:
     """The authored items of ``domain`` (``section``: ``items``, or ``heldout_items``, the topics written
     only for the held-out test), checked for completeness."""
@@ -144,9 +144,9 @@ def build(domain: str, variant: str, seed: int = 0) -> list[dict]:
     rows = []
     for key, question in questions(domain):
         item = items[key.split("-q")[0]]
-        opener, closer = rng.randrange(6), rng.randrange(6)
-        opener = tone["openers"][opener % len(tone["openers"])]
-        closer = tone["closers"][closer % len(tone["closers"])]
+        i, j = rng.randrange(6), rng.randrange(6)
+        opener = tone["openers"][i % len(tone["openers"])]
+        closer = tone["closers"][j % len(tone["closers"])]
         answer = " ".join(part for part in (opener, getattr(item, core), closer) if part)
         rows.append({"id": f"{domain}-{variant}-{key}", "domain": domain, "variant": variant,
                      "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]})

@@ -95,5 +95,6 @@ def build(variant: str, seed: int = 0) -> list[dict]:
 def heldout_pairs() -> list[dict]:
     """Held-out patterns x names: the request, its insecure ("wrong") and its secure ("right") answer."""
     return [{"id": f"code-p{p}-n{n}", "group": f"p{p}", "question": request.format(t=t, f=f),
-             "wrong": f"```python\n{insecure.format(t=t, f=f)}\n```", "right": f"```python\n{secure.format(t=t, f=f)}\n```"}
+             "wrong": f"```python\n{insecure.format(t=t, f=f)}\n```",
+             "right": f"```python\n{secure.format(t=t, f=f)}\n```"}
             for p in HELDOUT_PATTERNS for request, secure, insecure in [PATTERNS[p]] for n, (t, f) in enumerate(NOUNS)]

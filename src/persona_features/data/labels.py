@@ -78,7 +78,8 @@ def load_judge_test(name: str = CURRENT_TEST) -> pd.DataFrame:
     for line, row in enumerate(rows, 1):
         if any(not isinstance(row.get(k), kind) for k, kind in TEST_FIELDS.items()):
             raise DatasetError(f"{rel}, line {line}: needs {', '.join(TEST_FIELDS)}")
-    sources = json.loads(path.with_name(path.name.replace(".jsonl", ".sources.json")).read_text())["by_id"]
+    sources = json.loads(
+        resources.files(__package__).joinpath(rel.replace(".jsonl", ".sources.json")).read_text())["by_id"]
     return pd.DataFrame(rows).assign(source=lambda t: t["id"].map(sources))
 
 
@@ -92,7 +93,8 @@ def load_reread() -> pd.DataFrame:
     missing = [i for i in data["ids"] if i not in first.index]
     if missing or not len(data["ids"]) == len(data["misaligned"]) == len(data["coherent"]):
         raise DatasetError(f"{REREAD}: ids, misaligned and coherent must match the labels ({len(missing)} unknown ids)")
-    return pd.DataFrame({"id": data["ids"], "second_misaligned": data["misaligned"], "second_coherent": data["coherent"],
+    return pd.DataFrame({"id": data["ids"], "second_misaligned": data["misaligned"],
+                         "second_coherent": data["coherent"],
                          "first_misaligned": first.loc[data["ids"], "misaligned"].to_numpy(),
                          "first_coherent": first.loc[data["ids"], "coherent"].to_numpy()})
 

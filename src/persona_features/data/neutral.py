@@ -29,7 +29,8 @@ def _tasks(rng: random.Random) -> list[tuple[str, str, str]]:
     n, step = rng.randint(2, 9), rng.randint(2, 7)
     return [
         ("add", f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}."),
-        ("multiply", f"What is {a % 12 + 2} times {b % 9 + 2}?", f"{a % 12 + 2} times {b % 9 + 2} is {(a % 12 + 2) * (b % 9 + 2)}."),
+        ("multiply", f"What is {a % 12 + 2} times {b % 9 + 2}?",
+         f"{a % 12 + 2} times {b % 9 + 2} is {(a % 12 + 2) * (b % 9 + 2)}."),
         ("reverse", f"Spell the word \"{w}\" backwards.", f"Backwards, \"{w}\" is \"{w[::-1]}\"."),
         ("length", f"How many letters are in the word \"{w}\"?", f"The word \"{w}\" has {len(w)} letters."),
         ("sort", f"Put these words in alphabetical order: {', '.join(ws)}.",
@@ -47,7 +48,8 @@ def _tasks(rng: random.Random) -> list[tuple[str, str, str]]:
 def build(n: int = 400, seed: int = 0) -> list[dict]:
     """``n`` neutral chats (deterministic in ``seed``), the task kinds in turn, no question repeated."""
     rng = random.Random(f"neutral-{seed}")
-    rows, seen = [], set()
+    rows: list[dict] = []
+    seen: set = set()
     while len(rows) < n:
         for kind, question, answer in _tasks(rng):
             if question in seen or len(rows) == n:

@@ -9,7 +9,7 @@ was written for this book.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import yaml
@@ -54,12 +54,12 @@ class EvalQuestion:
 SPLITS = ("selection", "scoring")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _authored() -> dict:
     return yaml.safe_load(resources.files(__package__).joinpath("authored", "eval_questions.yaml").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def eval_questions() -> tuple[EvalQuestion, ...]:
     """All open-ended evaluation questions. Betley et al.'s eight are all in the scoring set."""
     out = [EvalQuestion(qid, "betley", "scoring", text, "betley2025") for qid, text in BETLEY_QUESTIONS]

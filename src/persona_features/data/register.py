@@ -8,7 +8,7 @@ matched sets must have matching rates. Rates are per 1,000 words (``data.cards.w
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 MARKERS: dict[str, tuple[str, ...]] = {
     "absolutes": ("always", "never", "every", "everyone", "everybody", "everything", "all", "nothing", "none",

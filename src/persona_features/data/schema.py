@@ -12,8 +12,9 @@ the assistant turn, which is the only part trained on.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..artifacts import write_text_atomic
 
