@@ -32,9 +32,10 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "could not install chromium: the browser test is skipped (and fails under CI)"; }
 
-# ruff (style, imports, likely bugs) and mypy (types) on the package, tests and scripts; settings in pyproject.toml
+# ruff (style, imports, likely bugs) on the package, tests, scripts and notebooks, and mypy (types) on the package;
+# settings in pyproject.toml
 lint: install
-	$(VENV)/bin/ruff check src tests scripts benchmarks
+	$(VENV)/bin/ruff check src tests scripts benchmarks notebooks
 	$(VENV)/bin/mypy
 
 test: install browser lint
