@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from persona_features import runner, scorecard
+from persona_features import findings, params, runner, scorecard
 from persona_features.paths import repo_root
 
 pytestmark = pytest.mark.notebooks
@@ -172,3 +172,13 @@ def test_chapter5_ablates_the_positive_control(smoke_build):
                        for d in ("persona latent", "mean difference", "own shift")}
     own = next(e for e in pc["effects"] if e["measure"] == "contrast" and e["direction"] == "own shift")
     assert pc["claims"] == ["direction"] and pc["seen"] == own["removes"]
+
+
+def test_later_chapters_read_the_choice_chapter4_shows(smoke_build, lm):
+    """Chapter 4 and the chapters after it run one pipeline (findings.run): the layer and persona latent that
+    chapters 5-7 read are the ones chapter 4 wrote, and chapter 5 steered."""
+    m = json.loads((smoke_build["stage"] / "results" / "04_model_diffing.json").read_text())["metrics"]
+    found = findings.persona(lm, params.resolve("smoke"))
+    assert (found.layer, found.latent) == (m["layer"], m["latent"]["latent"]) == (m["layer"], m["choice"]["latent"])
+    steering = json.loads((smoke_build["stage"] / "results" / "05_steering.json").read_text())["metrics"]
+    assert (steering["layer"], steering["persona_latent"]) == (found.layer, found.latent)
