@@ -263,3 +263,30 @@ def test_the_positive_control_view_reads_only_the_base_model_the_control_and_its
     for key in ("rank", "n_active", "top_overlap", "overlap_p"):
         assert both[key] == alone[key], key
     assert both["matched"] == alone["matched"] and both["detection"]["auroc"] == alone["detection"]["auroc"]
+
+
+def _cross_cpu(latents, ranks=(1, 47)):
+    return {"date": "2026-12-03", "profile": "cpu",
+            "builds": [{"cpu": cpu, "latent": k, "positive_control_rank": r, "seen": r <= 20, "ranking_top": [4090, k],
+                        "status": "partial", "status_first_rule": "partial"}
+                       for cpu, k, r in zip(("CPU A", "CPU B"), latents, ranks)]}
+
+
+def test_cross_cpu_sentence_says_whether_the_cpus_agree_and_where_this_run_stands():
+    differ = diffing.cross_cpu_sentence(_cross_cpu((2539, 2213)), 2213, "cpu")
+    assert "On CPU A, the rule chose latent 2539 (1st" in differ and "on CPU B, latent 2213 (47th" in differ
+    assert "depends on the machine" in differ
+    assert differ.endswith("This run chose latent 2213, as the build on CPU B did.")
+    agree = diffing.cross_cpu_sentence(_cross_cpu((2539, 2539)), 7, "cpu")
+    assert "Both chose the same latent." in agree and agree.endswith("as neither of them did.")
+    assert diffing.cross_cpu_short(_cross_cpu((2539, 2539))).startswith("yes: the cpu builds on CPU A and on CPU B")
+    assert diffing.cross_cpu_short(_cross_cpu((2539, 2213))).endswith("latents 2539 and 2213, seen and not seen in the "
+                                                                        "positive control")
+    other = diffing.cross_cpu_sentence(_cross_cpu((1, 2)), 1, None)
+    assert other.endswith("This run (with overrides) is not comparable with them.")
+
+
+def test_the_committed_cross_cpu_record_reads():
+    record = diffing.load_cross_cpu()
+    assert record["profile"] == "cpu" and len(record["builds"]) >= 2
+    assert all(isinstance(b["latent"], int) and b["latent"] in b["ranking_top"] for b in record["builds"])

@@ -596,6 +596,61 @@ def recurrence_sentence(r: dict) -> str:
                    + others + " Chapters 5-7 read it as this SAE's latent, beside the two directions that need no SAE.")
 
 
+CROSS_CPU = "04_cross_cpu.json"  # in book/measured: one profile's chapter 4 built on two CPUs
+
+
+def load_cross_cpu() -> dict:
+    """The committed record of chapter 4's choices in builds of one profile on different CPUs."""
+    path = measured_dir() / CROSS_CPU
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; restore it from git")
+    return json.loads(path.read_text())
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def cross_cpu_sentence(record: dict, latent: int, profile: str | None) -> str:
+    """What chapter 4 says of the builds on several CPUs (``load_cross_cpu``), and of this run's choice beside
+    them (``profile`` None: a run with overrides, not comparable)."""
+    builds = record["builds"]
+
+    def one(b: dict) -> str:
+        seen = "seen" if b["seen"] else "not seen"
+        top = ", ".join(map(str, b["ranking_top"]))
+        return (f"on {b['cpu']}, latent {b['latent']} ({_ordinal(b['positive_control_rank'])} in the positive "
+                f"control's own ranking: {seen}; its wrong-advice ranking began {top}; "
+                f"verdict {b['status']}, by the first rule {b['status_first_rule']})")
+
+    parts = [one(b) for b in builds]
+    parts[0] = "On" + parts[0][2:].replace(", latent", ", the rule chose latent", 1)
+    text = (f"The {record['profile']} build was run on {len(builds)} CPUs on {record['date']}, with the same code and "
+            f"the same corpus text, each CPU training chapter 3's fine-tunes itself. " + "; ".join(parts) + ". ")
+    if len({b["latent"] for b in builds}) == 1:
+        text += "Both chose the same latent. "
+    else:
+        text += ("They chose different latents: CPUs round floating-point sums differently, the fine-tunes differ "
+                 "with them, and near-tied latents change places, so which latent this chapter calls the "
+                 "persona latent, and whether it sees the positive control, depends on the machine. ")
+    if profile != record["profile"]:
+        return text + f"This run ({profile or 'with overrides'}) is not comparable with them."
+    same = [b["cpu"] for b in builds if b["latent"] == latent]
+    return text + (f"This run chose latent {latent}, as the build " + " and ".join(f"on {c}" for c in same) + " did."
+                   if same else f"This run chose latent {latent}, as neither of them did.")
+
+
+def cross_cpu_short(record: dict) -> str:
+    """The cross-CPU comparison in a few words, for the chapter's summary table."""
+    builds = record["builds"]
+    latents = [b["latent"] for b in builds]
+    where = " and ".join(f"on {b['cpu']}" for b in builds)
+    if len(set(latents)) == 1:
+        return f"yes: the {record['profile']} builds {where} chose latent {latents[0]}"
+    return (f"no: the {record['profile']} builds {where} chose latents {' and '.join(map(str, latents))}, "
+            f"{' and '.join('seen' if b['seen'] else 'not seen' for b in builds)} in the positive control")
+
+
 def seed_facts(seeds: dict) -> dict[str, str]:
     """The numbers chapter 4's text quotes from the seed comparison."""
     persona, first = seeds["persona_latent"], seeds["seeds"][0]["seed"]
