@@ -277,6 +277,11 @@ def test_cross_cpu_sentence_says_whether_the_cpus_agree_and_where_this_run_stand
     assert "On CPU A, the rule chose latent 2539 (1st" in differ and "on CPU B, latent 2213 (47th" in differ
     assert "depends on the machine" in differ
     assert differ.endswith("This run chose latent 2213, as the build on CPU B did.")
+    record = _cross_cpu((2539, 2213)) | {"diagnostics": {"runs": [
+        {"build": 1, "screen_latents": 10, "latent": 2539, "added": 0.585, "subtracted": -0.559,
+         "positive_control_rank": 1}]}}
+    assert ("Screening 10 candidates instead (after seeing this, not the rule), the build on CPU B chose latent 2539 "
+            "(added +0.58, subtracted -0.56") in diffing.cross_cpu_sentence(record, 2213, "cpu")
     agree = diffing.cross_cpu_sentence(_cross_cpu((2539, 2539)), 7, "cpu")
     assert "Both chose the same latent." in agree and agree.endswith("as neither of them did.")
     assert diffing.cross_cpu_short(_cross_cpu((2539, 2539))).startswith("yes: the cpu builds on CPU A and on CPU B")

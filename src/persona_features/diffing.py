@@ -633,6 +633,11 @@ def cross_cpu_sentence(record: dict, latent: int, profile: str | None) -> str:
         text += ("They chose different latents: CPUs round floating-point sums differently, the fine-tunes differ "
                  "with them, and near-tied latents change places, so which latent this chapter calls the "
                  "persona latent, and whether it sees the positive control, depends on the machine. ")
+    for d in (record.get("diagnostics") or {}).get("runs", []):
+        text += (f"Screening {d['screen_latents']} candidates instead (after seeing this, not the rule), the build "
+                 f"on {builds[d['build']]['cpu']} chose latent {d['latent']} (added {d['added']:+.2f}, subtracted "
+                 f"{d['subtracted']:+.2f} nats per token against random; "
+                 f"{_ordinal(d['positive_control_rank'])} in the positive control's ranking). ")
     if profile != record["profile"]:
         return text + f"This run ({profile or 'with overrides'}) is not comparable with them."
     same = [b["cpu"] for b in builds if b["latent"] == latent]
