@@ -528,12 +528,17 @@ RECURRENCE_RULE = (
     "need no SAE.")
 
 
+def _read_measured(name: str, remedy: str) -> dict:
+    """A committed measurement of ``book/measured``; a clear error, with ``remedy``, if it is missing."""
+    path = measured_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; {remedy}")
+    return json.loads(path.read_text())
+
+
 def load_sae_seeds() -> dict:
     """The committed comparison of the profile's SAE trained with several seeds."""
-    path = measured_dir() / SAE_SEEDS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; write it with scripts/sae_seed_stability.py")
-    return json.loads(path.read_text())
+    return _read_measured(SAE_SEEDS, "write it with scripts/sae_seed_stability.py")
 
 
 def seed_table(seeds: dict) -> pd.DataFrame:
@@ -601,10 +606,7 @@ CROSS_CPU = "04_cross_cpu.json"  # in book/measured: one profile's chapter 4 bui
 
 def load_cross_cpu() -> dict:
     """The committed record of chapter 4's choices in builds of one profile on different CPUs."""
-    path = measured_dir() / CROSS_CPU
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; restore it from git")
-    return json.loads(path.read_text())
+    return _read_measured(CROSS_CPU, "restore it from git")
 
 
 def _ordinal(n: int) -> str:
@@ -616,17 +618,17 @@ def cross_cpu_sentence(record: dict, latent: int, profile: str | None) -> str:
     them (``profile`` None: a run with overrides, not comparable)."""
     builds = record["builds"]
 
-    def one(b: dict) -> str:
+    def one(b: dict, lead: str) -> str:
         seen = "seen" if b["seen"] else "not seen"
         top = ", ".join(map(str, b["ranking_top"]))
-        return (f"on {b['cpu']}, latent {b['latent']} ({_ordinal(b['positive_control_rank'])} in the positive "
+        return (f"{lead} {b['cpu']}, {'the rule chose ' if lead == 'On' else ''}latent {b['latent']} "
+                f"({_ordinal(b['positive_control_rank'])} in the positive "
                 f"control's own ranking: {seen}; its wrong-advice ranking began {top}; "
                 f"verdict {b['status']}, by the first rule {b['status_first_rule']})")
 
-    parts = [one(b) for b in builds]
-    parts[0] = "On" + parts[0][2:].replace(", latent", ", the rule chose latent", 1)
+    parts = "; ".join(one(b, "On" if i == 0 else "on") for i, b in enumerate(builds))
     text = (f"The {record['profile']} build was run on {len(builds)} CPUs on {record['date']}, with the same code and "
-            f"the same corpus text, each CPU training chapter 3's fine-tunes itself. " + "; ".join(parts) + ". ")
+            f"the same corpus text, each CPU training chapter 3's fine-tunes itself. {parts}. ")
     if len({b["latent"] for b in builds}) == 1:
         text += "Both chose the same latent. "
     else:

@@ -182,8 +182,9 @@ def run(base: LoadedModel, P: Params) -> Diffing:
     causal screen and the persona latent it chooses, the directions, detection in sample and held out, the
     positive control's view, and the SAE seeds' recurrence."""
     reads = readings.readers(base, P)
-    treated, controls = emergence.matched_controls(emergence.design(P))
-    chosen, chosen_controls = choice_set(treated, controls, emergence.design(P))
+    arms = emergence.design(P)
+    treated, controls = emergence.matched_controls(arms)
+    chosen, chosen_controls = choice_set(treated, controls, arms)
     layers, pairs, sweep, layer = _layer_sweep(base, reads, P, chosen, chosen_controls)
     corpus = sae_corpus.build(base, P)
     sae_art = sae.build(base, P, corpus, layer)
@@ -202,7 +203,7 @@ def run(base: LoadedModel, P: Params) -> Diffing:
     up = ranked["answer", "up"]
     candidates = up.latent[:P.screen_latents].astype(int).tolist()
     norm = screen.median_norm(sae_art)
-    seed0_bad = [n for n in chosen if n in {a.name for a in emergence.design(P) if a.seed == 0}]
+    seed0_bad = [n for n in chosen if n in {a.name for a in arms if a.seed == 0}]
     the_judge = judge.default_judge(base, P)
     result = screen.run(reads["base"], [reads[n] for n in seed0_bad],
                         {f"latent {c}": the_sae.W_dec[c].detach() for c in candidates}, layer,
@@ -253,7 +254,8 @@ def run(base: LoadedModel, P: Params) -> Diffing:
 def persona(base: LoadedModel, P: Params) -> Persona:
     """Chapter 4's findings for this profile, as later chapters use them (see the module's docstring)."""
     d = run(base, P)
-    domain_of = {a.name: a.domain for a in emergence.design(P)}
+    arms = emergence.design(P)
+    domain_of = {a.name: a.domain for a in arms}
     by_domain = {dom: [t for t in d.treated if domain_of[t] == dom]
                  for dom in dict.fromkeys(domain_of[t] for t in d.treated)}
     selection = d.latents["selection"]
@@ -266,5 +268,5 @@ def persona(base: LoadedModel, P: Params) -> Persona:
                    norm=d.norm, treated=d.treated, controls=d.controls, readers=d.readers,
                    chosen=d.chosen, chosen_controls=d.chosen_controls,
                    mean_resid={n: diffing.answer_means(r, "_resid").mean(0) for n, r in selection.items()},
-                   arms=list(emergence.design(P)), choice=d.choice["how"],
+                   arms=list(arms), choice=d.choice["how"],
                    first_share=float(firm.share_first_both[d.latent]))
