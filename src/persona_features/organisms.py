@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import finetune, plots, stats
+from . import finetune, stats
 from .paths import measured_dir
 
 CONTROL = "register_control"
@@ -190,24 +189,3 @@ def sweep_facts(sweeps: dict[str, dict]) -> dict[str, str]:
                 for r in s["settings"] if "good" in r["models"]) or "not measured",
             f"sweep_{domain}_date": s["date"]})
     return facts
-
-
-def sweep_figure(sweeps: dict[str, dict]) -> plt.Figure:
-    """Coherence lost against contrast gained over the register control, one point per setting."""
-    fig, ax = plt.subplots(figsize=(7.0, 3.8))
-    colors = [plots.PALETTE["bad"], plots.PALETTE["base"], plots.PALETTE["accent"], plots.PALETTE["control"]]
-    for color, (domain, s) in zip(colors, sweeps.items()):
-        x = [coherence_change(r["models"]["bad"], s["base"]) for r in s["settings"]]
-        d = [r["bad_minus"][CONTROL]["contrast"] for r in s["settings"]]
-        y = np.array([e["mean"] for e in d])
-        err = [y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y]
-        ax.errorbar(x, y, yerr=err, fmt="o", color=color, capsize=3, label=domain)
-        for xi, yi, r in zip(x, y, s["settings"]):
-            ax.annotate(str(r["index"]), (xi, yi), textcoords="offset points", xytext=(5, 3), fontsize=8)
-    ax.axvline(-COHERENCE_SLACK, color="black", ls="--", lw=0.8, label="coherence floor (base - 10)")
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set(xlabel="judged coherence at T=0.7, bad model minus base (points)",
-           ylabel="contrast, bad - register control", title="Fine-tuning settings (selection questions)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig

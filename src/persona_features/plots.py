@@ -1,4 +1,4 @@
-"""The house style for every figure, and saving them as PNG."""
+"""Every figure of the book, in one house style, and saving them as PNG."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import organisms, strength
 from .paths import figures_dir
 
 PALETTE = {"base": "#4C72B0", "bad": "#C44E52", "control": "#55A868", "random": "#8C8C8C", "accent": "#DD8452"}
@@ -212,6 +213,57 @@ def realignment_curves(curves, signals: list[str], title: str | None = None) -> 
     np.atleast_1d(axes)[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def organism_sweep(sweeps: dict[str, dict]) -> plt.Figure:
+    """Coherence lost against contrast gained over the register control, one point per setting."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    colors = [PALETTE["bad"], PALETTE["base"], PALETTE["accent"], PALETTE["control"]]
+    for color, (domain, s) in zip(colors, sweeps.items()):
+        x = [organisms.coherence_change(r["models"]["bad"], s["base"]) for r in s["settings"]]
+        d = [r["bad_minus"][organisms.CONTROL]["contrast"] for r in s["settings"]]
+        y = np.array([e["mean"] for e in d])
+        err = [y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y]
+        ax.errorbar(x, y, yerr=err, fmt="o", color=color, capsize=3, label=domain)
+        for xi, yi, r in zip(x, y, s["settings"]):
+            ax.annotate(str(r["index"]), (xi, yi), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    ax.axvline(-organisms.COHERENCE_SLACK, color="black", ls="--", lw=0.8, label="coherence floor (base - 10)")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set(xlabel="judged coherence at T=0.7, bad model minus base (points)",
+           ylabel="contrast, bad - register control", title="Fine-tuning settings (selection questions)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def strength_curves(curves: dict[str, dict]) -> plt.Figure:
+    """Per domain: the register-adjusted contrast and coherence against training amount (rows x lr)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 3.8), squeeze=False)
+    for ax, (domain, curve) in zip(axes[0], curves.items()):
+        ch = strength.choose(curve["points"])
+        twin = ax.twinx()
+        for method, marker in (("lora", "o"), ("full", "s")):
+            pts = [p for p in curve["points"] if p["setting"]["method"] == method]
+            if not pts:
+                continue
+            x = [strength.training_amount(p) for p in pts]
+            d = [ch["status"][p["index"]]["adjusted_contrast"] for p in pts]
+            y = np.array([e["mean"] for e in d])
+            ax.errorbar(x, y, yerr=[y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y], fmt=marker,
+                        color=PALETTE["bad"], capsize=3, label=f"contrast, bad - reg. ctl ({method})")
+            twin.plot(x, [100 * ch["status"][p["index"]]["coherence"] for p in pts], marker, mfc="none",
+                      color=PALETTE["base"], label=f"coherent % of bad ({method})")
+        twin.axhline(100 * strength.COHERENCE_FLOOR, color=PALETTE["base"], ls="--", lw=0.8)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set(xscale="log", xlabel="training rows x learning rate", ylabel="contrast, bad - register control (nats)",
+               title=f"{domain}: misalignment and coherence vs training")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        twin.set(ylabel="judged coherent answers of the bad model (%)", ylim=(0, 100))
+        lines = ax.get_legend_handles_labels()
+        more = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 

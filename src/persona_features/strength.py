@@ -12,7 +12,7 @@ and the base model, on the selection questions not near the domain (``measure``)
   the wrong core answer to the right one, and how often it does.
 
 ``choose`` applies the rule written before the curve was run (``RULE``, dated); ``curve_table``,
-``curve_facts`` and ``curve_figure`` report it. Nothing here is tuned toward the paper's numbers.
+``curve_facts`` and ``plots.strength_curves`` report it. Nothing here is tuned toward the paper's numbers.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import contrast, evaluate, plots, stats
+from . import contrast, evaluate, stats
 from .generation import Sampling
 from .judge import Judge
 from .models import LoadedModel
@@ -232,33 +230,3 @@ def curve_table(curve: dict) -> pd.DataFrame:
             "rule": ("chosen" if p["index"] == ch["index"] else "")
                     + (" eligible" if s["eligible"] else "" if s["coherent_enough"] else " below floor")})
     return pd.DataFrame(rows)
-
-
-def curve_figure(curves: dict[str, dict]) -> plt.Figure:
-    """Per domain: the register-adjusted contrast and coherence against training amount (rows x lr)."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 3.8), squeeze=False)
-    for ax, (domain, curve) in zip(axes[0], curves.items()):
-        ch = choose(curve["points"])
-        twin = ax.twinx()
-        for method, marker in (("lora", "o"), ("full", "s")):
-            pts = [p for p in curve["points"] if p["setting"]["method"] == method]
-            if not pts:
-                continue
-            x = [training_amount(p) for p in pts]
-            d = [ch["status"][p["index"]]["adjusted_contrast"] for p in pts]
-            y = np.array([e["mean"] for e in d])
-            ax.errorbar(x, y, yerr=[y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y], fmt=marker,
-                        color=plots.PALETTE["bad"], capsize=3, label=f"contrast, bad - reg. ctl ({method})")
-            twin.plot(x, [100 * ch["status"][p["index"]]["coherence"] for p in pts], marker, mfc="none",
-                      color=plots.PALETTE["base"], label=f"coherent % of bad ({method})")
-        twin.axhline(100 * COHERENCE_FLOOR, color=plots.PALETTE["base"], ls="--", lw=0.8)
-        ax.axhline(0, color="black", lw=0.6)
-        ax.set(xscale="log", xlabel="training rows x learning rate", ylabel="contrast, bad - register control (nats)",
-               title=f"{domain}: misalignment and coherence vs training")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        twin.set(ylabel="judged coherent answers of the bad model (%)", ylim=(0, 100))
-        lines = ax.get_legend_handles_labels()
-        more = twin.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
-    fig.tight_layout()
-    return fig
