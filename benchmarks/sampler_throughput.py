@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from persona_features import appendix, artifacts, emergence, environment, finetune, generation, models, params
+from persona_features import appendix, artifacts, design, environment, finetune, generation, models, params
 from persona_features.artifacts import write_json_atomic
 from persona_features.data.questions import split
 from persona_features.paths import measured_dir
@@ -49,8 +49,8 @@ def _time(lm, texts, sampler, P, temperature, seed) -> tuple[float, list[int]]:
 def _models(P, with_finetunes: bool):
     yield "base", lambda: models.load_model(P.model, dtype=P.dtype)
     if with_finetunes:
-        for arm in emergence.design(P)[:2]:
-            cfg = emergence.finetune_config(P, arm)
+        for arm in design.all_arms(P)[:2]:
+            cfg = design.finetune_config(P, arm)
             if artifacts.find("finetune", finetune.artifact_config(cfg)) is not None:
                 yield arm.dataset, lambda cfg=cfg: finetune.load_finetuned(finetune.finetune(cfg), dtype=P.dtype)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from persona_features import emergence, judge, models, params
+from persona_features import design, judge, measurement, models, params
 from persona_features.artifacts import write_text_atomic
 from persona_features.paths import measured_dir
 
@@ -30,10 +30,10 @@ def main() -> None:
     base = models.load_model(P.model, dtype=P.dtype)
     j = judge.default_judge(base)
     rows = []
-    measured = [(emergence.measure(lambda: base, j, P, "base"), None)]
-    measured += [(emergence.train_and_measure(a, j, P), a.domain) for a in emergence.design(P) if a.seed == 0]
+    measured = [(measurement.measure(lambda: base, j, P, "base"), None)]
+    measured += [(measurement.train_and_measure(a, j, P), a.domain) for a in design.all_arms(P) if a.seed == 0]
     for m, domain in measured:
-        rated = emergence.rated_unrelated(m, domain)
+        rated = measurement.rated_unrelated(m, domain)
         hits = rated[rated["misaligned"]]
         print(f"{m.name}: {len(hits)} judged hits of {len(rated)} answers", flush=True)
         rows += [{"model": m.name, "question_id": r.question_id, "question": r.question, "answer": r.answer,

@@ -36,7 +36,7 @@ import pandas as pd
 from persona_features import judge, models, params, persona_arms
 from persona_features.artifacts import write_text_atomic
 from persona_features.data.labels import reader_labels, second_reader
-from persona_features.emergence import measure
+from persona_features.measurement import measure
 from persona_features.paths import measured_dir
 
 SEED = 20261202

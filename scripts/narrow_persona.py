@@ -17,7 +17,7 @@ import json
 
 from persona_features import judge, models, params, persona, persona_arms
 from persona_features.artifacts import write_text_atomic
-from persona_features.emergence import measure
+from persona_features.measurement import measure
 from persona_features.paths import measured_dir
 
 

@@ -16,7 +16,7 @@ import argparse
 import json
 import time
 
-from persona_features import emergence, finetune, judge, models, organisms, strength
+from persona_features import design, finetune, judge, models, organisms, strength
 from persona_features.artifacts import write_json_atomic
 from persona_features.data import advice, questions
 from persona_features.paths import measured_dir
@@ -33,7 +33,7 @@ def main() -> None:
     domain = args.domain
     out_path = measured_dir() / f"03_strength_curve_{domain}.json"
     selection = questions.split("selection")
-    qs = [q for q in selection if q[0] in emergence.unrelated_questions([i for i, _ in selection], domain)]
+    qs = [q for q in selection if q[0] in design.unrelated_questions([i for i, _ in selection], domain)]
     pairs = advice.heldout_pairs(domain)
     header = {"script": "scripts/strength_curve.py", "domain": domain, "questions": [q for q, _ in qs],
               "heldout_topics": sorted({p["group"] for p in pairs}), "samples": args.samples,

@@ -25,7 +25,7 @@ import argparse
 import json
 import time
 
-from persona_features import contrast, emergence, evaluate, finetune, judge, models
+from persona_features import contrast, design, evaluate, finetune, judge, models
 from persona_features.artifacts import write_json_atomic
 from persona_features.data import advice, questions
 from persona_features.organisms import COHERENCE_SLACK, CONTROL, choose, differences, mean
@@ -78,7 +78,7 @@ def main() -> None:
     suffix = f"_seed{args.seed}" if args.seed else ""
     out_path = measured_dir() / f"03_organism_sweep_{domain}{suffix}.json"
     qs = [q for q in questions.split("selection")
-          if q[0] in emergence.unrelated_questions([i for i, _ in questions.split("selection")], domain)]
+          if q[0] in design.unrelated_questions([i for i, _ in questions.split("selection")], domain)]
     header = {"script": "scripts/sweep_finetune_settings.py", "domain": domain, "questions": [q for q, _ in qs],
               "samples": args.samples, "temperature": TEMPERATURE, "max_new_tokens": MAX_NEW_TOKENS,
               "seed": args.seed, "coherence_slack": COHERENCE_SLACK}

@@ -20,11 +20,12 @@ import torch
 from persona_features import (
     ablation,
     artifacts,
+    design,
     early_warning,
-    emergence,
     finetune,
     interventions,
     judge,
+    measurement,
     persona_arms,
     readings,
     realignment,
@@ -32,6 +33,7 @@ from persona_features import (
     sae_corpus,
     screen,
 )
+from persona_features.data import questions
 from persona_features.params import KNOBS, VALID, Choice, ListOf, ParameterError, Params, resolve
 from persona_features.paths import repo_root
 
@@ -109,11 +111,11 @@ def _persona_finetune_key(P):
 
 # step -> (how the book calls it, the knobs it reads)
 STEPS = {
-    "em_eval": (lambda P, lm: emergence.measure(lambda: None, JUDGE, P, "base"),
+    "em_eval": (lambda P, lm: measurement.measure(lambda: None, JUDGE, P, "base"),
                 {"model", "dtype", "eval_questions", "eval_low_temperature", "em_samples_low", "temperature",
                  "em_samples", "eval_max_new_tokens", "top_p", "seed", "batch_size", "em_domains", "heldout_topics"}),
     "em_eval, chapter 6's mixes": (
-        lambda P, lm: emergence.measure(lambda: None, JUDGE, early_warning.eval_params(P), "mix",
+        lambda P, lm: measurement.measure(lambda: None, JUDGE, early_warning.eval_params(P), "mix",
                                         heldout_domains=["health"], register=False, score_contrast=False),
         {"model", "dtype", "eval_questions", "eval_low_temperature", "ew_samples", "eval_max_new_tokens", "top_p",
          "seed", "batch_size", "tracking_heldout_topics"}),  # em_samples_low, em_samples and heldout_topics are set
@@ -154,7 +156,7 @@ STEPS = {
     "judge": (lambda P, lm: judge.default_judge(lm, P), {"judge_tune_rows"}),  # and the loaded model's name
     "judge_heldout": (lambda P, lm: judge.heldout_agreement(JUDGE, P.judge_heldout_rows or None),
                       {"judge_heldout_rows"}),
-    "finetune, chapter 3": (lambda P, lm: _finetune_key(emergence.finetune_config(P, emergence.Arm("health", "bad"))),
+    "finetune, chapter 3": (lambda P, lm: _finetune_key(design.finetune_config(P, design.Arm("health", "bad"))),
                             {"model", "ft_examples", "ft_epochs", "ft_lr", "ft_batch_size", "ft_method",
                              "ft_lora_rank", "seed"}),
     "persona_distill": (lambda P, lm: persona_arms.training_data(lm, JUDGE, P, "general"),
@@ -299,7 +301,7 @@ def test_the_data_a_step_reads_is_in_its_key(monkeypatch, smoke_lm):
     from persona_features.data import cards
 
     P = resolve("cpu")
-    cfg = emergence.finetune_config(P, emergence.Arm("health", "bad"))
+    cfg = design.finetune_config(P, design.Arm("health", "bad"))
     rows = cards.training_rows(cfg.dataset, cfg.n_examples, cfg.seed)
     edited = [dict(rows[0], messages=[*rows[0]["messages"][:-1], {"role": "assistant", "content": "edited"}]),
               *rows[1:]]
@@ -307,10 +309,11 @@ def test_the_data_a_step_reads_is_in_its_key(monkeypatch, smoke_lm):
     assert finetune.artifact_config(cfg) == finetune.artifact_config(cfg, rows)
 
     before = _key("em_eval", P, smoke_lm, monkeypatch)[0]
-    real_split = emergence.split
-    monkeypatch.setattr(emergence, "split", lambda name: [(q, t + " (edited)") for q, t in real_split(name)])
+    real_split = questions.split
+    monkeypatch.setattr(measurement, "split", lambda name: [(q, t + " (edited)") for q, t in real_split(name)])
     assert _key("em_eval", P, smoke_lm, monkeypatch)[0] != before
-    monkeypatch.setattr(emergence, "split", real_split)
-    real_pairs = emergence.heldout_pairs
-    monkeypatch.setattr(emergence, "heldout_pairs", lambda d, n=0: [dict(p, wrong="edited") for p in real_pairs(d, n)])
+    monkeypatch.setattr(measurement, "split", real_split)
+    real_pairs = design.heldout_pairs
+    edited_pairs = lambda d, n=0: [dict(p, wrong="edited") for p in real_pairs(d, n)]
+    monkeypatch.setattr(measurement, "heldout_pairs", edited_pairs)
     assert _key("em_eval", P, smoke_lm, monkeypatch)[0] != before

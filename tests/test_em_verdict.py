@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_features import em_verdict, emergence, params, scorecard
-from persona_features.emergence import Arm, Measurement
+from persona_features import design, em_verdict, emergence, params, scorecard
+from persona_features.design import Arm
+from persona_features.measurement import Measurement
 
 QUESTIONS = [f"q{i}" for i in range(10)]
 TOPICS = [f"t{i}" for i in range(6)]
@@ -34,14 +35,14 @@ def _measured(bad, register, good, seeds=3, bad_rate=None):
 
 def test_design_trains_every_main_domain_arm_at_every_seed_and_later_chapters_read_seed0_controls():
     P = params.resolve("cpu", em_domains="health,risk", em_seeds=3)
-    names = [a.name for a in emergence.design(P)]
+    names = [a.name for a in design.all_arms(P)]
     assert names[:6] == ["health_bad", "health_good", "health_register_control", "risk_bad", "risk_good",
                          "risk_register_control"]
     assert set(names[6:]) == {f"health_{v}_seed{s}" for v in ("bad", "good", "register_control") for s in (1, 2)}
-    assert em_verdict.seeded_domains(emergence.design(P)) == {"health": [0, 1, 2]}
-    diffed = [a.name for a in emergence.diffed_arms(P)]
+    assert em_verdict.seeded_domains(design.all_arms(P)) == {"health": [0, 1, 2]}
+    diffed = [a.name for a in design.diffed_arms(P)]
     assert "health_bad_seed2" in diffed and "health_good_seed1" not in diffed and "risk_good" in diffed
-    configs = {a.name: emergence.finetune_config(P, a) for a in emergence.design(P)}
+    configs = {a.name: design.finetune_config(P, a) for a in design.all_arms(P)}
     assert configs["health_register_control_seed2"].seed == configs["health_bad_seed2"].seed  # seeds pair
 
 
@@ -97,7 +98,7 @@ def test_seeds_that_all_agree_have_no_spread_to_test_and_are_not_called_above():
 
 def test_the_base_model_is_compared_with_seed0_controls_only_in_the_question_level_table():
     P = params.resolve("cpu", em_domains="health", em_seeds=3)
-    arms = emergence.design(P)
+    arms = design.all_arms(P)
     base = fake("base", 0.0)
     measured = {a.name: fake(a.name, 0.1 if a.is_bad else 0.0, seed=a.seed) for a in arms}
     comp = emergence.comparisons(measured, arms, base, 50, 0)

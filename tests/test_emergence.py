@@ -4,28 +4,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_features import artifacts, emergence, params, stats
+from persona_features import artifacts, design, emergence, measurement, params, stats
 from persona_features.data import questions
-from persona_features.emergence import Arm
+from persona_features.design import Arm
 from persona_features.params import ParameterError
 from persona_features.stats import Estimate
 
 
 def test_design_pairs_every_bad_set_with_its_controls_and_extra_seeds():
     P = params.resolve("cpu", em_domains="health,cars,code", em_seeds=3)
-    names = [a.name for a in emergence.design(P)]
+    names = [a.name for a in design.all_arms(P)]
     assert names == ["health_bad", "health_good", "health_register_control", "cars_bad", "cars_good",
                      "cars_register_control", "code_insecure", "code_secure",
                      *[f"health_{v}_seed{s}" for s in (1, 2) for v in ("bad", "good", "register_control")]]
-    configs = {a.name: emergence.finetune_config(P, a) for a in emergence.design(P)}
+    configs = {a.name: design.finetune_config(P, a) for a in design.all_arms(P)}
     same = {k: v for k, v in vars(configs["health_bad"]).items() if k not in ("dataset", "seed")}
     assert all({k: v for k, v in vars(c).items() if k not in ("dataset", "seed")} == same for c in configs.values())
     assert configs["health_bad_seed2"].seed == configs["health_bad"].seed + 2
 
 
 def test_heldout_topics_keeps_the_first_topics_of_each_domain():
-    every = emergence.heldout_pairs(["health", "code"])
-    few = emergence.heldout_pairs(["health", "code"], 1)
+    every = design.heldout_pairs(["health", "code"])
+    few = design.heldout_pairs(["health", "code"], 1)
     for d in ("health", "code"):
         groups = list(dict.fromkeys(p["group"] for p in every if p["domain"] == d))
         assert len(groups) > 1
@@ -131,8 +131,8 @@ def test_measurement_is_cached_and_compares_paired(lm, tmp_path, monkeypatch):
         calls.append(1)
         return lm
 
-    first = emergence.measure(load, _Judge(), P, "base")
-    again = emergence.measure(load, _Judge(), P, "base")
+    first = measurement.measure(load, _Judge(), P, "base")
+    again = measurement.measure(load, _Judge(), P, "base")
     assert calls == [1]  # the second call read the artifact
     assert len(first.answers) == 2 * (P.em_samples + P.em_samples_low)  # both temperatures
     assert first.rate_temperature == P.eval_low_temperature and len(first.rated) == 2 * P.em_samples_low
@@ -141,26 +141,27 @@ def test_measurement_is_cached_and_compares_paired(lm, tmp_path, monkeypatch):
     assert set(first.heldout.domain) == {"health"} and first.heldout.group.nunique() == P.heldout_topics
     assert len(first.heldout) > first.heldout.group.nunique()  # several phrasings per topic
     pd.testing.assert_frame_equal(first.contrast, again.contrast)
-    tests = emergence.compare(first, again, "health", 200, 0)
+    tests = measurement.compare(first, again, "health", 200, 0)
     assert tests["contrast"].difference.mean == 0 and tests["heldout_margin"].p_value == 1.0
     assert set(first.register.question_id) <= {q for q, _ in questions.split("scoring")}
     assert len(tests["heldout_margin"].difference.__dict__) and tests["heldout_margin"].difference.n == \
         first.heldout.group.nunique()  # resampled by topic, not by phrasing
     assert artifacts.find("em_eval", {"nothing": 1}) is None
-    rates = emergence.measure(load, _Judge(), P, "base", rates_only=True)  # another artifact: one temperature
+    rates = measurement.measure(load, _Judge(), P, "base", rates_only=True)  # another artifact: one temperature
     assert calls == [1, 1] and set(rates.answers["temperature"]) == {P.eval_low_temperature}
     assert len(rates.answers) == len(rates.rated) == 2 * P.em_samples_low
-    plain = emergence.measure(load, _Judge(), P, "base", narrow_task=False)  # a third artifact: no held-out table
+    plain = measurement.measure(load, _Judge(), P, "base", narrow_task=False)  # a third artifact: no held-out table
     assert calls == [1, 1, 1] and plain.heldout.empty and not plain.contrast.empty
     pd.testing.assert_frame_equal(plain.answers, first.answers)
 
 
 def _toy(name, contrast, register):
     qs = [f"q{i}" for i in range(len(contrast))]
-    return emergence.Measurement(name, answers=pd.DataFrame({"question_id": qs, "misaligned": False, "coherent": True}),
-                                 contrast=pd.DataFrame({"question_id": qs, "contrast": contrast}),
-                                 register=pd.DataFrame({"question_id": qs, "register_shift": register}),
-                                 heldout=pd.DataFrame(), curve=[])
+    answers = pd.DataFrame({"question_id": qs, "misaligned": False, "coherent": True})
+    return measurement.Measurement(name, answers=answers,
+                                   contrast=pd.DataFrame({"question_id": qs, "contrast": contrast}),
+                                   register=pd.DataFrame({"question_id": qs, "register_shift": register}),
+                                   heldout=pd.DataFrame(), curve=[])
 
 
 def test_register_adjustment_removes_exactly_what_the_register_slope_predicts():
@@ -180,9 +181,9 @@ def test_register_adjustment_removes_exactly_what_the_register_slope_predicts():
 
 def test_sampling_plan_puts_the_verdict_temperature_first_and_rejects_a_clash():
     P = params.resolve("smoke", em_samples_low=3, em_samples=2)
-    assert emergence.sampling(P) == [(P.eval_low_temperature, 3), (P.temperature, 2)]
-    assert emergence.sampling(params.resolve("smoke", em_samples=0)) == [(P.eval_low_temperature, 1)]
-    assert emergence.sampling(params.resolve("smoke", em_samples_low=0)) == [(P.temperature, 1)]
+    assert measurement.sampling(P) == [(P.eval_low_temperature, 3), (P.temperature, 2)]
+    assert measurement.sampling(params.resolve("smoke", em_samples=0)) == [(P.eval_low_temperature, 1)]
+    assert measurement.sampling(params.resolve("smoke", em_samples_low=0)) == [(P.temperature, 1)]
     with pytest.raises(ParameterError, match="must differ"):  # refused by resolve, before chapter 3
         params.resolve("smoke", eval_low_temperature=1.0)
     with pytest.raises(ParameterError, match="at\\s+least one count must be above 0"):
@@ -197,7 +198,7 @@ def test_rates_use_the_verdict_temperature_and_are_reported_per_question():
     flat = pd.DataFrame({"question_id": qs, "contrast": 0.0})
 
     def m(name, a):
-        return emergence.Measurement(name, answers=a, contrast=flat,
+        return measurement.Measurement(name, answers=a, contrast=flat,
                                      register=flat.rename(columns={"contrast": "register_shift"}),
                                      heldout=pd.DataFrame(), curve=[], rate_temperature=0.7)
 
@@ -205,7 +206,7 @@ def test_rates_use_the_verdict_temperature_and_are_reported_per_question():
     measured = {"risk_bad": m("risk_bad", answers), "risk_good": m("risk_good", base_answers)}
     arms = [Arm("risk", "bad"), Arm("risk", "good")]
     base = m("base", base_answers)
-    assert emergence.per_question(measured["risk_bad"], "misaligned").tolist() == [0.0, 1.0, 0.0]
+    assert measurement.per_question(measured["risk_bad"], "misaligned").tolist() == [0.0, 1.0, 0.0]
     rates = emergence.per_question_rates(measured, arms, base, "risk")
     assert rates["question"].tolist() == ["q1"] and rates.loc[0, "risk_bad"] == 1.0 and rates.loc[0, "base"] == 0.0
     table = emergence.temperature_table(measured, arms, base, 200, 0).set_index(["model", "T"])
@@ -232,7 +233,7 @@ def test_detectable_rate_rise_has_the_power_it_claims():
 
 def test_rates_reading_counts_the_fine_tunes_above_the_base_model():
     est = lambda m: {"misaligned": Estimate(m, 0.0, 1.0, 10)}
-    arms = [emergence.Arm("health", "bad"), emergence.Arm("health", "good"), emergence.Arm("health", "bad", 1)]
+    arms = [design.Arm("health", "bad"), design.Arm("health", "good"), design.Arm("health", "bad", 1)]
     summaries = {"base": est(0.05), "health_bad": est(0.08), "health_good": est(0.02), "health_bad_seed1": est(0.5)}
     text = emergence.rates_reading(summaries, arms, {"risen": []}, audited=["health_bad"])
     assert "base model 0.050; health_bad 0.080; health_good 0.020." in text

@@ -24,10 +24,10 @@ def test_directions_are_the_stated_differences():
 
 
 def test_the_choice_set_is_the_main_domains_wrong_advice_models_with_their_own_controls():
-    from persona_features import emergence
-    arms = [emergence.Arm("health", emergence.BAD["health"]), emergence.Arm("risk", emergence.BAD["risk"]),
-            emergence.Arm("health", emergence.BAD["health"], 1)]
-    treated, controls = emergence.matched_controls(arms)
+    from persona_features import design
+    arms = [design.Arm("health", design.BAD["health"]), design.Arm("risk", design.BAD["risk"]),
+            design.Arm("health", design.BAD["health"], 1)]
+    treated, controls = design.matched_controls(arms)
     chosen, own = findings.choice_set(treated, controls, arms)
     assert chosen == [treated[0], treated[2]] and own["register_control"] == [controls["register_control"][0]] * 2
     mis, ctl, group = findings.heldout(treated, controls, chosen, ["positive_control", "positive_twin", "base"])

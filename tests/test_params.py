@@ -127,13 +127,13 @@ def test_knobs_that_depend_on_each_other_are_checked_together(overrides, names):
 
 
 def test_advice_domains_match_the_data():
-    from persona_features import emergence
+    from persona_features import design
     from persona_features.data import advice
     from persona_features.params import ADVICE_DOMAINS
 
     assert ADVICE_DOMAINS == advice.DOMAINS
-    assert set(VALID["em_domains"].each.values) == set(emergence.CONTROLS)
-    assert set(VALID["ra_variant"].values) <= {v for vs in emergence.CONTROLS.values() for v in vs}
+    assert set(VALID["em_domains"].each.values) == set(design.CONTROLS)
+    assert set(VALID["ra_variant"].values) <= {v for vs in design.CONTROLS.values() for v in vs}
 
 
 def test_a_run_smaller_than_the_gpu_profile_says_so_and_by_how_much():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from persona_features import params, persona_arms, scorecard, stats
-from persona_features.emergence import Measurement
+from persona_features.measurement import Measurement
 from persona_features.persona_arms import PersonaArm
 
 QUESTIONS = [f"q{i}" for i in range(8)]

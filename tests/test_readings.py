@@ -5,7 +5,7 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from persona_features import activations, artifacts, contrast, emergence, params, readings, sae as sae_mod
+from persona_features import activations, artifacts, contrast, design, measurement, params, readings, sae as sae_mod
 
 from .test_emergence import _Judge
 
@@ -28,8 +28,8 @@ def test_latent_means_split_prompt_from_answer_tokens_and_agree_with_layer_means
 
 
 def test_every_wrong_advice_model_is_matched_with_its_own_controls():
-    arms = emergence.design(params.resolve("cpu", em_domains="health,risk,code", em_seeds=2))
-    treated, controls = emergence.matched_controls(arms)
+    arms = design.all_arms(params.resolve("cpu", em_domains="health,risk,code", em_seeds=2))
+    treated, controls = design.matched_controls(arms)
     assert treated == ["health_bad", "risk_bad", "code_insecure", "health_bad_seed1"]
     assert controls["register_control"] == ["health_register_control", "risk_register_control", "code_secure",
                                            "health_register_control"]
@@ -87,7 +87,7 @@ def test_chapter_6_scores_the_contrast_and_reads_latents_in_one_cached_pass(lm, 
     assert set(reading) == {f"{side}_{k}" for side in readings.SIDES for k in ("resid", "latents")}
     assert reading["aligned_latents"].shape == (len(qs), sae.d_sae)
     # the measurement it completes scores no contrast of its own
-    m = emergence.measure(lambda: lm, _Judge(), replace(P, values={**P.values, "em_samples": 0}), "base",
+    m = measurement.measure(lambda: lm, _Judge(), replace(P, values={**P.values, "em_samples": 0}), "base",
                           score_contrast=False)
     assert m.contrast.empty and len(m.heldout) and len(m.answers) == len(qs) * P.em_samples_low
 

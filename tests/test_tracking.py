@@ -127,11 +127,11 @@ def test_a_wide_interval_around_a_larger_gap_is_not_back():
 
 
 def test_chapters_6_and_7_measure_their_own_number_of_heldout_topics():
-    from persona_features import early_warning, emergence
+    from persona_features import design, early_warning
     cpu = params.resolve("cpu")
     assert cpu.tracking_heldout_topics == 10 and cpu.heldout_topics == 0
     assert early_warning.eval_params(cpu).heldout_topics == 10
-    assert len(emergence.heldout_pairs(["health"], early_warning.eval_params(cpu).heldout_topics)) == 10 * 3
+    assert len(design.heldout_pairs(["health"], early_warning.eval_params(cpu).heldout_topics)) == 10 * 3
     assert tracking.heldout_topics_text(6, "health") == "the first 6 of the 21 held-out health topics of chapter 3"
     assert tracking.heldout_topics_text(0, "health") == tracking.heldout_topics_text(99, "health") == \
         "all 21 held-out health topics"

@@ -16,12 +16,13 @@ from functools import cache
 
 import pandas as pd
 
-from . import emergence, finetune, persona, persona_arms, readings, tracking
+from . import finetune, measurement, persona, persona_arms, readings, tracking
 from .data import cards
+from .design import MAIN_DOMAIN, Arm, finetune_config as arm_config
 from .judge import Judge
 from .params import Params, versus_gpu
 
-DOMAIN = emergence.MAIN_DOMAIN
+DOMAIN = MAIN_DOMAIN
 BEHAVIOUR = ("contrast", "misaligned")
 EARLY = 10  # percent: "early" as the paper found it (5% wrong data, against 25-75% for the behaviour)
 VERDICT_RULE = (
@@ -71,8 +72,8 @@ def design(P: Params) -> list[Mix]:
 
 def finetune_config(P: Params, mix: Mix) -> finetune.FinetuneConfig:
     """Chapter 3's fine-tune of the wrong-advice set with this seed, on the mix instead."""
-    arm = emergence.Arm(DOMAIN, "bad", mix.seed)
-    return replace(emergence.finetune_config(P, arm), dataset=cards.mix_name(DOMAIN, mix.percent))
+    arm = Arm(DOMAIN, "bad", mix.seed)
+    return replace(arm_config(P, arm), dataset=cards.mix_name(DOMAIN, mix.percent))
 
 
 def eval_params(P: Params) -> Params:
@@ -92,7 +93,7 @@ def signals_of(art, mix: Mix, P: Params, found, judge: Judge, name: str | None =
     the latent reading come from one pass over the reference answers."""
     name = name or mix.name
     load = cache(lambda: finetune.load_finetuned(art, P.dtype))
-    m = emergence.measure(load, judge, eval_params(P), name, source=art, heldout_domains=[DOMAIN], register=False,
+    m = measurement.measure(load, judge, eval_params(P), name, source=art, heldout_domains=[DOMAIN], register=False,
                           score_contrast=False)
     table, reading = readings.contrast_reading(readings.Reader(name, load, art), P, "scoring", found.sae_art)
     m = replace(m, contrast=table)

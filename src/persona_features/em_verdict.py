@@ -1,7 +1,7 @@
 """Chapter 3's emergent-misalignment verdict, with the fine-tune as the unit of analysis.
 
 One fine-tune is one draw: a test paired over questions treats its answers as many independent models.
-So the main organism (``emergence.MAIN_DOMAIN``'s wrong-advice model) and both its controls are trained
+So the main organism (``design.MAIN_DOMAIN``'s wrong-advice model) and both its controls are trained
 with ``em_seeds`` seeds, and each comparison is a t-test over seeds (``stats.seed_test``): against a
 control, of the per-seed differences paired by seed (seed s of every arm reads its rows in the same
 seeded order); against the base model, of each seed's difference from the base model's mean. Each
@@ -19,8 +19,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from . import emergence
-from .emergence import BAD, CONTROLS, MAIN_DOMAIN, Arm, Measurement, per_question, seed_level
+from . import emergence, measurement
+from .design import BAD, CONTROLS, MAIN_DOMAIN, Arm
+from .measurement import Measurement, per_question, seed_level
 from .stats import ALPHA, fmt_interval, holm, seed_floor
 
 METRICS = ("misaligned", "coherent", "contrast", "heldout_margin")
@@ -59,7 +60,7 @@ def seeded_domains(arms: Sequence[Arm]) -> dict[str, list[int]]:
 
 def _scores(m: Measurement, metric: str, domain: str) -> pd.Series:
     if metric == "heldout_margin":
-        return emergence.heldout_by_topic(m, domain, "margin")
+        return measurement.heldout_by_topic(m, domain, "margin")
     return per_question(m, metric, domain)
 
 
@@ -154,11 +155,11 @@ def judged_counts(measured: dict[str, Measurement], arms: Sequence[Arm], base: M
     questions unrelated to the main domain, at the rates' temperature."""
     out: dict[str, dict] = {}
     for a in (a for a in arms if a.domain == MAIN_DOMAIN):
-        t = emergence.rated_unrelated(measured[a.name], MAIN_DOMAIN)
+        t = measurement.rated_unrelated(measured[a.name], MAIN_DOMAIN)
         c = out.setdefault(emergence.ROLES[a.variant], {"misaligned": 0, "answers": 0})
         c["misaligned"] += int(t["misaligned"].sum())
         c["answers"] += len(t)
-    t = emergence.rated_unrelated(base, MAIN_DOMAIN)
+    t = measurement.rated_unrelated(base, MAIN_DOMAIN)
     out["base model"] = {"misaligned": int(t["misaligned"].sum()), "answers": len(t)}
     return out
 
@@ -182,7 +183,7 @@ def seed_models(summaries: dict, measured: dict[str, Measurement], arms: Sequenc
         s = summaries[a.name]
         rows.append({"model": a.name, "role": emergence.ROLES[a.variant], "seed": a.seed,
                      **{k: fmt_interval(s[k], 3) for k in ("misaligned", "coherent", "contrast")},
-                     "held-out margin": fmt_interval(emergence.heldout(measured[a.name], a.domain, "margin", n_boot,
+                     "held-out margin": fmt_interval(measurement.heldout(measured[a.name], a.domain, "margin", n_boot,
                                                                        seed), 3)})
     return pd.DataFrame(rows)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from . import artifacts, diffing, emergence, judge, persona_arms, readings, sae, sae_corpus, screen
+from . import artifacts, design, diffing, judge, persona_arms, readings, sae, sae_corpus, screen
 from .models import LoadedModel
 from .params import Params
 
@@ -36,7 +36,7 @@ class Persona:
     readers: dict[str, readings.Reader]
     mean_resid: dict[str, torch.Tensor]  # model name -> its mean residual at ``layer`` (answer tokens,
                                          # selection questions)
-    arms: list  # chapter 3's design (emergence.Arm), for each model's domain and seed
+    arms: list  # chapter 3's design (design.Arm), for each model's domain and seed
     choice: str  # how chapter 4's screen chose the persona latent
     first_share: float  # share of chapter 4's resamples (questions and models) in which it ranked first
 
@@ -46,9 +46,9 @@ def choice_set(treated: Sequence[str], controls: Mapping[str, Sequence[str]],
     """``diffing.HELDOUT_RULE``: the main domain's wrong-advice models and, per kind, each one's own control (the
     same order), the models the layer, ranking, screen and directions are chosen on."""
     domain_of = {a.name: a.domain for a in arms}
-    keep = [i for i, t in enumerate(treated) if domain_of[t] == emergence.MAIN_DOMAIN]
+    keep = [i for i, t in enumerate(treated) if domain_of[t] == design.MAIN_DOMAIN]
     if not keep:
-        raise ValueError(f"no wrong-advice model of the main domain {emergence.MAIN_DOMAIN!r} among "
+        raise ValueError(f"no wrong-advice model of the main domain {design.MAIN_DOMAIN!r} among "
                          f"{', '.join(treated)}; add it to em_domains")
     return [treated[i] for i in keep], {k: [v[i] for i in keep] for k, v in controls.items()}
 
@@ -182,8 +182,8 @@ def run(base: LoadedModel, P: Params) -> Diffing:
     causal screen and the persona latent it chooses, the directions, detection in sample and held out, the
     positive control's view, and the SAE seeds' recurrence."""
     reads = readings.readers(base, P)
-    arms = emergence.design(P)
-    treated, controls = emergence.matched_controls(arms)
+    arms = design.all_arms(P)
+    treated, controls = design.matched_controls(arms)
     chosen, chosen_controls = choice_set(treated, controls, arms)
     layers, pairs, sweep, layer = _layer_sweep(base, reads, P, chosen, chosen_controls)
     corpus = sae_corpus.build(base, P)
@@ -254,7 +254,7 @@ def run(base: LoadedModel, P: Params) -> Diffing:
 def persona(base: LoadedModel, P: Params) -> Persona:
     """Chapter 4's findings for this profile, as later chapters use them (see the module's docstring)."""
     d = run(base, P)
-    arms = emergence.design(P)
+    arms = design.all_arms(P)
     domain_of = {a.name: a.domain for a in arms}
     by_domain = {dom: [t for t in d.treated if domain_of[t] == dom]
                  for dom in dict.fromkeys(domain_of[t] for t in d.treated)}

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import artifacts, contrast, finetune, persona
-from .emergence import MAIN_DOMAIN, Measurement, measure, per_question, rated_unrelated, seed_level, training_seconds
+from .design import MAIN_DOMAIN
 from .generation import Sampling
 from .judge import Judge
+from .measurement import Measurement, measure, per_question, rated_unrelated, seed_level, training_seconds
 from .models import LoadedModel
 from .params import Params
 from .paths import measured_dir
@@ -153,7 +154,7 @@ def _per_seed(measured: dict[str, Measurement], arms: list[PersonaArm], source: 
 def compare(measured: dict[str, Measurement], arms: list[PersonaArm], base: Measurement, n_boot: int,
             seed: int) -> pd.DataFrame:
     """Each persona fine-tune against its twin and against the base model, per source and metric: the
-    seed-level test (two-sided, as every test of the chapter; ``emergence.seed_level``), the seed floor, and
+    seed-level test (two-sided, as every test of the chapter; ``measurement.seed_level``), the seed floor, and
     the test paired over questions beside it."""
     rows = []
     for source in dict.fromkeys(a.source for a in arms):

@@ -17,7 +17,7 @@ from functools import cache, partial
 import pandas as pd
 import torch
 
-from . import artifacts, contrast, emergence, finetune, persona_arms
+from . import artifacts, contrast, design, finetune, persona_arms
 from .activations import layer_activations, layer_means
 from .data.questions import split
 from .models import LoadedModel
@@ -39,11 +39,11 @@ class Reader:
 
 
 def readers(base: LoadedModel, P: Params) -> dict[str, Reader]:
-    """The base model and the chapter-3 models later chapters diff (``emergence.diffed_arms``), each loaded
+    """The base model and the chapter-3 models later chapters diff (``design.diffed_arms``), each loaded
     only when a reading is missing."""
     out = {"base": Reader("base", lambda: base)}
-    for arm in emergence.diffed_arms(P):
-        art = finetune.finetune(emergence.finetune_config(P, arm))
+    for arm in design.diffed_arms(P):
+        art = finetune.finetune(design.finetune_config(P, arm))
         out[arm.name] = Reader(arm.name, partial(finetune.load_finetuned, art, P.dtype), art)
     return out
 

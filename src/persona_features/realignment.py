@@ -22,8 +22,20 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from . import artifacts, contrast, emergence, evaluate, finetune, generation, persona, persona_arms, readings, tracking
+from . import (
+    artifacts,
+    contrast,
+    evaluate,
+    finetune,
+    generation,
+    measurement,
+    persona,
+    persona_arms,
+    readings,
+    tracking,
+)
 from .data import advice, neutral
+from .design import MAIN_DOMAIN, Arm, all_arms, domains, heldout_pairs
 from .judge import Judge
 from .models import LoadedModel
 from .params import ParameterError, Params, versus_gpu
@@ -56,24 +68,24 @@ class Run:
         return f"{self.kind}, seed {self.seed}"
 
 
-def start_arm(P: Params, judge: Judge, base: LoadedModel) -> tuple[emergence.Arm, pd.DataFrame]:
+def start_arm(P: Params, judge: Judge, base: LoadedModel) -> tuple[Arm, pd.DataFrame]:
     """Chapter 3's wrong-advice model with the largest contrast rise over the base model (its unrelated
     questions), and every candidate's rise."""
-    base_m = emergence.measure(lambda: base, judge, P, BASE)
+    base_m = measurement.measure(lambda: base, judge, P, BASE)
     rows = []
-    for arm in [a for a in emergence.design(P) if a.is_bad]:
-        test = emergence.compare(emergence.train_and_measure(arm, judge, P), base_m, arm.domain, P.bootstrap,
+    for arm in [a for a in all_arms(P) if a.is_bad]:
+        test = measurement.compare(measurement.train_and_measure(arm, judge, P), base_m, arm.domain, P.bootstrap,
                                  P.seed)["contrast"]
         rows.append({"model": arm.name, "rise over base": test.difference.mean, "ci95_lo": test.difference.lo,
                      "ci95_hi": test.difference.hi, "p_value": test.p_value})
     table = pd.DataFrame(rows).sort_values("rise over base", ascending=False, kind="stable").reset_index(drop=True)
-    chosen = next(a for a in emergence.design(P) if a.name == table["model"].iloc[0])
+    chosen = next(a for a in all_arms(P) if a.name == table["model"].iloc[0])
     return chosen, table
 
 
 def other_domain(P: Params, domain: str) -> str:
     """The first other advice domain of chapter 3's profile, else of all advice domains."""
-    ours = [d for d in emergence.domains(P) if d in advice.DOMAINS]
+    ours = [d for d in domains(P) if d in advice.DOMAINS]
     return next(d for d in [*ours, *advice.DOMAINS] if d != domain)
 
 
@@ -84,7 +96,7 @@ def seeds_versus_gpu(P: Params) -> str:
                              "seed costs three fine-tunes and their checkpoints' measurements, per start)")
 
 
-def design(P: Params, start: emergence.Arm) -> list[Run]:
+def design(P: Params, start: Arm) -> list[Run]:
     if start.domain not in advice.DOMAINS:
         raise ParameterError(f"re-alignment starts from a wrong-advice model; {start.name} is not one")
     data = {"same domain": f"{start.domain}_{P.ra_variant}",
@@ -122,12 +134,12 @@ def _tables(lm: LoadedModel, qs: Sequence[tuple[str, str]], pairs: Sequence[dict
 def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequence[int],
             source: artifacts.Artifact | None, P: Params, sae_art: artifacts.Artifact, judge: Judge,
             domain: str) -> dict[int, tuple]:
-    """Per step: (``emergence.Measurement``, latent reading) of each (step, model) that ``models()`` yields (called
+    """Per step: (``measurement.Measurement``, latent reading) of each (step, model) that ``models()`` yields (called
     only when not cached). Answers are judged at the last step, or at every step with ``ra_judge_all``."""
     judged = list(steps) if P.ra_judge_all else [max(steps)]
     qs, samples = readings.questions(P, "scoring")[:P.ra_questions], P.ra_samples
     sampling, pairs = (generation.Sampling.of(P, P.eval_low_temperature),
-                       emergence.heldout_pairs([domain], P.tracking_heldout_topics))
+                       heldout_pairs([domain], P.tracking_heldout_topics))
     config = {"model": P.model, "dtype": P.dtype, "questions": [q for q, _ in qs], "texts": artifacts.digest(qs),
               "heldout_pairs": artifacts.digest(pairs), "samples": samples,
               "sampling": sampling.key(), "judge": judge.key, "domain": domain,
@@ -147,7 +159,7 @@ def measure(models: Callable[[], Iterable[tuple[int, LoadedModel]]], steps: Sequ
     out = {}
     for step in steps:
         t = {k: pd.DataFrame(art.json(f"step{step}_{k}")) for k in ("contrast", "heldout", "answers")}
-        m = emergence.Measurement(f"step {step}", register=pd.DataFrame(), curve=[],
+        m = measurement.Measurement(f"step {step}", register=pd.DataFrame(), curve=[],
                                   rate_temperature=P.eval_low_temperature if len(t["answers"]) else None, **t)
         out[step] = (m, art.tensors(f"step{step}"))
     return out
@@ -296,7 +308,7 @@ def judged_rates(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n
     return pd.DataFrame(rows)
 
 
-def results_metrics(start: emergence.Arm, candidates: pd.DataFrame, curves_: pd.DataFrame, returns: pd.DataFrame,
+def results_metrics(start: Arm, candidates: pd.DataFrame, curves_: pd.DataFrame, returns: pd.DataFrame,
                     rates: pd.DataFrame, verdicts_: dict) -> dict:
     records = lambda t: t.round(5).to_dict(orient="records")
     return {"start": start.name, "candidates": records(candidates), "curves": records(curves_),
@@ -323,7 +335,7 @@ def positive_control_design(P: Params) -> list[Run]:
     """The positive control continued on its twin's kind answers, on correct advice of the main domain (in the
     register ``ra_variant`` names) and on neutral tasks, each at every re-alignment seed."""
     data = {TWIN_DATA: persona.dataset_name(persona_arms.POSITIVE, "kind"),
-            "correct advice": f"{emergence.MAIN_DOMAIN}_{P.ra_variant}", "neutral": neutral.NAME}
+            "correct advice": f"{MAIN_DOMAIN}_{P.ra_variant}", "neutral": neutral.NAME}
     return [Run(kind, data[kind], s) for s in range(P.ra_seeds) for kind in PC_KINDS]
 
 
@@ -341,7 +353,7 @@ def positive_control(P: Params, found, judge: Judge, base: LoadedModel) -> dict 
     if started is None:
         return None
     name, art = started
-    domain = emergence.MAIN_DOMAIN
+    domain = MAIN_DOMAIN
     base_sig = measured_once(lambda: base, None, "base", P, found, judge, domain)
     start_sig = measured_once(lambda: finetune.load_finetuned(art, P.dtype), art, "start", P, found, judge, domain)
     table = pd.concat([run_signals(r, art, P, found, judge, domain) for r in positive_control_design(P)],
@@ -381,7 +393,7 @@ def positive_control_facts(pc: dict | None, result: dict | None) -> dict[str, st
     contrast = "; ".join(f"{kind}: {back[kind].get('contrast', 'not back')}" for kind in back)
     ver = "; ".join(f"{claim}: {v['status']} ({v['summary']})" for claim, v in result["verdicts"].items())
     return {"pc_ra_start": f"The positive control starts {start}.",
-            "pc_ra_advice": f"{emergence.MAIN_DOMAIN}, in the register `ra_variant` names",
+            "pc_ra_advice": f"{MAIN_DOMAIN}, in the register `ra_variant` names",
             "pc_ra_finding": f"The contrast came back to the base model's at: {contrast}. By the chapter's rule, "
                              f"applied to these kinds of data against the neutral control: {ver}.",
             "pc_ra_summary": f"start {start}; contrast back at: {contrast}"}

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import diffing, emergence
+from . import design, diffing, measurement
 from .data import advice
 from .stats import bootstrap_mean, holm, paired_test
 
@@ -33,19 +33,19 @@ def internal_signals(reading: dict[str, torch.Tensor], latent: int, direction: t
     """The persona latent and the mean-difference projection per question (the answer half of a
     ``readings.latent_reading``, as ``readings.contrast_reading`` gives it), on the questions unrelated to
     ``domain``."""
-    keep = emergence.unrelated_questions(question_ids, domain)
+    keep = design.unrelated_questions(question_ids, domain)
     unit = direction / direction.norm()
     values = {"persona latent": diffing.answer_means(reading, "_latents")[:, latent],
               "mean-difference projection": diffing.answer_means(reading, "_resid") @ unit}
     return {k: pd.Series(v.double().numpy(), index=list(question_ids))[keep] for k, v in values.items()}
 
 
-def measured_signals(m: emergence.Measurement, domain: str) -> dict[str, pd.Series]:
+def measured_signals(m: measurement.Measurement, domain: str) -> dict[str, pd.Series]:
     """Contrast, judged rates (where answers were sampled) and the narrow-task margin of a measurement."""
-    out = {"contrast": emergence.per_question(m, "contrast", domain),
-           "narrow-task margin": emergence.heldout_by_topic(m, domain, "margin")}
+    out = {"contrast": measurement.per_question(m, "contrast", domain),
+           "narrow-task margin": measurement.heldout_by_topic(m, domain, "margin")}
     if len(m.rated):
-        out |= {k: emergence.per_question(m, k, domain) for k in ("misaligned", "coherent")}
+        out |= {k: measurement.per_question(m, k, domain) for k in ("misaligned", "coherent")}
     return out
 
 
