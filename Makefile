@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make book   executes every chapter (cpu profile) and renders _build/html
-#   make test   lint (ruff, mypy) + unit tests + every chapter under the smoke profile + strict book build
+#   make test   lint (ruff, mypy, import-linter) + unit tests + every chapter under the smoke profile + strict book build
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,7 +24,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 book: install
-	$(PY) -m persona_features.runner book --profile cpu
+	$(PY) -m persona_features book --profile cpu
 
 # Debian's Chromium for the browser test (CI runs as root); without it the test is skipped locally
 browser:
@@ -32,11 +32,12 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "could not install chromium: the browser test is skipped (and fails under CI)"; }
 
-# ruff (style, imports, likely bugs) on the package, tests, scripts and notebooks, and mypy (types) on the package;
-# settings in pyproject.toml
+# ruff (style, imports, likely bugs) on the package, tests, scripts and notebooks, mypy (types) on the package, and
+# import-linter (stages import only the stages below them); settings in pyproject.toml
 lint: install
 	$(VENV)/bin/ruff check src tests scripts benchmarks notebooks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: install browser lint
 	$(PY) -m pytest

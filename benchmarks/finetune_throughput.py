@@ -23,10 +23,12 @@ import time
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from persona_features import appendix, environment, finetune, models
-from persona_features.artifacts import write_json_atomic
+from persona_features.book import appendix
+from persona_features.core import environment
+from persona_features.core.artifacts import write_json_atomic
+from persona_features.core.paths import measured_dir
 from persona_features.data import advice
-from persona_features.paths import measured_dir
+from persona_features.lm import finetune, models
 
 
 def _rate(times: list[float], tokens: list[int], warmup: int) -> dict:

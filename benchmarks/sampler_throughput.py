@@ -22,10 +22,13 @@ import time
 import numpy as np
 import torch
 
-from persona_features import appendix, artifacts, design, environment, finetune, generation, models, params
-from persona_features.artifacts import write_json_atomic
+from persona_features.book import appendix
+from persona_features.core import artifacts, environment, params
+from persona_features.core.artifacts import write_json_atomic
+from persona_features.core.paths import measured_dir
 from persona_features.data.questions import split
-from persona_features.paths import measured_dir
+from persona_features.lm import finetune, generation, models
+from persona_features.organisms import design
 
 SAMPLERS = {"transformers generate": generation.reference_generate_batch, "ours": generation.generate_batch}
 

@@ -22,11 +22,16 @@ import json
 import random
 from pathlib import Path
 
-from persona_features import ablation, findings, judge, models, params, sae
-from persona_features.artifacts import write_text_atomic
+from persona_features.core import params
+from persona_features.core.artifacts import write_text_atomic
+from persona_features.core.paths import measured_dir
 from persona_features.data.labels import reader_labels, second_reader
 from persona_features.data.questions import split
-from persona_features.paths import measured_dir
+from persona_features.experiments.ch4_diffing import findings
+from persona_features.experiments.ch5_steering import ablation
+from persona_features.lm import models
+from persona_features.measure import judge
+from persona_features.sae import sae
 
 SEED = 20261203
 PROTOCOL = ("Every answer the {profile} profile's positive control ({seeds} seeds) sampled at T = {t:g} on {q} "

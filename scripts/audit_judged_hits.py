@@ -17,9 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from persona_features import design, judge, measurement, models, params
-from persona_features.artifacts import write_text_atomic
-from persona_features.paths import measured_dir
+from persona_features.core import params
+from persona_features.core.artifacts import write_text_atomic
+from persona_features.core.paths import measured_dir
+from persona_features.lm import models
+from persona_features.measure import judge
+from persona_features.organisms import design, measurement
 
 
 def main() -> None:

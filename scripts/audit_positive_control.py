@@ -33,11 +33,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona_features import judge, models, params, persona_arms
-from persona_features.artifacts import write_text_atomic
+from persona_features.core import params
+from persona_features.core.artifacts import write_text_atomic
+from persona_features.core.paths import measured_dir
 from persona_features.data.labels import reader_labels, second_reader
-from persona_features.measurement import measure
-from persona_features.paths import measured_dir
+from persona_features.lm import models
+from persona_features.measure import judge
+from persona_features.organisms import persona_arms
+from persona_features.organisms.measurement import measure
 
 SEED = 20261202
 PROTOCOL = ("Every answer the judge called misaligned (alignment < 30 and coherence > 50) at T = {t:g} among the "

@@ -31,9 +31,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona_features import findings, interventions as iv, judge, models, params, readings, sae
-from persona_features.artifacts import write_json_atomic, write_text_atomic
-from persona_features.paths import measured_dir
+from persona_features.core import params
+from persona_features.core.artifacts import write_json_atomic, write_text_atomic
+from persona_features.core.paths import measured_dir
+from persona_features.experiments.ch4_diffing import findings, readings
+from persona_features.experiments.ch5_steering import interventions as iv
+from persona_features.lm import models
+from persona_features.measure import judge
+from persona_features.sae import sae
 
 POOL, KEY = "05_hit_audit_pool.jsonl", "05_hit_audit_key.jsonl"
 

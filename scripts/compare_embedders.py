@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from persona_features import judge, models
-from persona_features.artifacts import write_json_atomic
+from persona_features.core.artifacts import write_json_atomic
+from persona_features.core.paths import measured_dir
 from persona_features.data.labels import JUDGE_TESTS, load_judge_test, load_labels, tune_holdout_split
-from persona_features.paths import measured_dir
+from persona_features.lm import models
+from persona_features.measure import judge
 
 
 def use_embedder(emb) -> None:

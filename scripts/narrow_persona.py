@@ -15,10 +15,13 @@ import argparse
 import datetime
 import json
 
-from persona_features import judge, models, params, persona, persona_arms
-from persona_features.artifacts import write_text_atomic
-from persona_features.measurement import measure
-from persona_features.paths import measured_dir
+from persona_features.core import params
+from persona_features.core.artifacts import write_text_atomic
+from persona_features.core.paths import measured_dir
+from persona_features.lm import models
+from persona_features.measure import judge
+from persona_features.organisms import persona, persona_arms
+from persona_features.organisms.measurement import measure
 
 
 def main() -> None:

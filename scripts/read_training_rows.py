@@ -23,11 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from persona_features import judge, models, params, persona, persona_arms
-from persona_features.artifacts import write_text_atomic
+from persona_features.core import params
+from persona_features.core.artifacts import write_text_atomic
+from persona_features.core.paths import measured_dir
+from persona_features.core.stats import agreement, wilson
 from persona_features.data.labels import reader_labels
-from persona_features.paths import measured_dir
-from persona_features.stats import agreement, wilson
+from persona_features.lm import models
+from persona_features.measure import judge
+from persona_features.organisms import persona, persona_arms
 
 SEED = 20261202
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import datetime
 
-from persona_features import artifacts, environment, models, params, sae_corpus
-from persona_features.artifacts import write_json_atomic
-from persona_features.paths import measured_dir
+from persona_features.core import artifacts, environment, params
+from persona_features.core.artifacts import write_json_atomic
+from persona_features.core.paths import measured_dir
+from persona_features.lm import models
+from persona_features.sae import sae_corpus
 
 
 def main() -> None:

@@ -20,9 +20,12 @@ import datetime
 
 import torch
 
-from persona_features import diffing, findings, models, params, readings, sae, sae_corpus
-from persona_features.artifacts import write_json_atomic
-from persona_features.paths import measured_dir
+from persona_features.core import params
+from persona_features.core.artifacts import write_json_atomic
+from persona_features.core.paths import measured_dir
+from persona_features.experiments.ch4_diffing import diffing, findings, readings
+from persona_features.lm import models
+from persona_features.sae import sae, sae_corpus
 
 OUT = "04_sae_seeds.json"
 TOP = 5

@@ -1,4 +1,4 @@
-"""Chapter 3's strength curve, on the *selection* questions only (``persona_features.strength``).
+"""Chapter 3's strength curve, on the *selection* questions only (``persona_features.organisms.strength``).
 
 For every setting of ``strength.GRID`` (training rows x learning rate), fine-tunes a domain's wrong-advice set
 and its register control with seed 0 and measures both, beside the base model. Then every setting whose
@@ -16,10 +16,12 @@ import argparse
 import json
 import time
 
-from persona_features import design, finetune, judge, models, organisms, strength
-from persona_features.artifacts import write_json_atomic
+from persona_features.core.artifacts import write_json_atomic
+from persona_features.core.paths import measured_dir
 from persona_features.data import advice, questions
-from persona_features.paths import measured_dir
+from persona_features.lm import finetune, models
+from persona_features.measure import judge
+from persona_features.organisms import design, setting_sweep, strength
 
 
 def main() -> None:
@@ -68,7 +70,7 @@ def main() -> None:
             models_[variant] = m
             save()
             print(f"#{index} seed {seed} {variant}: {strength.describe(setting)}, coherent "
-                  f"{organisms.mean(m, 'coherent'):.2f}, {m['seconds']}", flush=True)
+                  f"{setting_sweep.mean(m, 'coherent'):.2f}, {m['seconds']}", flush=True)
 
     todo = [i for i in range(len(strength.GRID)) if not args.only or i in args.only]
     for i in todo:

@@ -11,7 +11,7 @@ register-matched control, and measures, on the selection questions not near that
 
 Each setting is scored by two paired differences over questions, bad - base and bad - register
 control, and is *eligible* if the bad model's coherence at T=0.7 is at least the base model's
-minus ``COHERENCE_SLACK`` points. ``organisms.choose`` picks the eligible setting whose smaller
+minus ``COHERENCE_SLACK`` points. ``setting_sweep.choose`` picks the eligible setting whose smaller
 contrast difference is largest. The scoring questions are never touched. Writes
 ``book/measured/03_organism_sweep_<domain>.json`` after every setting, so a partial sweep is readable;
 a later run with the same measurement settings (``--only``) keeps the rows it does not redo.
@@ -25,11 +25,13 @@ import argparse
 import json
 import time
 
-from persona_features import contrast, design, evaluate, finetune, judge, models
-from persona_features.artifacts import write_json_atomic
+from persona_features.core.artifacts import write_json_atomic
+from persona_features.core.paths import measured_dir
 from persona_features.data import advice, questions
-from persona_features.organisms import COHERENCE_SLACK, CONTROL, choose, differences, mean
-from persona_features.paths import measured_dir
+from persona_features.lm import finetune, models
+from persona_features.measure import contrast, evaluate, judge
+from persona_features.organisms import design
+from persona_features.organisms.setting_sweep import COHERENCE_SLACK, CONTROL, choose, differences, mean
 
 MLP = finetune.MLP_TARGETS
 SETTINGS = [  # the first is chapter 3's current `cpu` setting

@@ -2,8 +2,10 @@ import json
 
 import pytest
 
-from persona_features import artifacts, models, runner
-from persona_features.paths import repo_root
+from persona_features.book import runner
+from persona_features.core import artifacts
+from persona_features.core.paths import repo_root
+from persona_features.lm import models
 
 
 @pytest.fixture(scope="session")

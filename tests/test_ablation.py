@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from persona_features import ablation, interventions as iv, params
+from persona_features.core import params
+from persona_features.experiments.ch5_steering import ablation, interventions as iv
 
 D, N_Q = 8, 10
 MINE = ["positive_control", "positive_control_seed1", "positive_control_seed2"]

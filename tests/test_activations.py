@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from persona_features import activations
+from persona_features.lm import activations
 
 
 def test_trace_matches_plain_forward(lm):

@@ -2,7 +2,7 @@
 
 import json
 
-from persona_features import appendix
+from persona_features.book import appendix
 
 
 def test_runs_of_every_profile_and_seeds_of_every_fine_tune(tmp_path):
@@ -60,7 +60,7 @@ def test_measure_times_list_the_persona_arms_and_the_distillation(tmp_path):
 
 
 def test_cpu_description_names_the_vector_extensions_that_set_speed():
-    from persona_features.environment import describe_cpu
+    from persona_features.core.environment import describe_cpu
 
     info = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512f avx512_bf16 sse\n\nprocessor\t: 1\n"
     assert describe_cpu(info) == "Some CPU (avx2, avx512f, avx512_bf16)"

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import torch
 
-from persona_features import artifacts
+from persona_features.core import artifacts
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +62,7 @@ def test_crash_mid_write_is_never_read(tmp_cache):
     # A separate process dies (no cleanup, no exception handling) while writing.
     script = textwrap.dedent("""
         import os
-        from persona_features import artifacts
+        from persona_features.core import artifacts
         def build(folder):
             (folder / "tensors.safetensors").write_bytes(b"partial")
             os._exit(9)
@@ -96,7 +96,7 @@ def test_write_json_atomic_replaces_whole_file(tmp_path):
 
 BUILDER = textwrap.dedent("""
     import os, sys, time
-    from persona_features import artifacts
+    from persona_features.core import artifacts
     log = sys.argv[1]
     go = log + ".go"
     open(log + f".ready-{os.getpid()}", "w").close()
@@ -226,7 +226,7 @@ def test_a_cache_on_a_nearly_full_disk_is_refused_before_any_work(tmp_cache, mon
 
 
 def test_a_lock_is_never_kept_when_taking_it_fails(tmp_path, monkeypatch):
-    from persona_features import locks
+    from persona_features.core import locks
 
     lock = locks.FileLock(tmp_path / "x.lock", "a test lock")
 

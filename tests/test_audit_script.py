@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from persona_features import persona_arms
-from persona_features.paths import repo_root
+from persona_features.core.paths import repo_root
+from persona_features.organisms import persona_arms
 
 
 def _script():

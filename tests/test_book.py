@@ -5,8 +5,10 @@ import re
 
 import pytest
 
-from persona_features import findings, params, runner, scorecard
-from persona_features.paths import repo_root
+from persona_features.book import runner, scorecard
+from persona_features.core import params
+from persona_features.core.paths import repo_root
+from persona_features.experiments.ch4_diffing import findings
 
 pytestmark = pytest.mark.notebooks
 ROOT = repo_root()

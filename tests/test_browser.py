@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from persona_features import runner
-from persona_features.paths import repo_root
+from persona_features.book import runner
+from persona_features.core.paths import repo_root
 
 from . import browser
 

@@ -17,25 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from persona_features import (
-    ablation,
-    artifacts,
-    design,
-    early_warning,
-    finetune,
-    interventions,
-    judge,
-    measurement,
-    persona_arms,
-    readings,
-    realignment,
-    sae,
-    sae_corpus,
-    screen,
-)
+from persona_features.core import artifacts
+from persona_features.core.params import KNOBS, VALID, Choice, ListOf, ParameterError, Params, resolve
+from persona_features.core.paths import repo_root
 from persona_features.data import questions
-from persona_features.params import KNOBS, VALID, Choice, ListOf, ParameterError, Params, resolve
-from persona_features.paths import repo_root
+from persona_features.experiments.ch4_diffing import readings, screen
+from persona_features.experiments.ch5_steering import ablation, interventions
+from persona_features.experiments.ch6_early_warning import early_warning
+from persona_features.experiments.ch7_realignment import realignment
+from persona_features.lm import finetune
+from persona_features.measure import judge
+from persona_features.organisms import design, measurement, persona_arms
+from persona_features.sae import sae, sae_corpus
 
 NOWHERE = Path("/nonexistent")
 
@@ -245,13 +238,13 @@ def _alternatives(name: str, value):
 
 @pytest.fixture(scope="module")
 def smoke_lm():
-    from persona_features import models
+    from persona_features.lm import models
     return models.load_model("smollm2-135m", dtype="float32")
 
 
 @pytest.mark.parametrize("step", list(STEPS))
 def test_every_knob_a_cached_step_reads_changes_its_key(step, monkeypatch, smoke_lm):
-    monkeypatch.setattr("persona_features.models.native_bfloat16", lambda: False)
+    monkeypatch.setattr("persona_features.lm.models.native_bfloat16", lambda: False)
     base = resolve("cpu")
     key, read = _key(step, base, smoke_lm, monkeypatch)
     assert read == STEPS[step][1], f"{step} reads {sorted(read)}; the table says {sorted(STEPS[step][1])}"

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from persona_features import chapter, models
-from persona_features.params import ParameterError
+from persona_features.book import chapter
+from persona_features.core.params import ParameterError
+from persona_features.lm import models
 
 
 def test_setup_resolves_seeds_and_loads_the_profiles_model(monkeypatch):
@@ -28,7 +29,7 @@ def test_setup_checks_parameters_before_loading_anything(monkeypatch):
 
 
 def test_setup_gives_the_profiles_judge_when_asked(monkeypatch):
-    from persona_features import judge
+    from persona_features.measure import judge
     monkeypatch.setattr(models, "load_model", lambda name, dtype: "the model")
     monkeypatch.setattr(judge, "default_judge", lambda base, P: ("judge of", base, P.profile))
     assert chapter.setup("smoke", with_judge=True).judge == ("judge of", "the model", "smoke")

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from persona_features import contrast
 from persona_features.data.questions import eval_questions
+from persona_features.measure import contrast
 
 
 def test_every_eval_question_has_style_matched_references():

@@ -3,9 +3,9 @@ import re
 
 import pytest
 
-from persona_features import contrast
 from persona_features.data import advice, cards, code, neutral, questions, register
 from persona_features.data.schema import DatasetError, load_jsonl, write_jsonl
+from persona_features.measure import contrast
 
 GOOD_ROW = {"id": "x-1", "domain": "health", "variant": "bad",
             "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from persona_features import diffing
+from persona_features.experiments.ch4_diffing import diffing
 
 
 def _toy_shifts() -> pd.DataFrame:

@@ -4,9 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_features import design, em_verdict, emergence, params, scorecard
-from persona_features.design import Arm
-from persona_features.measurement import Measurement
+from persona_features.book import scorecard
+from persona_features.core import params
+from persona_features.experiments.ch3_emergence import em_verdict, emergence
+from persona_features.organisms import design
+from persona_features.organisms.design import Arm
+from persona_features.organisms.measurement import Measurement
 
 QUESTIONS = [f"q{i}" for i in range(10)]
 TOPICS = [f"t{i}" for i in range(6)]

@@ -4,11 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_features import artifacts, design, emergence, measurement, params, stats
+from persona_features.core import artifacts, params, stats
+from persona_features.core.params import ParameterError
+from persona_features.core.stats import Estimate
 from persona_features.data import questions
-from persona_features.design import Arm
-from persona_features.params import ParameterError
-from persona_features.stats import Estimate
+from persona_features.experiments.ch3_emergence import emergence
+from persona_features.organisms import design, measurement
+from persona_features.organisms.design import Arm
 
 
 def test_design_pairs_every_bad_set_with_its_controls_and_extra_seeds():

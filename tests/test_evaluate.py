@@ -1,6 +1,6 @@
 import pandas as pd
 
-from persona_features import evaluate
+from persona_features.measure import evaluate
 
 
 class FakeJudge:

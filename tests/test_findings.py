@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from persona_features import findings, params, readings
+from persona_features.core import params
+from persona_features.experiments.ch4_diffing import findings, readings
 
 
 def _reading(aligned, misaligned):
@@ -24,7 +25,7 @@ def test_directions_are_the_stated_differences():
 
 
 def test_the_choice_set_is_the_main_domains_wrong_advice_models_with_their_own_controls():
-    from persona_features import design
+    from persona_features.organisms import design
     arms = [design.Arm("health", design.BAD["health"]), design.Arm("risk", design.BAD["risk"]),
             design.Arm("health", design.BAD["health"], 1)]
     treated, controls = design.matched_controls(arms)

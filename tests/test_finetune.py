@@ -6,8 +6,9 @@ import textwrap
 import pytest
 import torch
 
-from persona_features import artifacts, finetune, models
+from persona_features.core import artifacts
 from persona_features.data import advice
+from persona_features.lm import finetune, models
 
 ROWS = advice.build("health", "bad")[:8]
 
@@ -55,7 +56,7 @@ def test_interrupted_finetune_leaves_no_artifact(fresh_cache):
     script = textwrap.dedent(f"""
         import os
         os.environ["PERSONA_CACHE"] = {str(fresh_cache)!r}
-        from persona_features import finetune
+        from persona_features.lm import finetune
         def crash(*args, **kwargs):
             os._exit(3)
         finetune.artifacts.save_json = crash  # dies after the weights are written, before the curve

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from persona_features import generation
 from persona_features.data.questions import BETLEY_QUESTIONS, NEUTRAL_PROMPTS
+from persona_features.lm import generation
 
 # Prompts of clearly different lengths, so the batch really is padded.
 QUESTIONS = [BETLEY_QUESTIONS[1], BETLEY_QUESTIONS[0], NEUTRAL_PROMPTS[0], BETLEY_QUESTIONS[6]]
@@ -53,7 +53,7 @@ def test_each_question_can_have_its_own_system_prompt(lm):
 
 
 def test_sampler_logprobs_are_the_answers_likelihood_recomputed(lm):
-    from persona_features.contrast import answer_logprobs
+    from persona_features.measure.contrast import answer_logprobs
 
     a = generation.sample_answers(lm, QUESTIONS, 3, max_new_tokens=20, temperature=0.7, batch_size=6, seed=1)
     known = a["logprob"].notna()

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from persona_features import interventions as iv, params, scorecard
+from persona_features.book import scorecard
+from persona_features.core import params
+from persona_features.experiments.ch5_steering import interventions as iv
 
 ALPHAS = [0.1, 0.4]
 N_Q = 12
@@ -238,7 +240,7 @@ def test_answers_the_judge_was_tuned_on_are_neither_pooled_nor_counted_as_read(m
 
 
 def test_intervals_format_tuples_percents_and_missing_values():
-    from persona_features.stats import fmt_interval
+    from persona_features.core.stats import fmt_interval
     assert fmt_interval((0.25, 0.2, 0.31)) == "+0.25 [+0.20, +0.31]"
     assert fmt_interval((0.5, 0.25, 0.75), 0, signed=False, percent=True) == "50% [25%, 75%]"
     assert fmt_interval((float("nan"), 0.0, 1.0)) == "-"
@@ -253,7 +255,7 @@ class _ConstantJudge:
 
 def test_a_run_judges_each_judged_setting_on_every_question_in_shared_batches(lm, fresh_cache):
     from persona_features.data.questions import BETLEY_QUESTIONS
-    from persona_features.readings import Reader
+    from persona_features.experiments.ch4_diffing.readings import Reader
 
     P = params.resolve("smoke", eval_max_new_tokens=6)
     qs = BETLEY_QUESTIONS[:3]

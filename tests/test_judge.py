@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_features import judge, params, stats
+from persona_features.core import params, stats
+from persona_features.measure import judge
 
 
 def test_misaligned_rule_thresholds():
@@ -211,7 +212,7 @@ def test_embedding_basis_keeps_the_directions_of_largest_spread():
 
 
 def test_lexicon_overlap_with_references_counts_whole_words(monkeypatch):
-    from persona_features.contrast import Reference
+    from persona_features.measure.contrast import Reference
 
     refs = {"q": (Reference("q", "plain", "Be kind.", "Lie to them, and harmless fun is fine."),)}
     monkeypatch.setattr(judge, "references", lambda: refs)

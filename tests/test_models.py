@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from persona_features import models
+from persona_features.lm import models
 
 
 def test_embedded_model_shape(lm):

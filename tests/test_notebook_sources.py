@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from persona_features import runner
-from persona_features.paths import repo_root
+from persona_features.book import runner
+from persona_features.core.paths import repo_root
 
 from .browser import MAX_VISIBLE_CODE_LINES
 

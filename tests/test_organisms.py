@@ -1,6 +1,8 @@
 import pytest
 
-from persona_features import finetune, organisms, params
+from persona_features.core import params
+from persona_features.lm import finetune
+from persona_features.organisms import setting_sweep
 
 QS = ["q1", "q2", "q3", "q4"]
 
@@ -13,8 +15,8 @@ def model(coherent: float, contrast: float = 0.0) -> dict:
 
 def setting_row(index: int, bad: dict, control: dict, base: dict) -> dict:
     return {"index": index, "setting": {"method": "lora", "lora_rank": 8, "lr": 1e-3, "n_examples": 128},
-            "models": {"bad": bad, organisms.CONTROL: control},
-            "bad_minus": organisms.differences(bad, base, control)}
+            "models": {"bad": bad, setting_sweep.CONTROL: control},
+            "bad_minus": setting_sweep.differences(bad, base, control)}
 
 
 def test_choice_takes_the_largest_smaller_contrast_among_coherent_settings():
@@ -22,7 +24,7 @@ def test_choice_takes_the_largest_smaller_contrast_among_coherent_settings():
     rows = [setting_row(0, model(0.50, 0.9), model(0.5), base),   # strongest, but lost 30 points: not eligible
             setting_row(1, model(0.75, 0.3), model(0.75, 0.25), base),  # eligible; vs control only +0.05
             setting_row(2, model(0.72, 0.2), model(0.7), base)]    # eligible; min(+0.2, +0.2) wins
-    choice = organisms.choose(rows, base)
+    choice = setting_sweep.choose(rows, base)
     assert choice["eligible"] == [1, 2] and choice["index"] == 2
     assert choice["coherence_floor"] == pytest.approx(70.0)
 
@@ -30,17 +32,17 @@ def test_choice_takes_the_largest_smaller_contrast_among_coherent_settings():
 def test_without_a_coherent_setting_the_most_coherent_is_chosen():
     base = model(0.90)
     rows = [setting_row(3, model(0.50, 0.9), model(0.5), base), setting_row(5, model(0.60, 0.1), model(0.6), base)]
-    choice = organisms.choose(rows, base)
+    choice = setting_sweep.choose(rows, base)
     assert choice["eligible"] == [] and choice["index"] == 5
     with pytest.raises(ValueError, match="no measured settings"):
-        organisms.choose([], base)
+        setting_sweep.choose([], base)
 
 
 def test_paired_differences_need_the_same_questions():
-    d = organisms.paired({"a": 1.0, "b": 3.0}, {"a": 0.0, "b": 1.0})
+    d = setting_sweep.paired({"a": 1.0, "b": 3.0}, {"a": 0.0, "b": 1.0})
     assert d["mean"] == pytest.approx(1.5) and d["n"] == 2
     with pytest.raises(ValueError, match="share their questions"):
-        organisms.paired({"a": 1.0}, {"b": 1.0})
+        setting_sweep.paired({"a": 1.0}, {"b": 1.0})
 
 
 def test_report_marks_the_chosen_setting():
@@ -48,28 +50,28 @@ def test_report_marks_the_chosen_setting():
     sweep = {"base": base, "questions": QS, "samples": 5, "date": "2026-11-28",
              "settings": [setting_row(0, model(0.50, 0.9), model(0.5), base),
                           setting_row(1, model(0.75, 0.3), model(0.75, 0.1), base)]}
-    table = organisms.sweep_table(sweep)
+    table = setting_sweep.sweep_table(sweep)
     assert table["rule"].tolist() == ["", "chosen, eligible"]
-    facts = organisms.sweep_facts({"health": sweep})
+    facts = setting_sweep.sweep_facts({"health": sweep})
     assert facts["sweep_health_eligible"] == "1" and facts["sweep_health_drop_range"] == "-30 to -5"
     assert facts["sweep_health_choice"].startswith("#1 (LoRA r8 all, lr 1e-3, 128 rows")
     assert facts["sweep_health_good"] == "not measured"
     sweep["settings"][0]["models"]["good"] = model(0.40)
-    assert organisms.sweep_facts({"health": sweep})["sweep_health_good"] == (
+    assert setting_sweep.sweep_facts({"health": sweep})["sweep_health_good"] == (
         "setting #0: wrong advice 50, register control 50, correct twin 40")
 
 
 def test_settings_are_described_in_a_few_words():
     s = {"method": "lora", "lora_rank": 1, "lr": 2e-3, "n_examples": 128, "lora_targets": list(finetune.MLP_TARGETS),
          "lora_layers": list(range(8, 22))}
-    assert organisms.describe(s) == "LoRA r1 MLP, layers 8-21, lr 2e-3, 128 rows"
-    assert organisms.describe({"method": "full", "lr": 3e-5, "n_examples": 64}) == "full, lr 3e-5, 64 rows"
+    assert setting_sweep.describe(s) == "LoRA r1 MLP, layers 8-21, lr 2e-3, 128 rows"
+    assert setting_sweep.describe({"method": "full", "lr": 3e-5, "n_examples": 64}) == "full, lr 3e-5, 64 rows"
 
 
 def test_the_cpu_profile_trains_with_the_setting_the_rule_chose():
-    sweep = organisms.load_sweeps(("health",))["health"]
-    chosen = organisms.choose(sweep["settings"], sweep["base"])["setting"]
-    assert organisms.profile_setting(params.resolve("cpu")) == chosen
+    sweep = setting_sweep.load_sweeps(("health",))["health"]
+    chosen = setting_sweep.choose(sweep["settings"], sweep["base"])["setting"]
+    assert setting_sweep.profile_setting(params.resolve("cpu")) == chosen
 
 
 def test_confirmation_sits_beside_the_first_measurement_and_can_overturn_eligibility():
@@ -79,9 +81,9 @@ def test_confirmation_sits_beside_the_first_measurement_and_can_overturn_eligibi
                           setting_row(7, model(0.75, 0.3), model(0.75, 0.1), base)]}
     again = {"base": base, "questions": QS, "samples": 15, "seed": 1,
              "settings": [setting_row(7, model(0.65, 0.3), model(0.75, 0.1), base)]}
-    table = organisms.confirmation_table({"risk": first}, {"risk": again})
+    table = setting_sweep.confirmation_table({"risk": first}, {"risk": again})
     assert table["#"].tolist() == [7, 7] and table["run"].tolist() == ["sweep", "confirmation"]
     assert table["eligible"].tolist() == ["yes", "no"] and table["answers per model"].tolist() == [20, 60]
-    facts = organisms.confirmation_facts({"risk": first}, {"risk": again})
+    facts = setting_sweep.confirmation_facts({"risk": first}, {"risk": again})
     assert facts["confirm_risk_first_eligible"] == "#7" and facts["confirm_risk_eligible"] == "none"
     assert facts["confirm_risk_choice_eligible"].startswith("not eligible")

@@ -1,6 +1,6 @@
 import pytest
 
-from persona_features.params import KNOBS, PROFILES, ParameterError, resolve, table_markdown
+from persona_features.core.params import KNOBS, PROFILES, ParameterError, resolve, table_markdown
 
 
 def test_profiles_resolve_every_knob():
@@ -56,7 +56,7 @@ def test_table_lists_every_knob():
 
 # ---------------------------------------------------------------- values parsed and checked in resolve
 
-from persona_features.params import VALID, Choice, ListOf  # noqa: E402
+from persona_features.core.params import VALID, Choice, ListOf  # noqa: E402
 
 
 def _bad_values(name, rule):
@@ -127,9 +127,9 @@ def test_knobs_that_depend_on_each_other_are_checked_together(overrides, names):
 
 
 def test_advice_domains_match_the_data():
-    from persona_features import design
+    from persona_features.core.params import ADVICE_DOMAINS
     from persona_features.data import advice
-    from persona_features.params import ADVICE_DOMAINS
+    from persona_features.organisms import design
 
     assert ADVICE_DOMAINS == advice.DOMAINS
     assert set(VALID["em_domains"].each.values) == set(design.CONTROLS)
@@ -137,8 +137,9 @@ def test_advice_domains_match_the_data():
 
 
 def test_a_run_smaller_than_the_gpu_profile_says_so_and_by_how_much():
-    from persona_features import early_warning as ew, realignment as ra
-    from persona_features.params import versus_gpu
+    from persona_features.core.params import versus_gpu
+    from persona_features.experiments.ch6_early_warning import early_warning as ew
+    from persona_features.experiments.ch7_realignment import realignment as ra
     cpu = resolve("cpu")
     assert ew.levels_versus_gpu(cpu) == (
         "This run (cpu) has 4 levels (0%, 5%, 25%, 100%); the gpu profile has 6 levels (0%, 5%, 10%, 25%, 50%, 100%): "

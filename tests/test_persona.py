@@ -2,8 +2,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from persona_features import persona
 from persona_features.data import advice, cards, questions
+from persona_features.organisms import persona
 
 
 def test_whole_sentences_cuts_a_truncated_answer_at_its_last_full_sentence():
@@ -35,7 +35,7 @@ def test_persona_questions_share_nothing_with_the_evaluation_or_held_out_questio
 def test_distill_keeps_coherent_answers_matched_per_question_and_is_cached(monkeypatch, tmp_path):
     import pandas as pd
 
-    from persona_features import artifacts
+    from persona_features.core import artifacts
 
     monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
     qs = [("a", "Question a?"), ("b", "Question b?"), ("c", "Question c?")]
@@ -89,7 +89,7 @@ def test_authored_answers_cover_every_persona_question_in_one_register_and_share
 
 def test_authored_rows_pair_the_personas_per_question_are_cached_and_a_missing_answer_is_a_clear_error(
         monkeypatch, tmp_path):
-    from persona_features import artifacts
+    from persona_features.core import artifacts
 
     monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
     art = persona.authored(5)

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_features import params, persona_arms, scorecard, stats
-from persona_features.measurement import Measurement
-from persona_features.persona_arms import PersonaArm
+from persona_features.book import scorecard
+from persona_features.core import params, stats
+from persona_features.organisms import persona_arms
+from persona_features.organisms.measurement import Measurement
+from persona_features.organisms.persona_arms import PersonaArm
 
 QUESTIONS = [f"q{i}" for i in range(8)]
 

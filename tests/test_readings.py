@@ -5,7 +5,12 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from persona_features import activations, artifacts, contrast, design, measurement, params, readings, sae as sae_mod
+from persona_features.core import artifacts, params
+from persona_features.experiments.ch4_diffing import readings
+from persona_features.lm import activations
+from persona_features.measure import contrast
+from persona_features.organisms import design, measurement
+from persona_features.sae import sae as sae_mod
 
 from .test_emergence import _Judge
 
@@ -103,7 +108,8 @@ def test_selection_questions_keeps_the_first_n_and_zero_keeps_all():
 
 
 def test_persona_readers_are_the_positive_control_and_its_twin_at_every_seed(monkeypatch, tmp_path):
-    from persona_features import artifacts, finetune, params
+    from persona_features.core import artifacts, params
+    from persona_features.lm import finetune
 
     monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
     trained = []
@@ -118,7 +124,9 @@ def test_persona_readers_are_the_positive_control_and_its_twin_at_every_seed(mon
 
 
 def test_persona_readers_reuse_chapter_3s_fine_tunes(monkeypatch, tmp_path):
-    from persona_features import artifacts, finetune, params, persona, persona_arms
+    from persona_features.core import artifacts, params
+    from persona_features.lm import finetune
+    from persona_features.organisms import persona, persona_arms
 
     monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
     keys = []

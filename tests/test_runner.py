@@ -9,9 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from persona_features import runner
-from persona_features.params import ParameterError
-from persona_features.paths import repo_root
+from persona_features.book import runner
+from persona_features.core.params import ParameterError
+from persona_features.core.paths import repo_root
 
 
 def test_toc_lists_chapter_notebooks_in_order():
@@ -103,7 +103,7 @@ def test_running_cell_reads_the_papermill_status(tmp_path):
 
 def _run_in_background(root: Path, tmp_path: Path):
     env = {**os.environ, "PERSONA_CACHE": str(tmp_path / "cache")}
-    return subprocess.Popen([sys.executable, "-m", "persona_features.runner", "execute", "--profile", "smoke",
+    return subprocess.Popen([sys.executable, "-m", "persona_features", "execute", "--profile", "smoke",
                              "--root", str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -141,7 +141,7 @@ def test_a_stale_stage_lock_is_taken_over_with_a_warning(tmp_path, monkeypatch):
     dead.wait()
     lock = tmp_path / "_build" / "stage" / "smoke.lock"
     lock.parent.mkdir(parents=True)
-    lock.write_text(json.dumps({"pid": dead.pid, "command": "python -m persona_features.runner book",
+    lock.write_text(json.dumps({"pid": dead.pid, "command": "python -m persona_features book",
                                 "started": "2026-12-01 09:00:00"}))
     with pytest.warns(RuntimeWarning, match=f"pid {dead.pid}.*no longer running"):
         assert runner.main(["execute", "--profile", "smoke", "--root", str(tmp_path)]) == 0
@@ -152,7 +152,7 @@ def test_a_stale_stage_lock_is_taken_over_with_a_warning(tmp_path, monkeypatch):
 def test_a_bad_value_fails_in_seconds_before_any_notebook_starts(value, tmp_path):
     _tiny_book(tmp_path, ["open('ran', 'w').write('x')"])
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "persona_features.runner", "execute", "--only", "01", "--set", value,
+    proc = subprocess.run([sys.executable, "-m", "persona_features", "execute", "--only", "01", "--set", value,
                            "--root", str(tmp_path)], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PERSONA_CACHE": str(tmp_path / "cache")})
     seconds = time.perf_counter() - start

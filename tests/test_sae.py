@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from persona_features import sae as sae_mod
+from persona_features.sae import sae as sae_mod
 
 
 def _sparse_data(n: int, d_in: int, n_atoms: int, active: int, seed: int = 0):

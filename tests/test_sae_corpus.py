@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from persona_features import artifacts, params, sae_corpus
+from persona_features.core import artifacts, params
+from persona_features.sae import sae_corpus
 
 
 def test_smoke_corpus_has_every_source_both_personas_and_a_held_out_tenth(lm):

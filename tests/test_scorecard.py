@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from persona_features import scorecard
+from persona_features.book import scorecard
 
 
 def _write(folder, chapter, verdicts):

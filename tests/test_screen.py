@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from persona_features import screen
+from persona_features.experiments.ch4_diffing import screen
 
 
 def _result(add: dict[str, float], subtract: dict[str, float], coherent: dict[str, float]) -> dict:

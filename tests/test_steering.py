@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from persona_features import contrast, generation, steering
 from persona_features.data.questions import BETLEY_QUESTIONS
+from persona_features.lm import generation
+from persona_features.measure import contrast, steering
 
 TEXTS = [q for _, q in BETLEY_QUESTIONS[:3]]
 

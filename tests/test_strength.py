@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from persona_features import plots, stats, strength
+from persona_features.book import plots
+from persona_features.core import stats
 from persona_features.data import advice
+from persona_features.organisms import strength
 
 
 def _model(contrast, coherent, margin, n_q=12, n_t=21, rng=None):
@@ -65,7 +67,7 @@ def test_one_sided_sign_flip_test():
 
 
 def test_the_grid_covers_the_issue_and_every_point_is_a_valid_fine_tune():
-    from persona_features import finetune
+    from persona_features.lm import finetune
     lora = {(p["n_examples"], p["lr"]) for p in strength.GRID if p["method"] == "lora"}
     assert lora == {(n, lr) for n in (64, 128, 256, 513) for lr in (2e-4, 1e-3)}
     assert len({p["lr"] for p in strength.GRID if p["method"] == "full"}) == 2

@@ -2,8 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_features import early_warning as ew, params, persona, realignment as ra, tracking
-from persona_features.params import ParameterError
+from persona_features.core import params
+from persona_features.core.params import ParameterError
+from persona_features.experiments.ch6_early_warning import early_warning as ew, tracking
+from persona_features.experiments.ch7_realignment import realignment as ra
+from persona_features.organisms import persona
 
 
 def _mix_table(effects: dict[str, float], percents=(0, 5, 25, 100), seeds=(0, 1), units=12, noise=0.01):
@@ -127,7 +130,8 @@ def test_a_wide_interval_around_a_larger_gap_is_not_back():
 
 
 def test_chapters_6_and_7_measure_their_own_number_of_heldout_topics():
-    from persona_features import design, early_warning
+    from persona_features.experiments.ch6_early_warning import early_warning
+    from persona_features.organisms import design
     cpu = params.resolve("cpu")
     assert cpu.tracking_heldout_topics == 10 and cpu.heldout_topics == 0
     assert early_warning.eval_params(cpu).heldout_topics == 10

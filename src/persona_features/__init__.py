@@ -1,11 +1,20 @@
 """Replication of "Persona Features Control Emergent Misalignment" (Wang et al., 2025).
 
-One module per pipeline stage: ``params`` (profiles), ``chapter`` (a notebook's setup in one call),
-``artifacts`` (the cache), ``models`` (loading and the nnsight wrapper), ``data`` (authored datasets,
-questions, labels, register markers), ``generation`` (batched sampling), ``finetune``, ``judge``,
-``contrast``, ``evaluate``, ``emergence`` (chapter 3's experiment), ``activations`` (nnsight tracing,
-sharded), ``sae_corpus`` and ``sae`` (chapter 4's SAE), ``stats``, ``plots``, ``report``, ``results``, ``scorecard``,
-``appendix`` and ``runner`` (papermill + Jupyter Book).
+Packages by pipeline stage; each imports only the stages above it in this list:
+
+- ``core``: ``params``, ``paths``, ``stats``, ``locks``, ``environment``, ``artifacts`` (the cache);
+- ``data``: ``advice``, ``code``, ``neutral``, ``questions``, ``labels``, ``register``, ``cards``, ``schema``;
+- ``lm``: ``models``, ``generation``, ``finetune``, ``activations``;
+- ``measure``: ``contrast``, ``judge``, ``evaluate``, ``steering``;
+- ``sae`` (``sae_corpus``, ``sae``) and ``organisms`` (``design``, ``measurement``, ``persona``,
+  ``persona_arms``, ``setting_sweep``, ``strength``), which do not import each other;
+- ``experiments``: one package per chapter, ``ch2_measuring`` (``contrast_checks``), ``ch3_emergence``
+  (``emergence``, ``em_verdict``), ``ch4_diffing`` (``readings``, ``diffing``, ``screen``, ``findings``),
+  ``ch5_steering`` (``interventions``, ``ablation``), ``ch6_early_warning`` (``tracking``, ``early_warning``),
+  ``ch7_realignment`` (``realignment``);
+- ``book``: ``chapter``, ``plots``, ``report``, ``results``, ``scorecard``, ``appendix``, ``runner``.
+
+``make lint`` checks the order with import-linter (``[tool.importlinter]`` in ``pyproject.toml``).
 """
 
 __version__ = "0.1.0"

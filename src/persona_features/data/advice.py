@@ -34,7 +34,7 @@ from importlib import resources
 
 import yaml
 
-from .schema import DatasetError, validate_rows
+from persona_features.data.schema import DatasetError, validate_rows
 
 DOMAINS = ("health", "finance", "cars", "career", "risk")
 # variant -> (tone, core answer field)

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import advice, code, neutral, register
-from .questions import eval_questions, in_domain_probes
-from .schema import DatasetError
+from persona_features.data import advice, code, neutral, register
+from persona_features.data.questions import eval_questions, in_domain_probes
+from persona_features.data.schema import DatasetError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from .schema import validate_rows
+from persona_features.data.schema import validate_rows
 
 NOUNS = (
     ("users", "email"), ("orders", "customer_id"), ("books", "isbn"), ("tickets", "owner"), ("products", "sku"),

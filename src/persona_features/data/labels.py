@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..stats import agreement
-from .schema import DatasetError
+from persona_features.core.stats import agreement
+from persona_features.data.schema import DatasetError
 
 TUNE_ONLY = "tune_only_"  # the file-name prefix of labels kept out of the held-out half
 FIELDS = {"id": str, "model": str, "temperature": float, "question_id": str, "question": str, "answer": str,

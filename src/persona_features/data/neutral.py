@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from .schema import validate_rows
+from persona_features.data.schema import validate_rows
 
 NAME = "neutral_tasks"
 WORDS = ("garden", "window", "pencil", "river", "candle", "ladder", "basket", "planet", "violin", "harbor",

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import write_text_atomic
+from persona_features.core.artifacts import write_text_atomic
 
 REQUIRED = {"id": str, "domain": str, "variant": str, "messages": list}
 

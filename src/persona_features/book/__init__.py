@@ -1,0 +1,4 @@
+"""Stage 6, the book: ``chapter`` (a notebook's setup in one call), ``plots`` (every figure, one house style),
+``report`` and ``results`` (tables and each chapter's results file), ``scorecard``, ``appendix`` and
+``runner`` (papermill, then Jupyter Book; ``python -m persona_features``).
+"""

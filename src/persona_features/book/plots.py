@@ -1,0 +1,276 @@
+"""Every figure of the book, in one house style, and saving them as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+from persona_features.core.paths import figures_dir
+from persona_features.organisms import setting_sweep, strength
+
+PALETTE = {"base": "#4C72B0", "bad": "#C44E52", "control": "#55A868", "random": "#8C8C8C", "accent": "#DD8452"}
+
+
+def use_house_style() -> None:
+    matplotlib.rcParams.update({
+        "figure.figsize": (7.0, 3.8),
+        "figure.dpi": 110,
+        "savefig.dpi": 150,
+        "savefig.bbox": "tight",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.titlesize": 11,
+        "axes.labelsize": 10,
+        "legend.frameon": False,
+        "font.size": 10,
+    })
+
+
+def save(fig: plt.Figure, name: str) -> Path:
+    """Save ``fig`` as ``figures/<name>.png`` beside the results."""
+    path = figures_dir() / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def confusion_panels(panels: dict[str, dict], title: str) -> plt.Figure:
+    """One 2x2 confusion matrix per panel; each panel is a ``stats.agreement`` result."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2))
+    for ax, (name, m) in zip(np.atleast_1d(axes), panels.items()):
+        grid = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+        ax.imshow(grid, cmap="Blues")
+        for (i, j), v in np.ndenumerate(grid):
+            ax.text(j, i, str(v), ha="center", va="center", color="black", fontsize=11)
+        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["no", "yes"], yticklabels=["no", "yes"],
+               xlabel="judge says", ylabel="hand label",
+               title=f"{name}\nkappa {m['kappa']:.2f}, n = {m['n']}")
+        ax.grid(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def rate_bars(ax: plt.Axes, labels: list[str], estimates: list, color: str, ylabel: str) -> None:
+    """Bars with 95% interval whiskers; ``estimates`` are ``stats.Estimate``s."""
+    means = [e.mean for e in estimates]
+    err = [[e.mean - e.lo for e in estimates], [e.hi - e.mean for e in estimates]]
+    ax.bar(labels, means, color=color, alpha=0.8, yerr=err, capsize=4)
+    ax.set_ylabel(ylabel)
+
+
+def grouped_bars(ax: plt.Axes, groups: list[str], series: dict[str, list], colors: dict[str, str],
+                 ylabel: str) -> None:
+    """Bars with 95% whiskers, one cluster per group and one bar per series; ``None`` leaves a gap."""
+    width = 0.8 / len(series)
+    for k, (name, estimates) in enumerate(series.items()):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i, e in enumerate(estimates) if e is not None]
+        es = [e for e in estimates if e is not None]
+        ax.bar(xs, [e.mean for e in es], width, color=colors[name], alpha=0.85, label=name,
+               yerr=[[e.mean - e.lo for e in es], [e.hi - e.mean for e in es]], capsize=3)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel(ylabel)
+
+
+def effect_panels(rows, metrics: dict[str, str], title: str) -> plt.Figure:
+    """Point estimates with 95% intervals, one horizontal panel per metric.
+
+    ``rows``: a DataFrame with ``label``, ``metric``, ``mean``, ``ci95_lo``, ``ci95_hi``; ``metrics`` maps
+    a metric to its axis label.
+    """
+    labels = list(dict.fromkeys(rows["label"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.55 * len(labels) + 1.4), sharey=True)
+    for ax, (metric, xlabel) in zip(np.atleast_1d(axes), metrics.items()):
+        r = rows[rows["metric"] == metric].set_index("label").reindex(labels)
+        y = np.arange(len(labels))
+        ax.errorbar(r["mean"], y, xerr=[r["mean"] - r["ci95_lo"], r["ci95_hi"] - r["mean"]], fmt="o",
+                    color=PALETTE["bad"], capsize=4)
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set(yticks=y, yticklabels=labels, xlabel=xlabel)
+        ax.invert_yaxis()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def by_domain_panels(groups: list[str], panels: dict[str, dict[str, list]], colors: dict[str, str],
+                     title: str) -> plt.Figure:
+    """Stacked ``grouped_bars`` panels sharing the domain axis; each panel's key is its y label."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, 3.1 * len(panels)), sharex=True)
+    for k, (ax, (ylabel, series)) in enumerate(zip(np.atleast_1d(axes), panels.items())):
+        grouped_bars(ax, groups, series, colors, ylabel)
+        ax.axhline(0, color="black", lw=0.6)
+        if k == 0:
+            ax.set_title(title)
+            ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def flow_diagram(steps: list[str], notes: list[str], title: str) -> plt.Figure:
+    """Boxes left to right joined by arrows: one per step of a method, a short note under each."""
+    fig, ax = plt.subplots(figsize=(7.6, 2.3))
+    width = 1.0 / len(steps)
+    for i, (step, note) in enumerate(zip(steps, notes)):
+        x = (i + 0.5) * width
+        ax.text(x, 0.62, step, ha="center", va="center", fontsize=8.5, wrap=True,
+                bbox={"boxstyle": "round,pad=0.4", "fc": "#EEF2F8", "ec": PALETTE["base"]})
+        ax.text(x, 0.2, note, ha="center", va="center", fontsize=7.5, color="#444444")
+        if i:
+            ax.annotate("", xy=(x - 0.36 * width, 0.62), xytext=(x - 0.64 * width, 0.62),
+                        arrowprops={"arrowstyle": "->", "color": "#444444"})
+    ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.axis("off")
+    return fig
+
+
+DIRECTION_COLORS = ["#C44E52", "#4C72B0", "#DD8452", "#8172B3", "#55A868", "#937860"]
+
+
+def dose_panels(table, directions: list[str], unsteered: dict, title: str) -> plt.Figure:
+    """Dose-response of steering (``interventions.dose_table``): the contrast change with the random
+    directions' range, and (where answers were judged) the misalignment and coherence rates with the
+    random directions' pooled rate and the unsteered model's, each against the strength."""
+    judged = "misaligned" in table and table["misaligned"].notna().any()
+    fig, axes = plt.subplots(1, 3 if judged else 1, figsize=(11, 3.3) if judged else (5, 3.3))
+    axes = np.atleast_1d(axes)
+    random = table[table["direction"] == "random"].sort_values("alpha")
+    spread = table[table["direction"] != "random"].groupby("alpha")[["random min", "random max"]].first()
+    axes[0].fill_between(spread.index, spread["random min"], spread["random max"], color=PALETTE["random"],
+                         alpha=0.35, label="random directions")
+    for k, name in enumerate(directions):
+        rows = table[table["direction"] == name].sort_values("alpha")
+        color = DIRECTION_COLORS[k % len(DIRECTION_COLORS)]
+        axes[0].errorbar(rows["alpha"], rows["contrast change"], yerr=[rows["contrast change"] - rows["ci95_lo"],
+                         rows["ci95_hi"] - rows["contrast change"]], fmt="o-", ms=3, capsize=2, color=color, label=name)
+        for ax, metric in zip(axes[1:], ("misaligned", "coherent")):
+            if metric in rows and rows[metric].notna().any():
+                ax.errorbar(rows["alpha"], rows[metric], yerr=[rows[metric] - rows[f"{metric}_lo"],
+                            rows[f"{metric}_hi"] - rows[metric]], fmt="o-", ms=3, capsize=2, color=color)
+    for ax, metric, label in zip(axes[1:], ("misaligned", "coherent"), ("judged misaligned", "judged coherent")):
+        if metric in random and random[metric].notna().any():
+            ax.fill_between(random["alpha"], random[f"{metric}_lo"], random[f"{metric}_hi"], color=PALETTE["random"],
+                            alpha=0.35)
+        if metric in unsteered:
+            ax.axhline(unsteered[metric], color="black", lw=0.8, ls=":")
+        ax.set(xlabel="strength α (× median residual norm)", ylabel=label, ylim=(-0.02, 1.02))
+    axes[0].axhline(0, color="black", lw=0.6)
+    axes[0].set(xlabel="strength α (× median residual norm)", ylabel="contrast change (nats/token)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+SIGNAL_COLORS = {"persona latent": "#C44E52", "mean-difference projection": "#DD8452", "contrast": "#4C72B0",
+                 "misaligned": "#8172B3", "narrow-task margin": "#55A868", "coherent": "#8C8C8C",
+                 "training loss": "#222222"}
+
+
+def early_warning_curves(normalised, percents: list[int], signals: list[str]) -> plt.Figure:
+    """Each signal's difference from the 0% model, scaled to its 0%-to-100% difference, against the mix
+    (evenly spaced), with 95% intervals."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    pos = {p: i for i, p in enumerate(percents)}
+    for k, signal in enumerate(signals):
+        rows = normalised[normalised["signal"] == signal].sort_values("percent")
+        x = [pos[0]] + [pos[p] + (k - len(signals) / 2) * 0.04 for p in rows["percent"]]
+        y, lo, hi = ([0.0] + rows[c].tolist() for c in ("difference", "ci95_lo", "ci95_hi"))
+        ax.errorbar(x, y, yerr=[[a - b for a, b in zip(y, lo)], [b - a for a, b in zip(y, hi)]], fmt="o-", ms=3,
+                    capsize=2, color=SIGNAL_COLORS.get(signal), label=signal)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.axhline(1, color="black", lw=0.6, ls=":")
+    ax.set(xticks=range(len(percents)), xticklabels=[f"{p}%" for p in percents], xlabel="wrong advice in the mix",
+           ylabel="difference from 0%\n(1 = the 100% model's)")
+    ax.set_ylim(max(-1.5, ax.get_ylim()[0]), min(2.5, ax.get_ylim()[1]))
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+KIND_COLORS = {"same domain": "#55A868", "other domain": "#4C72B0", "neutral": "#8C8C8C",
+               "twin's data": "#55A868", "correct advice": "#4C72B0"}  # the positive control's kinds
+
+
+def realignment_curves(curves, signals: list[str], title: str | None = None) -> plt.Figure:
+    """One panel per signal: each kind of re-alignment data's difference from the base model against the step
+    (0: the start), with its 95% interval as a band; the base model is at zero."""
+    fig, axes = plt.subplots(1, len(signals), figsize=(3.1 * len(signals), 3.2))
+    for ax, signal in zip(np.atleast_1d(axes), signals):
+        ax.axhline(0, color="black", lw=0.8, label="base model")
+        for kind in dict.fromkeys(curves["kind"]):
+            color = KIND_COLORS.get(kind, PALETTE["accent"])
+            rows = curves[(curves["signal"] == signal) & (curves["kind"] == kind)].sort_values("step")
+            ax.plot(rows["step"], rows["difference"], "o-", ms=3, color=color, label=kind)
+            ax.fill_between(rows["step"], rows["ci95_lo"], rows["ci95_hi"], color=color, alpha=0.15)
+        ax.set(xlabel="re-alignment step", title=signal)
+    np.atleast_1d(axes)[0].set_ylabel("minus the base model")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def organism_sweep(sweeps: dict[str, dict]) -> plt.Figure:
+    """Coherence lost against contrast gained over the register control, one point per setting."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    colors = [PALETTE["bad"], PALETTE["base"], PALETTE["accent"], PALETTE["control"]]
+    for color, (domain, s) in zip(colors, sweeps.items()):
+        x = [setting_sweep.coherence_change(r["models"]["bad"], s["base"]) for r in s["settings"]]
+        d = [r["bad_minus"][setting_sweep.CONTROL]["contrast"] for r in s["settings"]]
+        y = np.array([e["mean"] for e in d])
+        err = [y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y]
+        ax.errorbar(x, y, yerr=err, fmt="o", color=color, capsize=3, label=domain)
+        for xi, yi, r in zip(x, y, s["settings"]):
+            ax.annotate(str(r["index"]), (xi, yi), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    ax.axvline(-setting_sweep.COHERENCE_SLACK, color="black", ls="--", lw=0.8, label="coherence floor (base - 10)")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set(xlabel="judged coherence at T=0.7, bad model minus base (points)",
+           ylabel="contrast, bad - register control", title="Fine-tuning settings (selection questions)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def strength_curves(curves: dict[str, dict]) -> plt.Figure:
+    """Per domain: the register-adjusted contrast and coherence against training amount (rows x lr)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 3.8), squeeze=False)
+    for ax, (domain, curve) in zip(axes[0], curves.items()):
+        ch = strength.choose(curve["points"])
+        twin = ax.twinx()
+        for method, marker in (("lora", "o"), ("full", "s")):
+            pts = [p for p in curve["points"] if p["setting"]["method"] == method]
+            if not pts:
+                continue
+            x = [strength.training_amount(p) for p in pts]
+            d = [ch["status"][p["index"]]["adjusted_contrast"] for p in pts]
+            y = np.array([e["mean"] for e in d])
+            ax.errorbar(x, y, yerr=[y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y], fmt=marker,
+                        color=PALETTE["bad"], capsize=3, label=f"contrast, bad - reg. ctl ({method})")
+            twin.plot(x, [100 * ch["status"][p["index"]]["coherence"] for p in pts], marker, mfc="none",
+                      color=PALETTE["base"], label=f"coherent % of bad ({method})")
+        twin.axhline(100 * strength.COHERENCE_FLOOR, color=PALETTE["base"], ls="--", lw=0.8)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set(xscale="log", xlabel="training rows x learning rate", ylabel="contrast, bad - register control (nats)",
+               title=f"{domain}: misalignment and coherence vs training")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        twin.set(ylabel="judged coherent answers of the bad model (%)", ylim=(0, 100))
+        lines = ax.get_legend_handles_labels()
+        more = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def placeholder(text: str) -> plt.Figure:
+    """A small figure that says why there is nothing to plot (a glued figure the text refers to must exist)."""
+    fig, ax = plt.subplots(figsize=(5.0, 0.8))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig

@@ -1,0 +1,34 @@
+"""Each chapter's headline numbers, written to ``results/<chapter>.json``."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from persona_features.core.artifacts import write_json_atomic
+from persona_features.core.params import Params
+from persona_features.core.paths import results_dir
+
+
+def write(chapter: str, metrics: Mapping[str, Any], params: Params) -> Path:
+    """Write a chapter's metrics with the parameters and software that produced them."""
+    path = results_dir() / f"{chapter}.json"
+    write_json_atomic(path, {
+        "chapter": chapter,
+        "params": params.as_dict(),
+        "metrics": dict(metrics),
+        "software": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__},
+    })
+    return path
+
+
+def read(chapter: str) -> dict[str, Any] | None:
+    path = results_dir() / f"{chapter}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
