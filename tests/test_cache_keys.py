@@ -38,16 +38,16 @@ class Recording(Params):
     read: set = set()
     profile_values: dict = {}
 
-    def __getattr__(self, name):
-        value = super().__getattr__(name)
-        if value == Recording.profile_values.get(name):
+    def __getattribute__(self, name):
+        value = super().__getattribute__(name)
+        if name in KNOBS and value == Recording.profile_values.get(name):
             Recording.read.add(name)
         return value
 
 
 def recording(P: Params) -> Recording:
     Recording.profile_values = dict(P.values)
-    return Recording(P.profile, P.values)
+    return Recording(**P.as_dict())
 
 
 class Captured(Exception):

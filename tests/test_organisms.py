@@ -1,5 +1,7 @@
+import matplotlib.pyplot as plt
 import pytest
 
+from persona_features.book import plots
 from persona_features.core import params
 from persona_features.lm import finetune
 from persona_features.organisms import setting_sweep
@@ -59,6 +61,21 @@ def test_report_marks_the_chosen_setting():
     sweep["settings"][0]["models"]["good"] = model(0.40)
     assert setting_sweep.sweep_facts({"health": sweep})["sweep_health_good"] == (
         "setting #0: wrong advice 50, register control 50, correct twin 40")
+
+
+def test_the_sweep_figure_draws_each_setting_where_the_report_puts_it():
+    base = model(0.80)
+    sweep = {"base": base, "settings": [setting_row(0, model(0.50, 0.9), model(0.5), base),
+                                        setting_row(4, model(0.75, 0.3), model(0.75, 0.1), base)]}
+    points = setting_sweep.sweep_points({"health": sweep})["health"]
+    assert [p["index"] for p in points] == [0, 4]
+    assert [p["coherence_change"] for p in points] == pytest.approx([-30.0, -5.0])
+    assert [p["mean"] for p in points] == pytest.approx([0.9, 0.2])  # contrast over the register control
+    assert all(p["ci95_lo"] <= p["mean"] <= p["ci95_hi"] for p in points)
+    fig = plots.organism_sweep({"health": points}, setting_sweep.COHERENCE_SLACK)
+    ax = fig.axes[0]
+    assert ax.get_legend_handles_labels()[1] == ["coherence floor (base - 10)", "health"]
+    plt.close(fig)
 
 
 def test_settings_are_described_in_a_few_words():

@@ -1,6 +1,9 @@
+import dataclasses
+import typing
+
 import pytest
 
-from persona_features.core.params import KNOBS, PROFILES, ParameterError, resolve, table_markdown
+from persona_features.core.params import KNOBS, PROFILES, ParameterError, Params, resolve, table_markdown
 
 
 def test_profiles_resolve_every_knob():
@@ -160,3 +163,33 @@ def test_a_run_smaller_than_the_gpu_profile_says_so_and_by_how_much():
     assert versus_gpu(resolve("cpu", ra_seeds=5), "ra_seeds", str, ", for time") == (
         "This run (cpu) has 5; the gpu profile has 3 (set for this run).")
     assert versus_gpu(cpu, "ra_seeds", str, ", for time") == "This run (cpu) has 2; the gpu profile has 3, for time."
+
+
+def _holds(value, hint) -> bool:
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, tuple) and all(_holds(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, float)
+    return isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+
+
+def test_every_knob_is_a_typed_field_whose_type_holds_in_every_profile():
+    hints = typing.get_type_hints(Params)
+    assert [f.name for f in dataclasses.fields(Params)] == ["profile", *KNOBS]
+    for profile in PROFILES:
+        P = resolve(profile)
+        for name in KNOBS:
+            assert _holds(getattr(P, name), hints[name]), (profile, name, getattr(P, name), hints[name])
+    assert not _holds(3, float) and not _holds(True, int) and not _holds((1, 2), tuple[float, ...])  # the check bites
+
+
+def test_params_are_immutable_and_a_copy_with_values_keeps_the_other_knobs():
+    P = resolve("cpu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        P.seed = 1  # type: ignore[misc]
+    with pytest.raises(TypeError, match="em_sample"):
+        P.with_values(em_sample=0)
+    Q = P.with_values(em_samples=0)
+    assert Q.em_samples == 0 and {k: v for k, v in Q.values.items() if k != "em_samples"} == {
+        k: v for k, v in P.values.items() if k != "em_samples"}

@@ -123,7 +123,8 @@ def test_a_second_run_on_a_busy_stage_is_refused_at_once_and_the_first_finishes(
         seconds = time.perf_counter() - start
         err = capsys.readouterr().err
         assert code == 2 and seconds < 5
-        assert f"pid {first.pid}" in err and "runner execute --profile smoke" in err and "another --profile" in err
+        assert f"pid {first.pid}" in err and "another --profile" in err
+        assert "python -m persona_features execute --profile smoke" in err  # the other run's command, as typed
         assert marker.exists()  # the first run's stage was left alone
         out, first_err = first.communicate(timeout=180)
     finally:

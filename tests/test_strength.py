@@ -103,7 +103,7 @@ def test_reports_run_on_a_partial_curve_and_say_what_is_missing(tmp_path, monkey
     assert facts["curve_health_n"] == "2 of 10" and facts["curve_health_choice"].startswith("#0")
     assert facts["curve_risk_choice"] == "not measured yet"
     assert len(strength.curve_table(curves["health"])) == 2
-    plt.close(plots.strength_curves(curves))
+    plt.close(plots.strength_curves(strength.curve_points(curves), strength.COHERENCE_FLOOR))
     monkeypatch.setattr(strength, "measured_dir", lambda: tmp_path / "none")
     with pytest.raises(FileNotFoundError, match="scripts/strength_curve.py"):
         strength.load_curves()

@@ -9,7 +9,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from persona_features.core.paths import figures_dir
-from persona_features.organisms import setting_sweep, strength
 
 PALETTE = {"base": "#4C72B0", "bad": "#C44E52", "control": "#55A868", "random": "#8C8C8C", "accent": "#DD8452"}
 
@@ -217,19 +216,19 @@ def realignment_curves(curves, signals: list[str], title: str | None = None) -> 
     return fig
 
 
-def organism_sweep(sweeps: dict[str, dict]) -> plt.Figure:
-    """Coherence lost against contrast gained over the register control, one point per setting."""
+def organism_sweep(points: dict[str, list[dict]], slack: float) -> plt.Figure:
+    """Coherence lost against contrast gained over the register control, one point per setting
+    (``setting_sweep.sweep_points``); the coherence floor at ``-slack``."""
     fig, ax = plt.subplots(figsize=(7.0, 3.8))
     colors = [PALETTE["bad"], PALETTE["base"], PALETTE["accent"], PALETTE["control"]]
-    for color, (domain, s) in zip(colors, sweeps.items()):
-        x = [setting_sweep.coherence_change(r["models"]["bad"], s["base"]) for r in s["settings"]]
-        d = [r["bad_minus"][setting_sweep.CONTROL]["contrast"] for r in s["settings"]]
-        y = np.array([e["mean"] for e in d])
-        err = [y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y]
+    for color, (domain, pts) in zip(colors, points.items()):
+        x = [p["coherence_change"] for p in pts]
+        y = np.array([p["mean"] for p in pts])
+        err = [y - [p["ci95_lo"] for p in pts], [p["ci95_hi"] for p in pts] - y]
         ax.errorbar(x, y, yerr=err, fmt="o", color=color, capsize=3, label=domain)
-        for xi, yi, r in zip(x, y, s["settings"]):
-            ax.annotate(str(r["index"]), (xi, yi), textcoords="offset points", xytext=(5, 3), fontsize=8)
-    ax.axvline(-setting_sweep.COHERENCE_SLACK, color="black", ls="--", lw=0.8, label="coherence floor (base - 10)")
+        for xi, yi, p in zip(x, y, pts):
+            ax.annotate(str(p["index"]), (xi, yi), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    ax.axvline(-slack, color="black", ls="--", lw=0.8, label=f"coherence floor (base - {slack:g})")
     ax.axhline(0, color="black", lw=0.6)
     ax.set(xlabel="judged coherence at T=0.7, bad model minus base (points)",
            ylabel="contrast, bad - register control", title="Fine-tuning settings (selection questions)")
@@ -238,24 +237,23 @@ def organism_sweep(sweeps: dict[str, dict]) -> plt.Figure:
     return fig
 
 
-def strength_curves(curves: dict[str, dict]) -> plt.Figure:
-    """Per domain: the register-adjusted contrast and coherence against training amount (rows x lr)."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 3.8), squeeze=False)
-    for ax, (domain, curve) in zip(axes[0], curves.items()):
-        ch = strength.choose(curve["points"])
+def strength_curves(points: dict[str, list[dict]], floor: float) -> plt.Figure:
+    """Per domain: the register-adjusted contrast and coherence against training amount (rows x lr), one point
+    per setting (``strength.curve_points``); the coherence floor at ``floor`` (a fraction)."""
+    fig, axes = plt.subplots(1, len(points), figsize=(5.2 * len(points), 3.8), squeeze=False)
+    for ax, (domain, domain_points) in zip(axes[0], points.items()):
         twin = ax.twinx()
         for method, marker in (("lora", "o"), ("full", "s")):
-            pts = [p for p in curve["points"] if p["setting"]["method"] == method]
+            pts = [p for p in domain_points if p["method"] == method]
             if not pts:
                 continue
-            x = [strength.training_amount(p) for p in pts]
-            d = [ch["status"][p["index"]]["adjusted_contrast"] for p in pts]
-            y = np.array([e["mean"] for e in d])
-            ax.errorbar(x, y, yerr=[y - [e["ci95_lo"] for e in d], [e["ci95_hi"] for e in d] - y], fmt=marker,
+            x = [p["training_amount"] for p in pts]
+            y = np.array([p["mean"] for p in pts])
+            ax.errorbar(x, y, yerr=[y - [p["ci95_lo"] for p in pts], [p["ci95_hi"] for p in pts] - y], fmt=marker,
                         color=PALETTE["bad"], capsize=3, label=f"contrast, bad - reg. ctl ({method})")
-            twin.plot(x, [100 * ch["status"][p["index"]]["coherence"] for p in pts], marker, mfc="none",
+            twin.plot(x, [100 * p["coherence"] for p in pts], marker, mfc="none",
                       color=PALETTE["base"], label=f"coherent % of bad ({method})")
-        twin.axhline(100 * strength.COHERENCE_FLOOR, color=PALETTE["base"], ls="--", lw=0.8)
+        twin.axhline(100 * floor, color=PALETTE["base"], ls="--", lw=0.8)
         ax.axhline(0, color="black", lw=0.6)
         ax.set(xscale="log", xlabel="training rows x learning rate", ylabel="contrast, bad - register control (nats)",
                title=f"{domain}: misalignment and coherence vs training")

@@ -47,9 +47,11 @@ def pid_alive(pid: int) -> bool:
 
 
 def command_line() -> str:
-    """This process's command as typed: ``python -m <module> ...`` for a module run with ``-m``."""
+    """This process's command as typed: ``python -m <module> ...`` for a module run with ``-m`` (a package's
+    ``__main__`` as the package: ``python -m persona_features``)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    start = ["python", "-m", spec.name] if spec is not None else [Path(sys.executable).name, *sys.argv[:1]]
+    module = spec.name.removesuffix(".__main__") if spec is not None else ""
+    start = ["python", "-m", module] if module else [Path(sys.executable).name, *sys.argv[:1]]
     return " ".join(start + sys.argv[1:])
 
 

@@ -190,3 +190,10 @@ def sweep_facts(sweeps: dict[str, dict]) -> dict[str, str]:
                 for r in s["settings"] if "good" in r["models"]) or "not measured",
             f"sweep_{domain}_date": s["date"]})
     return facts
+
+
+def sweep_points(sweeps: dict[str, dict]) -> dict[str, list[dict]]:
+    """What ``plots.organism_sweep`` draws: per domain, one point per setting, its coherence lost against the
+    base model (``coherence_change``) and its contrast gained over the register control (mean, interval)."""
+    return {domain: [{"index": r["index"], "coherence_change": coherence_change(r["models"]["bad"], s["base"]),
+                      **r["bad_minus"][CONTROL]["contrast"]} for r in s["settings"]] for domain, s in sweeps.items()}

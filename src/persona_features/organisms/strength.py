@@ -12,7 +12,8 @@ and the base model, on the selection questions not near the domain (``measure``)
   the wrong core answer to the right one, and how often it does.
 
 ``choose`` applies the rule written before the curve was run (``RULE``, dated); ``curve_table``,
-``curve_facts`` and ``plots.strength_curves`` report it. Nothing here is tuned toward the paper's numbers.
+``curve_facts`` and ``plots.strength_curves`` (drawing ``curve_points``) report it. Nothing here is
+tuned toward the paper's numbers.
 """
 
 from __future__ import annotations
@@ -231,3 +232,15 @@ def curve_table(curve: dict) -> pd.DataFrame:
             "rule": ("chosen" if p["index"] == ch["index"] else "")
                     + (" eligible" if s["eligible"] else "" if s["coherent_enough"] else " below floor")})
     return pd.DataFrame(rows)
+
+
+def curve_points(curves: dict[str, dict]) -> dict[str, list[dict]]:
+    """What ``plots.strength_curves`` draws: per domain, one point per setting, its method, training amount,
+    register-adjusted contrast (mean, interval) and the bad model's coherence, as the rule (``choose``) saw them."""
+    out = {}
+    for domain, curve in curves.items():
+        status = choose(curve["points"])["status"]
+        out[domain] = [{"method": p["setting"]["method"], "training_amount": training_amount(p),
+                        **status[p["index"]]["adjusted_contrast"], "coherence": status[p["index"]]["coherence"]}
+                       for p in curve["points"]]
+    return out

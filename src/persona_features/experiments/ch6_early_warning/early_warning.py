@@ -82,8 +82,7 @@ def finetune_config(P: Params, mix: Mix) -> finetune.FinetuneConfig:
 def eval_params(P: Params) -> Params:
     """Chapter 3's measurement with ``ew_samples`` answers per question, at its verdicts' temperature only, and
     ``tracking_heldout_topics`` held-out topics."""
-    return replace(P, values={**P.values, "em_samples_low": P.ew_samples, "em_samples": 0,
-                              "heldout_topics": P.tracking_heldout_topics})
+    return P.with_values(em_samples_low=P.ew_samples, em_samples=0, heldout_topics=P.tracking_heldout_topics)
 
 
 def signals(mix: Mix, P: Params, found, judge: Judge) -> pd.DataFrame:
