@@ -2,13 +2,14 @@
 
 Packages by pipeline stage; each imports only the stages above it in this list:
 
-- ``core``: ``params``, ``paths``, ``stats``, ``locks``, ``environment``, ``artifacts`` (the cache);
+- ``core``: ``params``, ``paths``, ``stats``, ``locks``, ``environment``, ``artifacts`` (the cache),
+  ``chapter_result`` (what a chapter returns: ``Verdict``, ``ChapterResult``);
 - ``data``: ``advice``, ``code``, ``neutral``, ``questions``, ``labels``, ``register``, ``cards``, ``schema``;
 - ``lm``: ``models``, ``generation``, ``finetune``, ``activations``;
 - ``measure``: ``contrast``, ``judge``, ``evaluate``, ``steering``;
 - ``sae`` (``sae_corpus``, ``sae``) and ``organisms`` (``design``, ``measurement``, ``persona``,
   ``persona_arms``, ``setting_sweep``, ``strength``), which do not import each other;
-- ``experiments``: one package per chapter, ``ch2_measuring`` (``contrast_checks``), ``ch3_emergence``
+- ``experiments``: one package per chapter, ``ch1_model`` (``microscope``), ``ch2_measuring`` (``contrast_checks``), ``ch3_emergence``
   (``emergence``, ``em_verdict``), ``ch4_diffing`` (``readings``, ``diffing``, ``screen``, ``findings``),
   ``ch5_steering`` (``interventions``, ``ablation``), ``ch6_early_warning`` (``tracking``, ``early_warning``),
   ``ch7_realignment`` (``realignment``);

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from persona_features.core.paths import figures_dir
+from persona_features.experiments.ch1_model import microscope
 
 PALETTE = {"base": "#4C72B0", "bad": "#C44E52", "control": "#55A868", "random": "#8C8C8C", "accent": "#DD8452"}
 
@@ -263,6 +264,23 @@ def strength_curves(points: dict[str, list[dict]], floor: float) -> plt.Figure:
         more = twin.get_legend_handles_labels()
         ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
     fig.tight_layout()
+    return fig
+
+
+def residual_norms(summary: microscope.NormSummary, model: str) -> plt.Figure:
+    """Chapter 1: each layer's residual-stream norm, first token and the rest, per prompt and mean (95% interval)."""
+    fig, ax = plt.subplots()
+    layers = range(1, len(summary.typical) + 1)
+    for label, per_prompt, per_layer, color in [
+            ("first token", summary.norms.first_token, summary.sink, PALETTE["accent"]),
+            ("other tokens (mean)", summary.norms.other_tokens, summary.typical, PALETTE["base"])]:
+        for row in per_prompt:
+            ax.plot(layers, row, color=color, alpha=0.2, lw=0.7)
+        ax.plot(layers, [e.mean for e in per_layer], color=color, lw=2, label=label)
+        ax.fill_between(layers, [e.lo for e in per_layer], [e.hi for e in per_layer], color=color, alpha=0.25)
+    ax.set(xlabel="decoder layer (output of)", ylabel="residual-stream L2 norm", yscale="log",
+           title=f"Residual-stream norm by layer, {model}")
+    ax.legend()
     return fig
 
 

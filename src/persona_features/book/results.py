@@ -10,8 +10,10 @@ from typing import Any
 
 import torch
 import transformers
+from myst_nb import glue
 
 from persona_features.core.artifacts import write_json_atomic
+from persona_features.core.chapter_result import ChapterResult
 from persona_features.core.params import Params
 from persona_features.core.paths import results_dir
 
@@ -26,6 +28,14 @@ def write(chapter: str, metrics: Mapping[str, Any], params: Params) -> Path:
         "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
     })
+    return path
+
+
+def publish(result: ChapterResult, params: Params) -> Path:
+    """A chapter's result in one call: its results file written (``write``) and its facts glued for the text."""
+    path = write(result.chapter, result.results(), params)
+    for name, value in result.facts.items():
+        glue(name, value, display=False)
     return path
 
 

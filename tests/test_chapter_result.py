@@ -1,0 +1,47 @@
+import json
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from persona_features.book import plots, results
+from persona_features.core.chapter_result import ChapterResult, Verdict
+from persona_features.experiments.ch1_model import microscope
+from persona_features.lm.activations import ResidualNorms
+
+
+def test_a_verdict_writes_its_fields_and_details_and_refuses_an_unknown_status():
+    v = Verdict("partial", "one domain above", rule="the rule", evidence={"label": "x", "mean": 0.1},
+                details={"domains": ["health"]})
+    assert v.as_dict() == {"status": "partial", "summary": "one domain above", "rule": "the rule",
+                           "evidence": {"label": "x", "mean": 0.1}, "domains": ["health"]}
+    assert Verdict("inconclusive", "s").as_dict() == {"status": "inconclusive", "summary": "s"}
+    with pytest.raises(ValueError, match="'sort of'"):
+        Verdict("sort of", "s")
+
+
+def test_a_chapter_result_writes_its_verdicts_under_metrics_and_glues_its_facts(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONA_RESULTS", str(tmp_path))
+    glued = []
+    monkeypatch.setattr(results, "glue", lambda name, value, display: glued.append((name, value, display)))
+    from persona_features.core.params import resolve
+
+    r = ChapterResult("09_test", {"n": 3}, {"claim": Verdict("replicated", "yes")}, {"n_shown": "3"})
+    path = results.publish(r, resolve("smoke"))
+    data = json.loads(path.read_text())
+    assert data["chapter"] == "09_test" and data["metrics"] == {"n": 3, "verdicts": {"claim": {
+        "status": "replicated", "summary": "yes"}}}
+    assert glued == [("n_shown", "3", False)]
+    with pytest.raises(ValueError, match="twice"):
+        ChapterResult("09_test", {"verdicts": {}}, {"claim": Verdict("replicated", "yes")})
+
+
+def test_chapter_1_finds_the_peak_and_the_first_sink_layer():
+    other = torch.tensor([[1.0, 2.0, 4.0, 3.0], [1.0, 2.0, 4.0, 3.0]])
+    first = torch.tensor([[1.0, 30.0, 50.0, 60.0], [1.0, 30.0, 50.0, 60.0]])
+    s = microscope.summarise(ResidualNorms(first, other), n_boot=50, seed=0)
+    assert s.peak_layer == 2 and s.sink_layer == 1 and s.ratios == pytest.approx([1, 15, 12.5, 20])
+    assert microscope.summarise(ResidualNorms(other, other), 50, 0).sink_layer is None
+    fig = plots.residual_norms(s, "toy")
+    assert fig.axes[0].get_title() == "Residual-stream norm by layer, toy"
+    plt.close(fig)
