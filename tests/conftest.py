@@ -28,7 +28,7 @@ def fresh_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def smoke_build():
-    """`runner test`: execute every notebook (smoke) into the staging folder and render strictly."""
+    """`python -m persona_features test`: execute every notebook (smoke) into the staging folder and render strictly."""
     root = repo_root()
     code = runner.main(["test"])
     stage = root / "_build" / "stage" / "smoke"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
 from persona_features.core.paths import figures_dir
-from persona_features.experiments.ch1_model import microscope
+
+if TYPE_CHECKING:  # for annotations only: the runner imports plots, and must start fast
+    from persona_features.experiments.ch1_model import microscope
 
 PALETTE = {"base": "#4C72B0", "bad": "#C44E52", "control": "#55A868", "random": "#8C8C8C", "accent": "#DD8452"}
 

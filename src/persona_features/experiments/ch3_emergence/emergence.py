@@ -281,7 +281,8 @@ def by_domain(estimate: Callable[[Measurement, str], Estimate], arms: Sequence[A
 
 def domain_summaries(measured: dict[str, Measurement], arms: Sequence[Arm], base: Measurement,
                      n_boot: int, seed: int) -> dict[str, dict[str, Estimate]]:
-    """``summary`` of every model on the questions unrelated to its domain; the base model on all of them."""
+    """``measurement.summary`` of every model on the questions unrelated to its domain; the base model on all of
+    them."""
     out = {"base": summary(base, n_boot, seed)}
     out.update({a.name: summary(measured[a.name], n_boot, seed, a.domain) for a in arms})
     return out
