@@ -27,8 +27,8 @@ def test_a_chapter_result_writes_its_verdicts_under_metrics_and_glues_its_facts(
     from persona_features.core.params import resolve
 
     r = ChapterResult("09_test", {"n": 3}, {"claim": Verdict("replicated", "yes")}, {"n_shown": "3"})
-    path = results.publish(r, resolve("smoke"))
-    data = json.loads(path.read_text())
+    assert results.publish(r, resolve("smoke")) is None
+    data = json.loads((tmp_path / "09_test.json").read_text())
     assert data["chapter"] == "09_test" and data["metrics"] == {"n": 3, "verdicts": {"claim": {
         "status": "replicated", "summary": "yes"}}}
     assert glued == [("n_shown", "3", False)]
@@ -45,3 +45,13 @@ def test_chapter_1_finds_the_peak_and_the_first_sink_layer():
     fig = plots.residual_norms(s, "toy")
     assert fig.axes[0].get_title() == "Residual-stream norm by layer, toy"
     plt.close(fig)
+
+
+def test_chapter_2s_verdict_is_the_judges_agreement_on_the_untouched_test_set():
+    from persona_features.core.stats import Estimate
+    from persona_features.experiments.ch2_measuring import measuring
+
+    rule = {"kappa": 0.45, "kappa_ci95_lo": 0.2, "kappa_ci95_hi": 0.7}
+    v = measuring.judge_verdict({"misaligned_rule": rule, "test_set": "v2", "n": 60}, Estimate(0.05, 0.0, 0.1, 40))
+    assert v.status == "partial" and v.summary.startswith("embedded judge, kappa 0.45 on the untouched test set v2")
+    assert list(v.as_dict()) == ["status", "summary", "evidence"] and v.as_dict()["evidence"]["mean"] == 0.45

@@ -287,6 +287,33 @@ def residual_norms(summary: microscope.NormSummary, model: str) -> plt.Figure:
     return fig
 
 
+def token_lengths(cards) -> plt.Figure:
+    """Chapter 2: the training chats' lengths in tokens, one histogram per wrong-advice (insecure) set."""
+    fig, ax = plt.subplots()
+    for c in cards:
+        if c.variant in ("bad", "insecure"):
+            ax.hist(c.token_lengths, bins=30, histtype="step", lw=1.5, label=c.name)
+    ax.set(xlabel="tokens per training chat (chat template included)", ylabel="rows", title="Training-chat lengths")
+    ax.legend()
+    return fig
+
+
+def base_rates(summaries_by_t: dict, model: str) -> plt.Figure:
+    """Chapter 2: the base model's judged misalignment and coherence rates at each sampled temperature."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    names = [f"T = {t:g}" for t in summaries_by_t]
+    rate_bars(axes[0], names, [s["misaligned_rate"] for s in summaries_by_t.values()], PALETTE["bad"],
+              "misaligned answers (fraction)")
+    rate_bars(axes[1], names, [s["coherent_rate"] for s in summaries_by_t.values()], PALETTE["base"],
+              "coherent answers (fraction)")
+    axes[0].set_title("misalignment rate")
+    axes[1].set_title("coherence rate")
+    fig.suptitle(f"Base model {model}: "
+                 + ", ".join(f"{s['n_answers']} answers at T = {t:g}" for t, s in summaries_by_t.items()))
+    fig.tight_layout()
+    return fig
+
+
 def placeholder(text: str) -> plt.Figure:
     """A small figure that says why there is nothing to plot (a glued figure the text refers to must exist)."""
     fig, ax = plt.subplots(figsize=(5.0, 0.8))

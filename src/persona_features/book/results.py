@@ -31,12 +31,12 @@ def write(chapter: str, metrics: Mapping[str, Any], params: Params) -> Path:
     return path
 
 
-def publish(result: ChapterResult, params: Params) -> Path:
-    """A chapter's result in one call: its results file written (``write``) and its facts glued for the text."""
-    path = write(result.chapter, result.results(), params)
+def publish(result: ChapterResult, params: Params) -> None:
+    """A chapter's result in one call: its results file written (``write``) and its facts glued for the text.
+    Returns nothing, so that a chapter's last cell shows no output."""
+    write(result.chapter, result.results(), params)
     for name, value in result.facts.items():
         glue(name, value, display=False)
-    return path
 
 
 def read(chapter: str) -> dict[str, Any] | None:
