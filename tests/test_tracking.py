@@ -51,10 +51,10 @@ def test_a_mix_that_only_moves_against_the_100_model_does_not_count():
 def test_early_warning_verdict_follows_its_rule(first, status, first_rule):
     tests = tracking.against(_mix_table({"persona latent": 1.0}, percents=(0, 5, 25, 50, 100)), "percent", 0, 200, 0)
     v = ew.verdict(first, tests)
-    assert (v["status"], v["status_first_rule"]) == (status, first_rule)
+    assert (v.status, v.details["status_first_rule"]) == (status, first_rule)
     at = first["persona latent"] or 5
-    assert v["evidence"]["label"].startswith(f"persona latent at {at}% wrong minus 0%")
-    assert v["evidence"]["mean"] == pytest.approx(at / 100, abs=0.02)  # a share of the 100% model's difference
+    assert v.evidence is not None and v.evidence["label"].startswith(f"persona latent at {at}% wrong minus 0%")
+    assert v.evidence["mean"] == pytest.approx(at / 100, abs=0.02)  # a share of the 100% model's difference
 
 
 def test_the_training_loss_is_read_per_step_from_the_fine_tunes_curve(tmp_path):

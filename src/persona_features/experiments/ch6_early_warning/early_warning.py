@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 
 import pandas as pd
 
+from persona_features.core.chapter_result import ChapterResult, Verdict
 from persona_features.core.params import Params, versus_gpu
 from persona_features.data import cards
 from persona_features.experiments.ch4_diffing import readings
@@ -204,7 +206,7 @@ def mix_table(P: Params) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
+def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> Verdict:
     """The early-warning verdict by ``VERDICT_RULE`` as ``AMENDMENT`` amends it (``status``; ``status_first_rule``:
     by the rule before the amendment); its evidence: the persona latent at its first separating mix (else at the
     smallest mix) minus the 0% model, as a share of the 100% model's difference."""
@@ -228,11 +230,12 @@ def verdict(first: dict[str, float | None], tests: pd.DataFrame) -> dict:
     scaled = tracking.normalised(tests, "percent", 100)
     rows = scaled[scaled["signal"] == "persona latent"].set_index("percent")
     key = rows.loc[latent if latent is not None else rows.index.min()]
-    return {"status": amended, "status_first_rule": status, "summary": summary, "first_separation": dict(first),
-            "evidence": {"label": f"persona latent at {key.name:g}% wrong minus 0%, as a share of the 100% model's",
-                         "mean": float(key["difference"]),
-                         "ci95_lo": float(key["ci95_lo"]), "ci95_hi": float(key["ci95_hi"]),
-                         "p_holm": float(key["p_holm"]), "n": int(key["n_units"])}}
+    return Verdict(amended, summary,
+                   evidence={"label": f"persona latent at {key.name:g}% wrong minus 0%, as a share of the 100% "
+                                      "model's", "mean": float(key["difference"]),
+                             "ci95_lo": float(key["ci95_lo"]), "ci95_hi": float(key["ci95_hi"]),
+                             "p_holm": float(key["p_holm"]), "n": int(key["n_units"])},
+                   details={"status_first_rule": status, "first_separation": dict(first)})
 
 
 def separation_table(first: dict, floor: pd.Series, beyond: dict) -> pd.DataFrame:
@@ -244,10 +247,35 @@ def separation_table(first: dict, floor: pd.Series, beyond: dict) -> pd.DataFram
                           "first mix beyond the seed floor": at(beyond.get(s))} for s, v in first.items()])
 
 
-def results_metrics(P: Params, tests: pd.DataFrame, levels: pd.DataFrame, first: dict, floor: pd.Series,
-                    beyond: dict, verdict_: dict) -> dict:
+def shown_signals(tests: pd.DataFrame) -> list[str]:
+    """The signals the curves show: those whose 100% mix differs from 0% (Holm p < 0.05), the scale they need."""
+    at_top = set(tests[(tests["percent"] == 100) & (tests["p_holm"] < 0.05)]["signal"])
+    return [s for s in tracking.SIGNALS if s in at_top]
+
+
+def tracking_facts(P: Params, tests: pd.DataFrame, signals: Sequence[str]) -> dict[str, str | int]:
+    """What the chapter says of the design: topics, seeds, mix levels, units per signal, signals left out."""
+    units = tests.groupby("signal")["n_units"].first()
+    return {"tracking_topics": tracking.heldout_topics_text(P.tracking_heldout_topics, DOMAIN),
+            "n_seeds": P.ew_seeds, "mix_levels_vs_gpu": levels_versus_gpu(P),
+            "n_units": ", ".join(f"{s}: {int(n)}" for s, n in units.items()),
+            "left_out": ", ".join(s for s in tracking.SIGNALS if s not in signals) or "none"}
+
+
+def verdict_facts(v: Verdict, beyond: dict) -> dict[str, str]:
+    return {"ew_status": v.status, "ew_status_first_rule": v.details["status_first_rule"], "ew_summary": v.summary,
+            "ew_floor": "; ".join(f"{s} {'never' if x is None else f'at {x:g}%'}" for s, x in beyond.items()
+                                  if s in tracking.SIGNALS)}
+
+
+def result(P: Params, tests: pd.DataFrame, levels: pd.DataFrame, first: dict, floor: pd.Series, beyond: dict,
+           verdict_: Verdict, pc: dict | None, facts: dict) -> ChapterResult:
+    """Chapter 6's results file, its verdict and the facts its text glues (``facts``, with the verdict's)."""
     records = lambda t: t.round(5).to_dict(orient="records")
-    return {"domain": DOMAIN, "percents": percents(P), "seeds": P.ew_seeds, "tests": records(tests),
-            "levels": records(levels), "first_separation": first,
-            "seed_floor": {k: (None if pd.isna(v) else float(v)) for k, v in floor.items()},
-            "first_beyond_seed_floor": beyond, "verdicts": {"early_warning": verdict_}}
+    metrics = {"domain": DOMAIN, "percents": percents(P), "seeds": P.ew_seeds, "tests": records(tests),
+               "levels": records(levels), "first_separation": first,
+               "seed_floor": {k: (None if pd.isna(v) else float(v)) for k, v in floor.items()},
+               "first_beyond_seed_floor": beyond,
+               "positive_control": pc or "not run (the profile trains no positive control)"}
+    return ChapterResult("06_early_warning", metrics, {"early_warning": verdict_},
+                         {**facts, **verdict_facts(verdict_, beyond)})
