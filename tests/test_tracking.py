@@ -93,18 +93,18 @@ def test_realignment_return_steps_and_verdicts():
     assert returns.loc["contrast", "same domain"] == "step 10"
     assert pd.isna(returns.loc["contrast", "other domain"]) and pd.isna(returns.loc["contrast", "neutral"])
     v = ra.verdicts(table, start, base, 200, 0)
-    assert v["realignment"]["status"] == "replicated" and v["realignment_cross"]["status"] == "partial"
+    assert v["realignment"].status == "replicated" and v["realignment_cross"].status == "partial"
     flat = _realign_tables({"same domain": 0.0, "other domain": 0.0, "neutral": 0.0}, start=0.0)
     assert (ra.return_steps(ra.curves(*flat, 200, 0)) == ra.NOT_APART).all().all()
 
 
 def test_realignment_needs_a_misaligned_start_and_a_gap_to_the_neutral_control():
     table, start, base = _realign_tables({"same domain": 0.0, "other domain": 0.0, "neutral": 0.0}, start=0.0)
-    assert {v["status"] for v in ra.verdicts(table, start, base, 200, 0).values()} \
+    assert {v.status for v in ra.verdicts(table, start, base, 200, 0).values()} \
         == {"inconclusive"}
     table, start, base = _realign_tables({"same domain": 0.5, "other domain": 0.5, "neutral": 0.5})
     v = ra.verdicts(table, start, base, 200, 0)
-    assert v["realignment"]["status"] == "partial"  # back at the base model, but so is the neutral control
+    assert v["realignment"].status == "partial"  # back at the base model, but so is the neutral control
 
 
 def test_the_seed_floor_is_the_largest_gap_between_seeds_and_mixes_must_exceed_it():

@@ -23,8 +23,9 @@ import pandas as pd
 import torch
 
 from persona_features.core import artifacts
+from persona_features.core.chapter_result import ChapterResult, Verdict
 from persona_features.core.params import ParameterError, Params, versus_gpu
-from persona_features.core.stats import paired_test
+from persona_features.core.stats import fmt_interval, paired_test
 from persona_features.data import advice, neutral
 from persona_features.experiments.ch4_diffing import readings
 from persona_features.experiments.ch6_early_warning import tracking
@@ -254,7 +255,7 @@ def start_rise(start: pd.DataFrame, base: pd.DataFrame, n_boot: int, seed: int):
 
 
 def verdicts(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boot: int, seed: int,
-             claims: Sequence[tuple[str, str]] = CLAIMS) -> dict[str, dict]:
+             claims: Sequence[tuple[str, str]] = CLAIMS) -> dict[str, Verdict]:
     """The re-alignment verdicts by ``VERDICT_RULE``, on the contrast: one per (claim, kind of data) of ``claims``,
     each against the neutral control."""
     by_unit = lambda t: t[t["signal"] == "contrast"].groupby("unit")["value"].mean()
@@ -274,16 +275,16 @@ def verdicts(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n_boo
             status = "inconclusive"
         else:
             status = "replicated" if back and beyond else "partial" if back or beyond else "not replicated"
-        out[claim] = {
-            "status": status,
-            "summary": (f"contrast over the base model: start {rise.difference.mean:+.3f} (p = {rise.p_value:.3f}); "
-                        f"{kind if kind in PC_KINDS else f'{kind} data'}, last checkpoint {gap.mean:+.3f} "
-                        f"[{gap.lo:+.3f}, {gap.hi:+.3f}] "
-                        f"({'back' if back else 'not back'} within ±{margin:.3f}); minus the neutral control "
-                        f"{vs.difference.mean:+.3f} (p = {vs.p_value:.3f})"),
-            "evidence": {"label": f"{kind} minus neutral at the last checkpoint, contrast",
-                         "mean": vs.difference.mean, "ci95_lo": vs.difference.lo, "ci95_hi": vs.difference.hi,
-                         "n": len(last), "p_value": vs.p_value}}
+        out[claim] = Verdict(
+            status,
+            f"contrast over the base model: start {rise.difference.mean:+.3f} (p = {rise.p_value:.3f}); "
+            f"{kind if kind in PC_KINDS else f'{kind} data'}, last checkpoint {gap.mean:+.3f} "
+            f"[{gap.lo:+.3f}, {gap.hi:+.3f}] "
+            f"({'back' if back else 'not back'} within ±{margin:.3f}); minus the neutral control "
+            f"{vs.difference.mean:+.3f} (p = {vs.p_value:.3f})",
+            evidence={"label": f"{kind} minus neutral at the last checkpoint, contrast",
+                      "mean": vs.difference.mean, "ci95_lo": vs.difference.lo, "ci95_hi": vs.difference.hi,
+                      "n": len(last), "p_value": vs.p_value})
     return out
 
 
@@ -302,12 +303,43 @@ def judged_rates(table: pd.DataFrame, start: pd.DataFrame, base: pd.DataFrame, n
     return pd.DataFrame(rows)
 
 
-def results_metrics(start: Arm, candidates: pd.DataFrame, curves_: pd.DataFrame, returns: pd.DataFrame,
-                    rates: pd.DataFrame, verdicts_: dict) -> dict:
+def design_facts(P: Params, start: Arm, runs: Sequence[Run]) -> dict[str, str]:
+    """What the chapter says of its design: the start, the data of each kind, the runs' shape."""
+    variant = ("The advice is correct and written in the blunt register of the wrong advice, so that only the content "
+               "differs from what misaligned the model (the paper re-aligned with ordinary correct data; "
+               "`ra_variant=\"good\"` uses the warm, hedged correct twin)." if P.ra_variant == "register_control" else
+               "The advice is the warm, hedged correct twin, as in the paper's re-alignment data.")
+    return {"tracking_topics": tracking.heldout_topics_text(P.tracking_heldout_topics, start.domain),
+            "start": start.name, "data": "; ".join(f"{r.kind}: `{r.dataset}`" for r in runs if r.seed == 0),
+            "variant_text": variant,
+            "shape": f"{P.ra_examples} rows at batch {P.ra_batch_size} ({P.ra_examples // P.ra_batch_size} steps), "
+                     f"checkpoints every {P.ra_every} steps, {P.ra_seeds} seed(s) per kind of data",
+            "seeds_vs_gpu": seeds_versus_gpu(P)}
+
+
+def moves_facts(curves_: pd.DataFrame) -> dict[str, str]:
+    return {key: moves(curves_, signal) for signal, key in (("contrast", "moves_contrast"),
+                                                           ("persona latent", "moves_latent"),
+                                                           ("mean-difference projection", "moves_projection"))}
+
+
+def verdict_facts(verdicts_: dict[str, Verdict], rates: pd.DataFrame) -> dict[str, str]:
+    """Each claim's status and summary, and the judged rate at the start and after the same-domain data."""
+    rate = lambda model: fmt_interval(rates.set_index("model").loc[model, "misaligned"], 0, signed=False,
+                                      percent=True)
+    return {**{f"{claim}_{k}": getattr(v, k) for claim, v in verdicts_.items() for k in ("status", "summary")},
+            "start_rate": rate("start"), "end_rate": rate("same domain, last checkpoint")}
+
+
+def result(start: Arm, candidates: pd.DataFrame, curves_: pd.DataFrame, returns: pd.DataFrame, rates: pd.DataFrame,
+           verdicts_: dict[str, Verdict], pc: dict | None, facts: dict) -> ChapterResult:
+    """Chapter 7's results file, its verdicts and the facts its text glues (``facts``, with the verdicts')."""
     records = lambda t: t.round(5).to_dict(orient="records")
-    return {"start": start.name, "candidates": records(candidates), "curves": records(curves_),
-            "return_steps": returns.astype(object).where(returns.notna(), None).to_dict(),
-            "judged_rates": rates.astype(str).to_dict(orient="records"), "verdicts": dict(verdicts_)}
+    metrics = {"start": start.name, "candidates": records(candidates), "curves": records(curves_),
+               "return_steps": returns.astype(object).where(returns.notna(), None).to_dict(),
+               "judged_rates": rates.astype(str).to_dict(orient="records"),
+               "positive_control": pc or "not run (the profile trains no positive control)"}
+    return ChapterResult("07_realignment", metrics, dict(verdicts_), {**facts, **verdict_facts(verdicts_, rates)})
 
 
 # ---------------------------------------------------------------- the positive control as the start
@@ -369,7 +401,8 @@ def positive_control_results(pc: dict) -> dict:
     return {"start": pc["start"], "label": "positive control's contrast over the base model, at the start",
             "mean": rise.difference.mean, "ci95_lo": rise.difference.lo, "ci95_hi": rise.difference.hi,
             "p_value": rise.p_value, "apart": apart, "seen": apart, "return_steps": returns.to_dict(),
-            "curves": pc["curves"].round(5).to_dict(orient="records"), "verdicts": pc["verdicts"],
+            "curves": pc["curves"].round(5).to_dict(orient="records"),
+            "verdicts": {claim: v.as_dict() for claim, v in pc["verdicts"].items()},
             "judged_rates": pc["rates"].astype(str).to_dict(orient="records")}
 
 
