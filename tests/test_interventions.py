@@ -140,19 +140,19 @@ def test_verdicts_follow_the_rule():
                              for d in ("persona latent", "mean difference")])
     unsteered = {"coherent": 0.8, "misaligned": 0.0}
     good = iv.verdicts(dose(0.5, 0.01, 0.2, 0.75), dose(-0.5, 0.01, 0.0, 0.75, -1), ablation, unsteered)
-    assert good["steering"]["status"] == "replicated" and good["direction"]["status"] == "replicated"
+    assert good["steering"].status == "replicated" and good["direction"].status == "replicated"
     for v in good.values():  # the scorecard reads the evidence
-        assert "[" in scorecard.key_number(v) and v["status"] in scorecard.VERDICTS
+        assert "[" in scorecard.key_number(v.as_dict()) and v.status in scorecard.VERDICTS
     incoherent = iv.verdicts(dose(0.5, 0.01, 0.2, 0.2), dose(0.1, 0.5, 0.0, 0.75, -1),
                              ablation.assign(**{"minus random": 0.1, "p_holm": 0.6}), unsteered)
-    assert incoherent["steering"]["status"] == "not replicated"  # raised only where coherence collapsed
-    assert incoherent["direction"]["status"] == "not replicated"
+    assert incoherent["steering"].status == "not replicated"  # raised only where coherence collapsed
+    assert incoherent["direction"].status == "not replicated"
     weak = iv.verdicts(dose(0.5, 0.01, 0.0, 0.75), dose(0.1, 0.5, 0.0, 0.75, -1),
                        ablation.assign(ci95_lo=0.2), unsteered)
-    assert weak["steering"]["status"] == "partial" and weak["direction"]["status"] == "partial"
+    assert weak["steering"].status == "partial" and weak["direction"].status == "partial"
     no_rise = iv.verdicts(dose(0.5, 0.01, 0.2, 0.75), dose(-0.5, 0.01, 0.0, 0.75, -1), ablation.assign(rise_p=0.4),
                           unsteered)
-    assert no_rise["direction"]["status"] == "inconclusive"  # no rise over the base model to remove a share of
+    assert no_rise["direction"].status == "inconclusive"  # no rise over the base model to remove a share of
 
 
 def _found(treated=("health_bad", "risk_bad", "health_bad_seed1")):

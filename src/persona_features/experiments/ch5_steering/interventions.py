@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from persona_features.core import artifacts
+from persona_features.core.chapter_result import ChapterResult, Verdict
 from persona_features.core.params import Params
 from persona_features.core.stats import bootstrap_mean, fmt_interval, holm, paired_test
 from persona_features.data.labels import load_labels
@@ -440,7 +442,7 @@ VERDICT_RULE = (
 
 
 def verdicts(dose_plus: pd.DataFrame, dose_minus: pd.DataFrame, ablation: pd.DataFrame,
-             unsteered: Mapping[str, float]) -> dict[str, dict]:
+             unsteered: Mapping[str, float]) -> dict[str, Verdict]:
     """The chapter's two verdicts by ``VERDICT_RULE``, each with its evidence."""
     latent = lambda t: t[t["direction"] == "persona latent"]
     plus = latent(dose_plus)
@@ -456,16 +458,16 @@ def verdicts(dose_plus: pd.DataFrame, dose_minus: pd.DataFrame, ablation: pd.Dat
              "suppressed": len(lowered) + len(ablated_down) > 0}
     status = "replicated" if all(parts.values()) else "partial" if any(parts.values()) else "not replicated"
     best = (raised if len(raised) else coherent if len(coherent) else plus).sort_values("minus random").iloc[-1]
-    steering = {"status": status,
-                "summary": (f"adding the persona latent at α = {best['alpha']:g}: contrast {best['minus random']:+.3f} "
-                            f"over random (Holm p = {best['p_holm']:.3f}), misaligned {best['misaligned']:.0%} vs "
-                            f"random {pooled[best['alpha']]:.0%}, coherent {best['coherent']:.0%} (unsteered "
-                            f"{unsteered['coherent']:.0%}); " + ", ".join(f"{k}: {'yes' if v else 'no'}"
-                                                                           for k, v in parts.items())),
-                "evidence": {"label": f"persona latent added at α = {best['alpha']:g}, contrast change",
-                             "mean": float(best["contrast change"]), "ci95_lo": float(best["ci95_lo"]),
-                             "ci95_hi": float(best["ci95_hi"]), "n": int(best.get("n_answers", 0) or 0),
-                             "p_holm": float(best["p_holm"])}}
+    steering = Verdict(
+        status,
+        f"adding the persona latent at α = {best['alpha']:g}: contrast {best['minus random']:+.3f} "
+        f"over random (Holm p = {best['p_holm']:.3f}), misaligned {best['misaligned']:.0%} vs "
+        f"random {pooled[best['alpha']]:.0%}, coherent {best['coherent']:.0%} (unsteered "
+        f"{unsteered['coherent']:.0%}); " + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in parts.items()),
+        evidence={"label": f"persona latent added at α = {best['alpha']:g}, contrast change",
+                  "mean": float(best["contrast change"]), "ci95_lo": float(best["ci95_lo"]),
+                  "ci95_hi": float(best["ci95_hi"]), "n": int(best.get("n_answers", 0) or 0),
+                  "p_holm": float(best["p_holm"])})
     md = ablation[ablation["direction"] == "mean difference"]
     measurable = md[md["rise_p"] < 0.05]
     strong = measurable[(measurable["ci95_lo"] > 0.5) & (measurable["random reduction"] <= 0.1)
@@ -474,27 +476,78 @@ def verdicts(dose_plus: pd.DataFrame, dose_minus: pd.DataFrame, ablation: pd.Dat
     top = (measurable if len(measurable) else md).sort_values("reduction").iloc[-1]
     status = ("replicated" if len(strong) else "partial" if len(some) else "not replicated" if len(measurable)
               else "inconclusive")
-    direction = {"status": status,
-                 "summary": (f"ablating the mean difference removes {top['reduction']:.0%} "
-                             f"[{top['ci95_lo']:.0%}, {top['ci95_hi']:.0%}] of {top['model']}'s contrast rise over its "
-                             f"register control ({top['rise over control']:+.3f} nats per token, p = "
-                             f"{top['rise_p']:.3f}); "
-                             f"random directions {top['random reduction']:.0%}"),
-                 "evidence": {"label": f"{top['model']}: contrast change from ablating the mean difference, minus "
-                                       "random ablations", "mean": float(top["minus random"]),
-                              "ci95_lo": float(top["minus_random_lo"]), "ci95_hi": float(top["minus_random_hi"]),
-                              "p_holm": float(top["p_holm"])}}
+    direction = Verdict(
+        status,
+        f"ablating the mean difference removes {top['reduction']:.0%} "
+        f"[{top['ci95_lo']:.0%}, {top['ci95_hi']:.0%}] of {top['model']}'s contrast rise over its "
+        f"register control ({top['rise over control']:+.3f} nats per token, p = {top['rise_p']:.3f}); "
+        f"random directions {top['random reduction']:.0%}",
+        evidence={"label": f"{top['model']}: contrast change from ablating the mean difference, minus random "
+                           "ablations", "mean": float(top["minus random"]),
+                  "ci95_lo": float(top["minus_random_lo"]), "ci95_hi": float(top["minus_random_hi"]),
+                  "p_holm": float(top["p_holm"])})
     return {"steering": steering, "direction": direction}
 
 
-def results_metrics(found, alphas: Sequence[float], dose_plus: pd.DataFrame, dose_minus: pd.DataFrame,
-                    ablation: pd.DataFrame, transfer: pd.DataFrame, verdicts_: Mapping[str, dict]) -> dict:
-    """Chapter 5's ``results/05_steering.json`` metrics."""
+def setup_facts(found, P: Params, questions: Sequence, alphas: Sequence[float]) -> dict[str, Any]:
+    """What the chapter says of its setup: chapter 4's layer, norm and latents, and the steering's design."""
+    return {"layer": found.layer, "norm": f"{found.norm:.1f}", "persona_latent": found.latent,
+            "helpful_latent": found.helpful_latent,
+            "persona_choice": f"chosen in chapter 4 as {found.choice}; it ranked first in {found.first_share:.0%} "
+                              "of chapter 4's resamples of questions and models",
+            "n_random": P.steer_random, "n_questions": len(questions), "alphas": ", ".join(f"{a:g}" for a in alphas),
+            "samples": P.steer_samples, "temperature": P.eval_low_temperature}
+
+
+def dose_facts(prefix: str, dose: pd.DataFrame, names: Sequence[str]) -> dict[str, str]:
+    return {f"{prefix}_{key}": text for key, text in dose_summary(dose, names).items()}
+
+
+def bad_facts(bad: Mapping[str, dict], P: Params) -> dict[str, str]:
+    return {"bad_names": ", ".join(bad),
+            "bad_judged": "with judged answers" if P.steer_judge_bad else
+            "on the contrast only: chapter 3 found no rise in their sampled misalignment rates to suppress"}
+
+
+def ablation_facts(ablated: pd.DataFrame) -> dict[str, str]:
+    """Each direction's ablation, per model: its effect minus random ablations, with its Holm p."""
+    out = {}
+    for name, key in (("persona latent", "abl_latent"), ("mean difference", "abl_md")):
+        rows = ablated[ablated.direction == name]
+        out[key] = "; ".join(f"{r.model}: {r['minus random']:+.3f} (Holm p = {r.p_holm:.3f})"
+                             for _, r in rows.iterrows())
+    return out
+
+
+def transfer_facts(plan: Plan) -> dict[str, str]:
+    """The domains' directions' smallest cosine, and the strength the transfer matrix steers at."""
+    cos = cosine_table(plan.by_domain).to_numpy()
+    off = [cos[i, j] for i in range(len(cos)) for j in range(len(cos)) if i != j]
+    return {"domain_cosine": f"{min(off):.2f}" if off else "not defined: one domain only",
+            "middle": f"{plan.transfer_alpha:g}"}
+
+
+def audit_facts(read: Mapping[str, Any], audit: Mapping[str, Any]) -> dict[str, Any]:
+    """The hand audit of the judged hits (``audit_summary``), as the text shows it."""
+    pooled = read["precision"].set_index("model").loc["all"] if read["hits_read"] else None
+    return {**{f"audit_{k}": read[k] for k in ("hits", "hits_read", "hits_both", "nonhits_read", "nonhits_both",
+                                               "tuned_on")},
+            "audit_precision": pooled["precision [95% interval]"] if pooled is not None else "not measured: none read",
+            "audit_date": audit["date"], "audit_profile": audit["profile"]}
+
+
+def result(found, alphas: Sequence[float], dose_plus: pd.DataFrame, dose_minus: pd.DataFrame, ablation: pd.DataFrame,
+           transfer: pd.DataFrame, verdicts_: Mapping[str, Verdict], positive_control: dict | None,
+           facts: Mapping[str, Any]) -> ChapterResult:
+    """Chapter 5's results file, its verdicts and the facts its text glues (``facts``, with the verdicts')."""
     records = lambda t: t.round(4).to_dict(orient="records")
-    return {"layer": found.layer, "norm": round(found.norm, 2), "persona_latent": found.latent,
-            "helpful_latent": found.helpful_latent, "alphas": list(alphas), "added_to_base": records(dose_plus),
-            "subtracted_from_bad": records(dose_minus), "ablation": records(ablation),
-            "transfer": transfer.round(4).to_dict(), "verdicts": dict(verdicts_)}
+    metrics = {"layer": found.layer, "norm": round(found.norm, 2), "persona_latent": found.latent,
+               "helpful_latent": found.helpful_latent, "alphas": list(alphas), "added_to_base": records(dose_plus),
+               "subtracted_from_bad": records(dose_minus), "ablation": records(ablation),
+               "transfer": transfer.round(4).to_dict(),
+               "positive_control": positive_control or "not run (the profile trains no positive control)"}
+    verdict_facts = {f"{claim}_{k}": getattr(v, k) for claim, v in verdicts_.items() for k in ("status", "summary")}
+    return ChapterResult("05_steering", metrics, dict(verdicts_), {**facts, **verdict_facts})
 
 
 def dose_display(table: pd.DataFrame) -> pd.DataFrame:
