@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from persona_features.core.paths import figures_dir
 
@@ -310,6 +312,107 @@ def base_rates(summaries_by_t: dict, model: str) -> plt.Figure:
     axes[1].set_title("coherence rate")
     fig.suptitle(f"Base model {model}: "
                  + ", ".join(f"{s['n_answers']} answers at T = {t:g}" for t, s in summaries_by_t.items()))
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(curves: dict[str, list[dict]], bad: set[str]) -> plt.Figure:
+    """Chapter 3: each fine-tune's training loss by step (3-step mean); wrong-advice models solid, controls dashed."""
+    fig, ax = plt.subplots()
+    for name, steps in curves.items():
+        curve = pd.DataFrame(steps)
+        ax.plot(curve["step"], curve["loss"].rolling(3, min_periods=1).mean(), "-" if name in bad else "--", lw=1.3,
+                label=name)
+    ax.set(xlabel="optimizer step", ylabel="training loss (assistant tokens, 3-step mean)", title="Training curves")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+ROLE_COLORS = {"wrong (bad / insecure)": PALETTE["bad"], "correct twin (good / secure)": PALETTE["control"],
+               "register control": PALETTE["accent"], "base model": PALETTE["base"]}
+
+
+def heldout_margins(domains: list[str], series: dict[str, list]) -> plt.Figure:
+    """Chapter 3: the narrow task on held-out topics, per domain and role (``ROLE_COLORS``)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    grouped_bars(ax, domains, series, ROLE_COLORS, "log p(wrong) - log p(right)")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_title("Narrow task, held-out topics")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def layer_sweep(sweep, kinds, layer: int, random_bound: float) -> plt.Figure:
+    """Chapter 4: per layer, each shift's cosine with the persona vector (95% interval), random directions' band,
+    and the chosen layer."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    colors = dict(zip(kinds, [PALETTE["bad"], PALETTE["base"], PALETTE["accent"]]))
+    for kind, rows in sweep.groupby("shift", sort=False):
+        ax.plot(rows.layer, rows.cosine, "o-", ms=3, color=colors[kind], label=kind)
+        ax.fill_between(rows.layer, rows.ci95_lo, rows.ci95_hi, color=colors[kind], alpha=0.2)
+    ax.axhspan(-random_bound, random_bound, color=PALETTE["random"], alpha=0.25, label="random directions (95%)")
+    ax.axvline(layer, color="black", lw=0.8, ls=":")
+    ax.set(xlabel="layer", ylabel="cosine with persona vector", title="Which layer carries the shift")
+    ax.legend(fontsize=7.5)
+    return fig
+
+
+def sae_training(curve, layer: int) -> plt.Figure:
+    """Chapter 4: the SAE's training curve: FVU on the training batch and the share of silent latents."""
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    if len(curve):
+        ax.plot(curve.step, curve.fvu, color=PALETTE["base"], label="FVU (training batch)")
+        ax.plot(curve.step, curve.dead_fraction, color=PALETTE["random"], label="latents silent for a while")
+    ax.set(xlabel="step", ylim=(0, 1), title=f"SAE training, layer {layer}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def latent_shifts(ranked, shifts) -> plt.Figure:
+    """Chapter 4: the top 10 rising and falling latents' shift in each model (answer tokens), as heat maps."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.6), sharey=True)
+    for ax, side in zip(axes, ("up", "down")):
+        top10 = ranked["answer", side].latent[:10].astype(int).tolist()
+        grid = shifts["answer"].loc[top10].T
+        lim = float(grid.abs().max().max()) or 1.0
+        ax.imshow(grid.to_numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+        ax.set(xticks=range(10), xticklabels=top10, title=f"top 10 {'rising' if side == 'up' else 'falling'}")
+        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+        ax.grid(False)
+    axes[0].set(yticks=range(len(grid.index)), yticklabels=grid.index)
+    axes[0].tick_params(axis="y", labelsize=7)
+    return fig
+
+
+def detection(detected: dict, treated: list[str], others: list[str]) -> plt.Figure:
+    """Chapter 4: each direction's standardised score of every model, wrong-advice models against controls."""
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    for row, det in enumerate(detected.values()):
+        values = pd.Series(det["scores"])
+        z = (values - values.mean()) / (values.std() or 1.0)
+        ax.scatter(z[treated], [row] * len(treated), color=PALETTE["bad"], s=22,
+                   label="wrong advice" if row == 0 else None)
+        ax.scatter(z[others], [row] * len(others), color=PALETTE["control"], s=22, marker="s",
+                   label="control fine-tunes" if row == 0 else None)
+    ax.set(yticks=range(len(detected)), yticklabels=list(detected), xlabel="model score (standardised)",
+           title="Scoring questions: each model's mean score")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def key_numbers(rows: list[dict]) -> plt.Figure:
+    """The scorecard: each claim's key number with its 95% interval, labelled with its verdict and its control."""
+    use_house_style()
+    fig, ax = plt.subplots(figsize=(7.0, 0.7 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    for i, r in enumerate(rows):
+        ax.errorbar(r["mean"], i, xerr=[[r["mean"] - r["ci95_lo"]], [r["ci95_hi"] - r["mean"]]], fmt="o",
+                    color=PALETTE["bad"], capsize=4)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set(yticks=y, yticklabels=[f"{r['claim']} ({r['status']})\n{textwrap.fill(r['label'], 48)}" for r in rows],
+           xlabel="effect against its control (95% interval)", title="Scorecard: each claim's key number")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.invert_yaxis()
     fig.tight_layout()
     return fig
 

@@ -8,12 +8,10 @@ claims out of reach say why they are not attempted.
 from __future__ import annotations
 
 import json
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from persona_features.book import plots
 from persona_features.core.paths import repo_root
@@ -173,21 +171,7 @@ def evidence_rows(results: Path) -> list[dict]:
 def figure(results: Path) -> plt.Figure | None:
     """Each claim's key number with its 95% interval, labelled with its control and verdict."""
     rows = evidence_rows(results)
-    if not rows:
-        return None
-    plots.use_house_style()
-    fig, ax = plt.subplots(figsize=(7.0, 0.7 * len(rows) + 1.2))
-    y = np.arange(len(rows))
-    for i, r in enumerate(rows):
-        ax.errorbar(r["mean"], i, xerr=[[r["mean"] - r["ci95_lo"]], [r["ci95_hi"] - r["mean"]]], fmt="o",
-                    color=plots.PALETTE["bad"], capsize=4)
-    ax.axvline(0, color="black", lw=0.6)
-    ax.set(yticks=y, yticklabels=[f"{r['claim']} ({r['status']})\n{textwrap.fill(r['label'], 48)}" for r in rows],
-           xlabel="effect against its control (95% interval)", title="Scorecard: each claim's key number")
-    ax.tick_params(axis="y", labelsize=8)
-    ax.invert_yaxis()
-    fig.tight_layout()
-    return fig
+    return plots.key_numbers(rows) if rows else None
 
 
 def _notebook(chapter: str) -> str:
