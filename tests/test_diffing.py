@@ -88,12 +88,12 @@ def test_verdict_follows_its_rule():
     strong = {"auroc": 1.0, "ci95_lo": 0.9, "ci95_hi": 1.0, "p_value": 1 / 70, "n_treated": 4, "n_controls": 4}
     weak = {**strong, "auroc": 0.6, "p_value": 0.3}
     v = lambda r, held, screened, ins=strong: diffing.verdict(r, 4, held, screened, in_sample=ins)
-    assert v(row, strong, False)["status"] == "partial"
-    assert v(row, strong, True)["status"] == "replicated"
-    assert v(row, weak, False)["status"] == "inconclusive"
-    assert v(row.replace(4, 2), weak, False)["status"] == "not replicated"
-    assert v(row.replace(4, 2), weak, True)["status"] == "inconclusive"
-    assert v(row, strong, False)["evidence"]["mean"] == 1.0
+    assert v(row, strong, False).status == "partial"
+    assert v(row, strong, True).status == "replicated"
+    assert v(row, weak, False).status == "inconclusive"
+    assert v(row.replace(4, 2), weak, False).status == "not replicated"
+    assert v(row.replace(4, 2), weak, True).status == "inconclusive"
+    assert v(row, strong, False).evidence["mean"] == 1.0
 
 
 def test_verdict_tests_detection_on_the_heldout_models_and_keeps_the_first_rule_beside():
@@ -101,14 +101,14 @@ def test_verdict_tests_detection_on_the_heldout_models_and_keeps_the_first_rule_
     strong = {"auroc": 1.0, "ci95_lo": 0.9, "ci95_hi": 1.0, "p_value": 1 / 70, "n_treated": 4, "n_controls": 4}
     weak = {**strong, "auroc": 0.2, "ci95_lo": 0.0, "ci95_hi": 0.5, "p_value": 0.9}
     out = diffing.verdict(row, 4, weak, True, in_sample=strong)  # in-sample perfect, held-out not
-    assert (out["status"], out["status_first_rule"]) == ("partial", "replicated")
-    assert out["evidence"]["mean"] == 0.2 and "held-out" in out["evidence"]["label"]
+    assert (out.status, out.details["status_first_rule"]) == ("partial", "replicated")
+    assert out.evidence["mean"] == 0.2 and "held-out" in out.evidence["label"]
     # the first rule's (a) counts every wrong-advice model: rising in 4 of the 4 chosen but not in all 5 fails it
     out = diffing.verdict(row, 4, weak, True, in_sample=strong, consistent_all=(4, 5))
-    assert (out["status"], out["status_first_rule"]) == ("partial", "partial") and "4 of 5" in out["summary"]
+    assert (out.status, out.details["status_first_rule"]) == ("partial", "partial") and "4 of 5" in out.summary
     none = diffing.verdict(row, 4, None, True, in_sample=strong)  # no held-out models: (b) not met
-    assert none["status"] == "partial" and "no held-out models" in none["summary"]
-    assert none["evidence"]["mean"] == 1.0 and "in-sample" in none["evidence"]["label"]
+    assert none.status == "partial" and "no held-out models" in none.summary
+    assert none.evidence["mean"] == 1.0 and "in-sample" in none.evidence["label"]
 
 
 def test_heldout_models_are_the_ones_the_choice_never_saw_grouped_with_their_own_controls():

@@ -20,6 +20,7 @@ from itertools import combinations, product
 import pandas as pd
 import torch
 
+from persona_features.core.chapter_result import Verdict
 from persona_features.core.paths import measured_dir
 
 
@@ -325,7 +326,7 @@ def heldout_facts(heldout: Mapping[str, dict] | None, misaligned: Sequence[str],
 
 
 def verdict(candidate: pd.Series, n_treated: int, heldout: dict | None, screened: bool, in_sample: dict,
-            consistent_all: tuple[int, int] | None = None) -> dict:
+            consistent_all: tuple[int, int] | None = None) -> Verdict:
     """The chapter's verdict on the diffing claim by ``VERDICT_RULE`` (``heldout``: the latent's detection on the
     held-out models, None where there are none), with the first rule's tests applied to this latent as
     ``status_first_rule`` (``in_sample``: its detection over every wrong-advice model and control fine-tune;
@@ -348,17 +349,17 @@ def verdict(candidate: pd.Series, n_treated: int, heldout: dict | None, screened
     evidence = {"label": f"AUROC of latent {k}, " + ("held-out misaligned models vs their controls" if heldout
                                                      else "wrong-advice vs control fine-tunes (in-sample)"),
                 "mean": shown["auroc"], "ci95_lo": shown["ci95_lo"], "ci95_hi": shown["ci95_hi"]}
-    return {"status": STATUS[consistent + separates + screened], "summary": summary, "rule": VERDICT_RULE,
-            "heldout_rule": HELDOUT_RULE, "evidence": evidence, "consistent": consistent, "separates": separates,
-            "screened": screened, "status_first_rule": first, "first_rule": FIRST_VERDICT_RULE,
-            "consistent_all": [rose, of], "separates_in_sample": in_sample["p_value"] < 0.05}
+    return Verdict(STATUS[consistent + separates + screened], summary, rule=VERDICT_RULE, evidence=evidence,
+                   details={"heldout_rule": HELDOUT_RULE, "consistent": consistent, "separates": separates,
+                            "screened": screened, "status_first_rule": first, "first_rule": FIRST_VERDICT_RULE,
+                            "consistent_all": [rose, of], "separates_in_sample": in_sample["p_value"] < 0.05})
 
 
 def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tuple[str, str], pd.DataFrame],
                     stability: pd.DataFrame, screened: pd.DataFrame, latent: int, cosines: pd.DataFrame,
-                    detected: Mapping[str, dict], shares: dict, ver: dict, positive_control: dict | None = None,
+                    detected: Mapping[str, dict], shares: dict, positive_control: dict | None = None,
                     heldout: Mapping[str, dict] | None = None) -> dict:
-    """Everything chapter 4 writes to ``results/04_model_diffing.json``."""
+    """Chapter 4's ``results/04_model_diffing.json`` metrics (its verdict is written beside them)."""
     meta = sae_art.meta
     return {
         "layer": layer,
@@ -373,7 +374,6 @@ def results_metrics(layer: int, sweep: pd.DataFrame, sae_art, ranked: Mapping[tu
         "detection": {name: {k: v for k, v in d.items()} for name, d in detected.items()},
         "detection_heldout": ({name: dict(d) for name, d in heldout.items()} if heldout
                               else "no held-out models in this profile"),
-        "verdicts": {"diffing": ver},
         "positive_control": ({**{k: v for k, v in positive_control.items() if k != "ranking"},
                               "ranking": positive_control["ranking"].to_dict(orient="records")}
                              if positive_control else "not run (the profile trains no positive control)"),

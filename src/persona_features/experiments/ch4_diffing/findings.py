@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from persona_features.core import artifacts
+from persona_features.core.chapter_result import Verdict
 from persona_features.core.params import Params
 from persona_features.experiments.ch4_diffing import diffing, readings, screen
 from persona_features.lm.models import LoadedModel
@@ -150,16 +151,16 @@ class Diffing:
     heldout_controls: list[str]
     heldout_groups: dict[str, str]
     heldout: dict[str, dict] | None  # detection on models the choice never saw
-    verdict: dict
+    verdict: Verdict
     seeds: dict  # the committed SAE-seed stability measurement, whether it applies, and the recurrence
     seeds_apply: bool
     recurrence: dict
 
     def results(self) -> dict:
-        """Everything chapter 4 writes to ``results/04_model_diffing.json``."""
+        """The metrics chapter 4 writes to ``results/04_model_diffing.json`` (its verdict is written beside them)."""
         return diffing.results_metrics(
             self.layer, self.sweep, self.sae_art, self.ranked, self.stability, self.screened, self.latent,
-            self.cosines, self.detected, self.source_shares, self.verdict, self.pc_view, self.heldout) | {
+            self.cosines, self.detected, self.source_shares, self.pc_view, self.heldout) | {
             "sae_seeds": self.recurrence, "choice": self.choice}
 
 
