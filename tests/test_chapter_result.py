@@ -16,6 +16,7 @@ def test_a_verdict_writes_its_fields_and_details_and_refuses_an_unknown_status()
     assert v.as_dict() == {"status": "partial", "summary": "one domain above", "rule": "the rule",
                            "evidence": {"label": "x", "mean": 0.1}, "domains": ["health"]}
     assert Verdict("inconclusive", "s").as_dict() == {"status": "inconclusive", "summary": "s"}
+    assert Verdict.from_dict(v.as_dict()) == v  # what a results file holds reads back as the same verdict
     with pytest.raises(ValueError, match="'sort of'"):
         Verdict("sort of", "s")
 

@@ -29,6 +29,13 @@ class Verdict:
         if self.status not in STATUSES:
             raise ValueError(f"verdict status {self.status!r} is not one of {STATUSES}")
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        """A verdict as a results file holds it (``as_dict``): its fields, and every other key as a detail."""
+        known = {"status", "summary", "rule", "evidence"}
+        return cls(d["status"], d["summary"], d.get("rule", ""), d.get("evidence"),
+                   {k: v for k, v in d.items() if k not in known})
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "summary": self.summary}
         if self.rule:

@@ -330,9 +330,9 @@ def verdict_facts(ver: dict, P: Params) -> dict[str, str]:
 
 
 def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Estimate]],
-                    measured: dict[str, Measurement], arms: Sequence[Arm], base: Measurement, comp: pd.DataFrame,
-                    ver: dict) -> dict:
-    """Everything chapter 3 writes to ``results/03_emergent_misalignment.json``."""
+                    measured: dict[str, Measurement], arms: Sequence[Arm], base: Measurement,
+                    comp: pd.DataFrame) -> dict:
+    """Chapter 3's analysis in ``results/03_emergent_misalignment.json`` (its verdicts are written beside it)."""
     held = {"base": {d: base for d in domains(P)}, **{a.name: {a.domain: measured[a.name]} for a in arms}}
     return {
         "judge": judge.name,
@@ -348,7 +348,6 @@ def results_metrics(P: Params, judge: Judge, summaries: dict[str, dict[str, Esti
         "rate_temperature": base.rate_temperature,
         "detectable_rate_rise": rate_power(measured, arms, P),
         "rates_by_temperature": temperature_table(measured, arms, base, P.bootstrap, P.seed).to_dict(orient="records"),
-        "verdicts": ver,
     }
 
 
