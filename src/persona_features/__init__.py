@@ -11,8 +11,9 @@ Packages by pipeline stage; each imports only the stages above it in this list:
   ``persona_arms``, ``setting_sweep``, ``strength``), which do not import each other;
 - ``experiments``: one package per chapter, ``ch1_model`` (``microscope``), ``ch2_measuring``
   (``contrast_checks``, ``measuring``), ``ch3_emergence`` (``emergence``, ``em_verdict``, ``sections``),
-  ``ch4_diffing`` (``readings``, ``diffing``, ``screen``, ``findings``, ``sections``), ``ch5_steering`` (``interventions``, ``ablation``),
-  ``ch6_early_warning`` (``tracking``, ``early_warning``), ``ch7_realignment`` (``realignment``);
+  ``ch4_diffing`` (``readings``, ``diffing``, ``screen``, ``findings``, ``sections``), ``ch5_steering``
+  (``interventions``, ``ablation``), ``ch6_early_warning`` (``tracking``, ``early_warning``), ``ch7_realignment``
+  (``realignment``);
 - ``book``: ``chapter``, ``plots``, ``report``, ``results``, ``scorecard``, ``appendix``, ``runner``.
 
 ``make lint`` checks the order with import-linter (``[tool.importlinter]`` in ``pyproject.toml``).
