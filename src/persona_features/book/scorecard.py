@@ -8,12 +8,14 @@ claims out of reach say why they are not attempted.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 from persona_features.book import plots
+from persona_features.core.chapter_result import Verdict
 from persona_features.core.paths import repo_root
 from persona_features.core.stats import fmt_interval
 
@@ -83,26 +85,33 @@ def _load(results: Path, chapter: str) -> dict | None:
     return json.loads(path.read_text()) if chapter and path.is_file() else None
 
 
-def key_number(verdict: dict) -> str:
+def _verdict(data: dict | None, claim_id: str) -> Verdict | None:
+    """A claim's verdict as its chapter's results file holds it (``metrics.verdicts``), read as a ``Verdict``."""
+    d = (data or {}).get("metrics", {}).get("verdicts", {}).get(claim_id)
+    if d and d["status"] not in VERDICTS:
+        raise ValueError(f"verdict {d['status']!r} for {claim_id!r} is not one of {VERDICTS}")
+    return Verdict.from_dict(d) if d else None
+
+
+def key_number(verdict: Verdict | Mapping) -> str:
     """The key number with its interval and what it is compared with; the summary if there is none."""
-    e = verdict.get("evidence")
+    v = verdict if isinstance(verdict, Verdict) else Verdict.from_dict(verdict)
+    e = v.evidence
     if not e:
-        return verdict["summary"]
-    return f"{e['label']}: {fmt_interval(e)}" + (f" (Holm p = {e['p_holm']:.3f})" if "p_holm" in e else "")
+        return v.summary
+    return f"{e['label']}: {fmt_interval(dict(e))}" + (f" (Holm p = {e['p_holm']:.3f})" if "p_holm" in e else "")
 
 
 def row(results: Path, c: Claim) -> dict[str, str]:
     """One claim's cells, from its chapter's results file."""
     data = _load(results, c.chapter)
-    verdict = (data or {}).get("metrics", {}).get("verdicts", {}).get(c.id)
+    verdict = _verdict(data, c.id)
     if c.not_attempted:
         ours, status = "-", f"not attempted: {c.not_attempted}"
     elif verdict:
-        if verdict["status"] not in VERDICTS:
-            raise ValueError(f"{c.chapter}: verdict {verdict['status']!r} for {c.id!r} is not one of {VERDICTS}")
         ours, status = key_number(verdict), shown_status(data, c.id, verdict)
         if status == BLIND:
-            ours = f"{ours} (by the chapter's rule: {verdict['status']})"
+            ours = f"{ours} (by the chapter's rule: {verdict.status})"
     elif data:
         ours, status = "-", f"not attempted in this build (profile {data['params']['profile']})"
     else:
@@ -113,10 +122,11 @@ def row(results: Path, c: Claim) -> dict[str, str]:
             "positive_control": "-" if c.not_attempted else positive_control_cell(data), "chapter": link}
 
 
-def shown_status(data: dict | None, claim_id: str, verdict: dict) -> str:
+def shown_status(data: dict | None, claim_id: str, verdict: Verdict | Mapping) -> str:
     """The verdict the scorecard shows: the chapter's, or ``BLIND`` where the chapter's instrument missed the positive
     control (the positive-control claim itself is never overridden)."""
-    return BLIND if claim_id != "positive_control" and instrument_blind(data, claim_id) else verdict["status"]
+    status = verdict.status if isinstance(verdict, Verdict) else verdict["status"]
+    return BLIND if claim_id != "positive_control" and instrument_blind(data, claim_id) else status
 
 
 def instrument_blind(data: dict | None, claim_id: str | None = None) -> bool:
@@ -162,9 +172,9 @@ def evidence_rows(results: Path) -> list[dict]:
     out = []
     for c in CLAIMS:
         data = _load(results, c.chapter)
-        verdict = (data or {}).get("metrics", {}).get("verdicts", {}).get(c.id) or {}
-        if verdict.get("evidence") and not c.not_attempted:
-            out.append({"claim": c.id, "status": shown_status(data, c.id, verdict), **verdict["evidence"]})
+        verdict = _verdict(data, c.id)
+        if verdict and verdict.evidence and not c.not_attempted:
+            out.append({"claim": c.id, "status": shown_status(data, c.id, verdict), **verdict.evidence})
     return out
 
 
