@@ -59,7 +59,7 @@ def test_above_every_control_and_the_base_model_in_every_seed_is_seen_and_a_luck
     assert em_verdict.status(seeded) == "partial"  # the contrast, not the judged rate
     v = em_verdict.verdict(seeded, pd.DataFrame(columns=["domain", "versus", "metric", "significant", "mean"]),
                            em_verdict.judged_counts(measured, arms, base))
-    assert v["evidence"]["mean"] == pytest.approx(r["mean"]) and "over 3 seeds" in v["summary"]
+    assert v.evidence is not None and v.evidence["mean"] == pytest.approx(r["mean"]) and "over 3 seeds" in v.summary
 
     # one lucky seed: seeds disagree, so no seed-level effect however many questions agree within a seed
     arms, measured = _measured([0.30, 0.0, -0.02], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from persona_features.core import artifacts, params, stats
+from persona_features.core.chapter_result import Verdict
 from persona_features.core.params import ParameterError
 from persona_features.core.stats import Estimate
 from persona_features.data import questions
@@ -237,19 +238,20 @@ def test_rates_reading_counts_the_fine_tunes_above_the_base_model():
     est = lambda m: {"misaligned": Estimate(m, 0.0, 1.0, 10)}
     arms = [design.Arm("health", "bad"), design.Arm("health", "good"), design.Arm("health", "bad", 1)]
     summaries = {"base": est(0.05), "health_bad": est(0.08), "health_good": est(0.02), "health_bad_seed1": est(0.5)}
-    text = emergence.rates_reading(summaries, arms, {"risen": []}, audited=["health_bad"])
+    no_risen = Verdict("replicated", "controls", details={"risen": []})
+    text = emergence.rates_reading(summaries, arms, no_risen, audited=["health_bad"])
     assert "base model 0.050; health_bad 0.080; health_good 0.020." in text
     assert "1 of 2 fine-tunes" in text and "above it by the test: no control" in text
     assert "not read by hand, so of unknown precision: base, health_good." in text
-    assert "Every one" in emergence.rates_reading(summaries, arms, {"risen": []}, ["base", "health_bad", "health_good"])
+    assert "Every one" in emergence.rates_reading(summaries, arms, no_risen, ["base", "health_bad", "health_good"])
 
 
 def test_verdict_facts_glue_every_claim_with_not_run_defaults():
     P = params.resolve("smoke")
-    ver = {"em": {"status": "partial", "summary": "s"}, "controls": {"status": "inconclusive", "summary": "c"}}
+    ver = {"em": Verdict("partial", "s"), "controls": Verdict("inconclusive", "c")}
     facts = emergence.verdict_facts(ver, P)
     assert facts["status_em"] == "partial" and facts["summary_controls"] == "c"
     assert facts["status_code"] == facts["status_positive_control"] == "not run in this profile"
     assert "em_domains = health" in facts["summary_code"]
-    ran = emergence.verdict_facts({**ver, "positive_control": {"status": "replicated", "summary": "p"}}, P)
+    ran = emergence.verdict_facts({**ver, "positive_control": Verdict("replicated", "p")}, P)
     assert ran["status_positive_control"] == "replicated"

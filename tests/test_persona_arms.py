@@ -78,34 +78,34 @@ def test_a_persona_above_its_twin_in_every_seed_is_seen_and_a_seed_lottery_is_no
     comp = persona_arms.compare(measured, arms, base, 200, 0)
     r = comp[(comp.versus == "twin") & (comp.metric == "contrast")].iloc[0]
     assert r["mean"] == pytest.approx(0.19, abs=0.02) and r["p_seeds"] < 0.05 and r["n_seeds"] == 3
-    assert persona_arms.verdict(comp, shift)["status"] == "replicated"
-    assert persona_arms.verdict(comp, {**shift, "mean": 0.6})["status"] == "partial"  # below 0.5 x the prompt
-    assert persona_arms.verdict(comp, {**shift, "mean": -0.1})["status"] == "inconclusive"  # nothing to compare with
+    assert persona_arms.verdict(comp, shift).status == "replicated"
+    assert persona_arms.verdict(comp, {**shift, "mean": 0.6}).status == "partial"  # below 0.5 x the prompt
+    assert persona_arms.verdict(comp, {**shift, "mean": -0.1}).status == "inconclusive"  # nothing to compare with
     one_seed = comp.assign(n_seeds=1, p_seeds=float("nan"), ci95_lo=float("nan"), ci95_hi=float("nan"))
     v = persona_arms.verdict(one_seed, shift)
-    assert v["status"] == "inconclusive" and "no seed-level test" in v["summary"] and "nan" not in v["summary"]
+    assert v.status == "inconclusive" and "no seed-level test" in v.summary and "nan" not in v.summary
     assert persona_arms.verdict(comp[comp.source == "health"], shift) is None  # not run
     rate = lambda lo, m, hi: {"estimated_rate": {"ci95_lo": lo, "mean": m, "ci95_hi": hi}}
     read = {"positive_control": rate(0.15, 0.21, 0.29), "base": rate(0.002, 0.01, 0.05)}
     v = persona_arms.verdict(comp, shift, read)
-    assert v["status"] == "replicated" and "read by hand, 21.0% [15.0%, 29.0%] of its answers" in v["summary"]
-    assert v["summary"].endswith(", so above the base model's: their 95% intervals do not overlap")
+    assert v.status == "replicated" and "read by hand, 21.0% [15.0%, 29.0%] of its answers" in v.summary
+    assert v.summary.endswith(", so above the base model's: their 95% intervals do not overlap")
     v = persona_arms.verdict(comp, shift, {**read, "base": rate(0.1, 0.15, 0.2)})
-    assert v["status"] == "replicated" and v["summary"].endswith("not apart from the base model's: their 95% "
+    assert v.status == "replicated" and v.summary.endswith("not apart from the base model's: their 95% "
                                                                  "intervals overlap")  # the status is the contrast's
-    assert "read by hand" not in persona_arms.verdict(comp, shift, None)["summary"]
+    assert "read by hand" not in persona_arms.verdict(comp, shift, None).summary
 
     # one lucky seed: large question-level significance, none at the seed level
     arms, measured = _measured([0.5, -0.05, 0.0], [0.0, 0.0, 0.0])
     comp = persona_arms.compare(measured, arms, base, 200, 0)
     r = comp[(comp.versus == "twin") & (comp.metric == "contrast")].iloc[0]
     assert r["p_questions"] < 0.05 and r["p_seeds"] > 0.05 and r["seed_floor"] == pytest.approx(0.55, abs=0.05)
-    assert persona_arms.verdict(comp, shift)["status"] == "inconclusive"  # too wide to place either side of the bar
+    assert persona_arms.verdict(comp, shift).status == "inconclusive"  # too wide to place either side of the bar
 
     # shown below the bar: every seed near zero
     arms, measured = _measured([0.01, 0.0, 0.02], [0.0, 0.01, 0.0])
     comp = persona_arms.compare(measured, arms, base, 200, 0)
-    assert persona_arms.verdict(comp, shift)["status"] == "not replicated"
+    assert persona_arms.verdict(comp, shift).status == "not replicated"
 
 
 def test_the_distilled_villain_is_reported_from_its_committed_readings(tmp_path, monkeypatch):

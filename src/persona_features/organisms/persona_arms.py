@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from persona_features.core import artifacts
+from persona_features.core.chapter_result import Verdict
 from persona_features.core.params import Params
 from persona_features.core.paths import measured_dir
 from persona_features.core.stats import ALPHA, fmt_interval, paired_test, seed_floor, wilson
@@ -375,7 +376,7 @@ def _seed_phrase(r: dict) -> str:
     return f"{fmt_interval(r, 3)} (p = {r['p_seeds']:.3f} over {r['n_seeds']} seeds, seed floor {r['seed_floor']:.3f})"
 
 
-def verdict(comp: pd.DataFrame, shift: dict, audit: dict[str, dict] | None = None) -> dict | None:
+def verdict(comp: pd.DataFrame, shift: dict, audit: dict[str, dict] | None = None) -> Verdict | None:
     """Does the positive control read as misaligned on the contrast? (``VERDICT_RULE``; None: not run) The summary
     adds what the reading by hand says (``audited``), which the status does not use."""
     r = _row(comp, POSITIVE, "twin", "contrast")
@@ -393,8 +394,7 @@ def verdict(comp: pd.DataFrame, shift: dict, audit: dict[str, dict] | None = Non
     shares = read_shares(audit)
     if shares:
         summary += f"; read by hand, {shares}, so {audited_reading(audit)}"
-    return {"status": status, "summary": summary,
-            "rule": "; ".join(f"{k}: {v}" for k, v in VERDICT_RULE.items())}
+    return Verdict(status, summary, rule="; ".join(f"{k}: {v}" for k, v in VERDICT_RULE.items()))
 
 
 def seconds(measured: dict[str, Measurement], distilled: dict[str, artifacts.Artifact]) -> dict:
@@ -421,7 +421,8 @@ def results(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], cards: dic
         "judged_misaligned_coherent": counts, "villain_prompt_shift": shift, **(times or {})}}
     if POSITIVE in cards:
         r = _row(comp, POSITIVE, "twin", "contrast") or {}  # present: the positive control was measured
-        status = (verdict(comp, shift) or {}).get("status")
+        v = verdict(comp, shift)
+        status = v.status if v else None
         out["positive_control"] = {**rows(POSITIVE), "contrast": {k: r[k] for k in ("mean", "ci95_lo", "ci95_hi")},
                                    "seen": {"contrast": None if status == "inconclusive" else status == "replicated",
                                             "reading": above_base(audit)},
@@ -461,12 +462,12 @@ def _audited_phrase(a: dict | None) -> str:
                "arithmetic)" if a.get("same_answers") is False else ""))
 
 
-def facts(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], ver: dict | None,
+def facts(comp: pd.DataFrame, shift: dict, counts: dict[str, dict], ver: Verdict | None,
           audit: dict[str, dict] | None = None, narrow_audit: dict[str, dict] | None = None) -> dict[str, str]:
     """The computed phrases chapter 3's text glues (``audit``: the positive control's reading by hand,
     ``narrow_audit``: the narrow persona organism's, each from ``audits``)."""
-    ver = ver or {"status": "not run in this profile", "summary": f"persona_sources has no {POSITIVE} source"}
-    out = {"pc_status": ver["status"], "pc_summary": ver["summary"],
+    ver = ver or Verdict("not run in this profile", f"persona_sources has no {POSITIVE} source")
+    out = {"pc_status": ver.status, "pc_summary": ver.summary,
            "villain_prompt_shift": fmt_interval(shift, 3), "pc_bar": f"{BAR}"}
     for role in (*ROLES.values(), "base"):
         c = counts.get(role)

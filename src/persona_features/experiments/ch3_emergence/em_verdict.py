@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from persona_features.core.chapter_result import Verdict
 from persona_features.core.stats import ALPHA, fmt_interval, holm, seed_floor
 from persona_features.experiments.ch3_emergence import emergence
 from persona_features.organisms import measurement
@@ -125,7 +126,7 @@ def phrase(seeded: pd.DataFrame, metric: str, versus: str, digits: int = 3) -> s
     return f"{fmt_interval(r, digits)} over {r['n_seeds']} seeds, {p}, seed floor {r['seed_floor']:.3f}"
 
 
-def verdict(seeded: pd.DataFrame, comp: pd.DataFrame, counts: dict[str, dict]) -> dict:
+def verdict(seeded: pd.DataFrame, comp: pd.DataFrame, counts: dict[str, dict]) -> Verdict:
     """The "em" claim: status by ``RULES``, a one-line summary, the scorecard's evidence, the judged counts
     beside it, and the one-seed domains' question-level result."""
     st = status(seeded)
@@ -133,22 +134,23 @@ def verdict(seeded: pd.DataFrame, comp: pd.DataFrame, counts: dict[str, dict]) -
                 if d not in set(seeded.get("domain", []))]
     vs = {v: phrase(seeded, "contrast", v) for v in VERSUS}
     judged = ", ".join(f"{k} {c['misaligned']}/{c['answers']}" for k, c in counts.items())
-    out = {"status": st, "rule": rules_markdown(), "counts": counts, "one_seed_domains_above_both_controls": one_seed}
+    details = {"counts": counts, "one_seed_domains_above_both_controls": one_seed}
     if seeded.empty:
-        return {**out, "summary": f"no seed-level test: fewer than 2 seeds of each {MAIN_DOMAIN} arm, or "
-                                  f"{MAIN_DOMAIN} not run; domains above both own controls by the question-level "
-                                  f"test (one fine-tune each): {', '.join(one_seed) or 'none'}"}
-    out["summary"] = (f"{MAIN_DOMAIN} wrong advice, contrast minus register control {vs['register_control']}; "
-                      f"minus correct twin {vs['good']}; minus base {vs['base']}; misaligned rate minus register "
-                      f"control {phrase(seeded, 'misaligned', 'register_control')}; judged misaligned answers "
-                      f"(seeds pooled): {judged}")
+        return Verdict(st, f"no seed-level test: fewer than 2 seeds of each {MAIN_DOMAIN} arm, or {MAIN_DOMAIN} not "
+                           f"run; domains above both own controls by the question-level test (one fine-tune each): "
+                           f"{', '.join(one_seed) or 'none'}", rules_markdown(), details=details)
+    summary = (f"{MAIN_DOMAIN} wrong advice, contrast minus register control {vs['register_control']}; "
+               f"minus correct twin {vs['good']}; minus base {vs['base']}; misaligned rate minus register "
+               f"control {phrase(seeded, 'misaligned', 'register_control')}; judged misaligned answers "
+               f"(seeds pooled): {judged}")
     r = _row(seeded, "contrast", "register_control")
+    evidence = None
     if r is not None and not pd.isna(r["p_holm"]):
-        out["evidence"] = {"label": f"contrast, {MAIN_DOMAIN} wrong advice minus register control (seed-level; "
-                                    f"seed floor {r['seed_floor']:.3f})",
-                           "versus": "register control", **{k: float(r[k]) for k in ("mean", "ci95_lo", "ci95_hi")},
-                           "p_holm": float(r["p_holm"])}
-    return out
+        evidence = {"label": f"contrast, {MAIN_DOMAIN} wrong advice minus register control (seed-level; "
+                             f"seed floor {r['seed_floor']:.3f})",
+                    "versus": "register control", **{k: float(r[k]) for k in ("mean", "ci95_lo", "ci95_hi")},
+                    "p_holm": float(r["p_holm"])}
+    return Verdict(st, summary, rules_markdown(), evidence, details)
 
 
 def judged_counts(measured: dict[str, Measurement], arms: Sequence[Arm], base: Measurement) -> dict[str, dict]:
@@ -190,7 +192,7 @@ def seed_models(summaries: dict, measured: dict[str, Measurement], arms: Sequenc
 
 
 def chapter_verdicts(comp: pd.DataFrame, controls: pd.DataFrame, summaries: dict, seeded: pd.DataFrame,
-                     counts: dict[str, dict]) -> dict:
+                     counts: dict[str, dict]) -> dict[str, Verdict]:
     """``emergence.chapter_verdicts`` with the "em" claim decided at the seed level (``verdict``)."""
     ver = emergence.chapter_verdicts(comp, controls, summaries)
     ver["em"] = verdict(seeded, comp, counts)

@@ -7,11 +7,12 @@ Holm-corrected across the domains of one claim (``comparisons``, ``with_holm``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from persona_features.core.chapter_result import Verdict
 from persona_features.core.params import Params
 from persona_features.core.stats import (
     ALPHA,
@@ -248,7 +249,7 @@ def control_verdict(tests: pd.DataFrame) -> dict:
             "rule": rules_markdown("controls")}
 
 
-def rates_reading(summaries: dict[str, dict[str, Estimate]], arms: Sequence[Arm], controls_verdict: dict,
+def rates_reading(summaries: dict[str, dict[str, Estimate]], arms: Sequence[Arm], controls_verdict: Verdict,
                   audited: Sequence[str]) -> str:
     """The judged rates of the base model and every seed-0 fine-tune, and which of them had their hits read
     (``audited``: the models of the hit audit), as a computed sentence."""
@@ -259,7 +260,7 @@ def rates_reading(summaries: dict[str, dict[str, Estimate]], arms: Sequence[Arm]
     unread = [n for n in ["base", *tuned] if n not in set(audited)]
     return (f"Judged misalignment rates on the unrelated questions: base model {base:.3f}; {rates}. "
             f"{len(above)} of {len(tuned)} fine-tunes, wrong-advice or control, sit above the base model's rate; "
-            f"above it by the test: {', '.join(controls_verdict['risen']) or 'no control'}. "
+            f"above it by the test: {', '.join(controls_verdict.details['risen']) or 'no control'}. "
             + (f"Judged hits not read by hand, so of unknown precision: {', '.join(unread)}." if unread else
                "Every one of these models' judged hits was read by hand (\"Reading the judged hits\" above)."))
 
@@ -288,8 +289,10 @@ def domain_summaries(measured: dict[str, Measurement], arms: Sequence[Arm], base
     return out
 
 
-def chapter_verdicts(comp: pd.DataFrame, controls: pd.DataFrame, summaries: dict[str, dict[str, Estimate]]) -> dict:
-    """``verdicts`` plus the controls-vs-base verdict, each with a one-line summary of its numbers."""
+def chapter_verdicts(comp: pd.DataFrame, controls: pd.DataFrame,
+                     summaries: dict[str, dict[str, Estimate]]) -> dict[str, Verdict]:
+    """``verdicts`` plus the controls-vs-base verdict, each with a one-line summary of its numbers and its evidence
+    (the rest of each claim's record goes in the verdict's details)."""
     ver = verdicts(comp)
     ver["controls"] = {**control_verdict(controls), "tests": controls.to_dict(orient="records")}
     em, c = ver["em"], ver["controls"]
@@ -314,18 +317,17 @@ def chapter_verdicts(comp: pd.DataFrame, controls: pd.DataFrame, summaries: dict
         ver["code"]["summary"] = (f"misaligned: insecure {summaries['code_insecure']['misaligned']} vs secure "
                                   f"{summaries['code_secure']['misaligned']}; contrast, insecure minus secure: "
                                   f"{own_row(comp, 'contrast', 'code_insecure', 'secure')}")
-    return ver
+    return {claim: Verdict.from_dict(record) for claim, record in ver.items()}
 
 
-def verdict_facts(ver: dict, P: Params) -> dict[str, str]:
+def verdict_facts(ver: Mapping[str, Verdict], P: Params) -> dict[str, str]:
     """``status_<claim>`` and ``summary_<claim>`` of every verdict the chapter's text glues, with "not run" for
     the insecure-code claim and the positive control when this profile does not run them."""
     not_run = {"code": f"not run (em_domains = {', '.join(P.em_domains)})",
                "positive_control": "not run (persona_sources has no authored)"}
     out = {}
-    for k, v in {**{k: {"status": "not run in this profile", "summary": s} for k, s in not_run.items()},
-                 **ver}.items():
-        out.update({f"status_{k}": v["status"], f"summary_{k}": v["summary"]})
+    for k, v in {**{k: Verdict("not run in this profile", s) for k, s in not_run.items()}, **ver}.items():
+        out.update({f"status_{k}": v.status, f"summary_{k}": v.summary})
     return out
 
 

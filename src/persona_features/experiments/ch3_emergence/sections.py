@@ -96,8 +96,7 @@ def audit(audit_: dict, pooled: pd.Series, arms: Sequence[Arm], judge_key: str) 
         "would not call misaligned and coherent" if share < 0.5 else "Most judged hits hold up on reading"}
 
 
-def result(metrics: Mapping[str, Any], ver: Mapping[str, dict], facts: Facts) -> ChapterResult:
-    """Chapter 3's results file (``metrics``: emergence's, persona_arms' and em_verdict's, without the verdicts),
-    its verdicts (the analysis modules' verdict records, read as ``Verdict``) and the facts its text glues."""
-    return ChapterResult("03_emergent_misalignment", metrics, {k: Verdict.from_dict(v) for k, v in ver.items()},
-                         facts)
+def result(metrics: Mapping[str, Any], ver: Mapping[str, Verdict], facts: Facts) -> ChapterResult:
+    """Chapter 3's results file (``metrics``: emergence's, persona_arms' and em_verdict's), its verdicts and the
+    facts its text glues."""
+    return ChapterResult("03_emergent_misalignment", metrics, ver, facts)
