@@ -1,6 +1,5 @@
 """Chapter 4's readings: per-question means of the residual stream and of the SAE's latents."""
 
-from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -92,7 +91,7 @@ def test_chapter_6_scores_the_contrast_and_reads_latents_in_one_cached_pass(lm, 
     assert set(reading) == {f"{side}_{k}" for side in readings.SIDES for k in ("resid", "latents")}
     assert reading["aligned_latents"].shape == (len(qs), sae.d_sae)
     # the measurement it completes scores no contrast of its own
-    m = measurement.measure(lambda: lm, _Judge(), replace(P, values={**P.values, "em_samples": 0}), "base",
+    m = measurement.measure(lambda: lm, _Judge(), P.with_values(em_samples=0), "base",
                           score_contrast=False)
     assert m.contrast.empty and len(m.heldout) and len(m.answers) == len(qs) * P.em_samples_low
 
