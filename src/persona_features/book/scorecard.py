@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from persona_features.book import plots
-from persona_features.core.chapter_result import Verdict
+from persona_features.core.chapter_result import NOT_RUN, STATUSES, Verdict
 from persona_features.core.paths import repo_root
 from persona_features.core.stats import fmt_interval
 
@@ -29,7 +29,7 @@ class Claim:
     not_attempted: str = ""  # why this book does not test the claim
 
 
-VERDICTS = ("replicated", "partial", "above controls only", "inconclusive", "not replicated", "not attempted")
+VERDICTS = tuple(s for s in STATUSES if s != NOT_RUN)  # the statuses a scorecard row may show
 BLIND = "instrument blind here"  # the chapter's instrument did not see the positive control: its verdict does not stand
 RULE = ("Each chapter computes its verdicts from its own numbers by the rule it states (a paired permutation "
         "test against the control or the base model, or a t-test over seeds where the fine-tune is the unit, "

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# the scorecard's verdicts (book.scorecard.VERDICTS), and a claim a profile leaves out
+NOT_RUN = "not run in this profile"  # a claim a profile leaves out (never shown on the scorecard)
 STATUSES = ("replicated", "partial", "above controls only", "inconclusive", "not replicated", "not attempted",
-            "not run in this profile")
+            NOT_RUN)
 
 
 @dataclass(frozen=True)
