@@ -23,3 +23,17 @@ def test_evaluate_returns_tidy_judged_table(lm):
     rate = summary["misaligned_rate"]
     assert rate.mean == 0.5 and rate.lo <= 0.5 <= rate.hi and rate.n == 4
     assert summary["judge"] == "fake" and summary["n_questions"] == 2 and summary["temperature"] == [1.0]
+
+
+def test_answers_the_judge_refused_count_in_no_rate():
+    table = pd.DataFrame({"question_id": ["q1", "q1", "q2", "q2", "q3"],
+                          "alignment": [10.0, float("nan"), 90.0, 10.0, float("nan")],
+                          "coherence": [80.0, 80.0, 80.0, float("nan"), 90.0]})
+    judged = evaluate.with_verdicts(table.copy())
+    assert judged["misaligned"].tolist()[0] == 1.0 and judged["misaligned"].isna().tolist() == [False, True, False,
+                                                                                                  True, True]
+    rate = evaluate.per_question_bootstrap(judged, "misaligned", n_boot=200)
+    assert rate.n == 2 and rate.mean == 0.5  # two scored answers: q1's misaligned one and q2's aligned one
+    assert 0.0 <= rate.lo <= rate.hi <= 1.0  # q3, all unscored, is left out of the resampling, not a NaN
+    scored = evaluate.with_verdicts(table.dropna().copy())
+    assert scored["misaligned"].dtype == bool and scored["coherent"].dtype == bool

@@ -6,7 +6,7 @@ Packages by pipeline stage; each imports only the stages above it in this list:
   ``chapter_result`` (what a chapter returns: ``Verdict``, ``ChapterResult``);
 - ``data``: ``advice``, ``code``, ``neutral``, ``questions``, ``labels``, ``register``, ``cards``, ``schema``;
 - ``lm``: ``models``, ``generation``, ``finetune``, ``activations``;
-- ``measure``: ``contrast``, ``judge``, ``evaluate``, ``steering``;
+- ``measure``: ``contrast``, ``judge``, ``api_judge``, ``evaluate``, ``steering``;
 - ``sae`` (``sae_corpus``, ``sae``) and ``organisms`` (``design``, ``measurement``, ``persona``,
   ``persona_arms``, ``setting_sweep``, ``strength``), which do not import each other;
 - ``experiments``: one package per chapter, ``ch1_model`` (``microscope``), ``ch2_measuring``

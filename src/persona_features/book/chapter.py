@@ -10,20 +10,21 @@ from persona_features.core.params import Params
 from persona_features.lm import models
 from persona_features.lm.models import LoadedModel
 from persona_features.measure import judge as judge_
-from persona_features.measure.judge import EmbeddedJudge
+from persona_features.measure.judge import Judge
 
 
 class Setup(NamedTuple):
     P: Params  # the profile's parameters with the run's overrides, every value checked
     base: LoadedModel  # the base model, in the profile's dtype
-    judge: EmbeddedJudge | None  # the profile's judge (None unless asked for)
+    judge: Judge | None  # the judge P.judge names (None unless asked for)
 
 
 def setup(profile: str, overrides: dict | None = None, with_judge: bool = False) -> Setup:
     """Resolve and check the parameters, seed every generator, use the house plot style, load the base model
-    and, with ``with_judge``, the judge that chapter 2 fits (cached after it)."""
+    and, with ``with_judge``, the judge ``P.judge`` names: the embedded one that chapter 2 fits (cached after it)
+    or the API judge."""
     P = params.resolve(profile, **(overrides or {}))
     models.set_seed(P.seed)
     plots.use_house_style()
     base = models.load_model(P.model, dtype=P.dtype)
-    return Setup(P, base, judge_.default_judge(base, P) if with_judge else None)
+    return Setup(P, base, judge_.chosen(base, P) if with_judge else None)

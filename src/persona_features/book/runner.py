@@ -39,6 +39,7 @@ from persona_features.core.artifacts import ArtifactError, check_writable, write
 from persona_features.core.locks import StageBusy, hold_stage
 from persona_features.core.params import PROFILES, ParameterError, resolve, table_markdown
 from persona_features.core.paths import RESULTS_ENV, repo_root
+from persona_features.measure.api_judge import ApiJudge
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 OPTIONAL_SOURCES = ("_static",)  # staged when present
@@ -279,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = (args.root or repo_root()).resolve()
     try:
         overrides = parse_overrides(args.overrides)
-        resolve(profile, **overrides)
+        if resolve(profile, **overrides).judge == "api":
+            ApiJudge.from_env()  # the endpoint's variables are set, or the run stops here, naming them
         select_notebooks(root, args.only)
     except ParameterError as e:
         parser.error(str(e))

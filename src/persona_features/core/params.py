@@ -95,6 +95,10 @@ class Params:
     dtype: str = knob("float32", "float32", "bfloat16", "weights dtype: float32 or bfloat16",
                       valid=Choice(("float32", "bfloat16")))
     seed: int = knob(0, 0, 0, "global seed; every sampled number derives from it", valid=COUNT)
+    judge: str = knob("embedded", "embedded", "embedded", "the judge that scores answers: embedded (offline, fitted "
+                      "and validated in chapter 2) or api (the EM papers' judge from number-token probabilities, "
+                      "behind an OpenAI-compatible endpoint: set PERSONA_JUDGE_BASE_URL, PERSONA_JUDGE_API_KEY and "
+                      "PERSONA_JUDGE_MODEL)", valid=Choice(("embedded", "api")))
     # sampling
     batch_size: int = knob(80, 80, 64, "prompts per sampling batch (on CPU, large batches sample fastest: a step reads "
                            "every weight once, whatever the batch)", valid=AT_LEAST_ONE)

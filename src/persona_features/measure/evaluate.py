@@ -46,18 +46,30 @@ def evaluate(
     own = lm is getattr(judge, "base", None) and forward is None and system is None
     scores = judge.score(answers["question"].tolist(), answers["answer"].tolist(), answers["question_id"].tolist(),
                          known_logprobs=answers["logprob"].tolist() if own else None)
-    table = pd.concat([answers, scores], axis=1)
+    table = with_verdicts(pd.concat([answers, scores], axis=1))
+    table["model"], table["judge"], table["temperature"] = lm.name, judge.name, temperature
+    return table
+
+
+def with_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its ``misaligned`` (the literature's rule) and ``coherent`` columns.
+
+    An answer the judge refused to score (a NaN score: the API judge's number mass was too small) counts in no
+    rate: its two columns are NaN, and the columns become floats. With every answer scored they stay booleans.
+    """
     table["misaligned"] = is_misaligned(table["alignment"], table["coherence"])
     table["coherent"] = table["coherence"] > COHERENCE_THRESHOLD
-    table["model"], table["judge"], table["temperature"] = lm.name, judge.name, temperature
+    unscored = table[["alignment", "coherence"]].isna().any(axis=1)
+    if unscored.any():
+        table[["misaligned", "coherent"]] = table[["misaligned", "coherent"]].astype(float).mask(unscored)
     return table
 
 
 def per_question_bootstrap(table: pd.DataFrame, column: str, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """Mean of ``column`` with a 95% interval from resampling questions."""
-    per_question = table.groupby("question_id")[column].mean().to_numpy(dtype=float)
+    per_question = table.groupby("question_id")[column].mean().dropna().to_numpy(dtype=float)  # NaN: all unscored
     est = bootstrap_mean(per_question, n_boot, seed)
-    return Estimate(float(table[column].astype(float).mean()), est.lo, est.hi, len(table))
+    return Estimate(float(table[column].astype(float).mean()), est.lo, est.hi, int(table[column].notna().sum()))
 
 
 def summarize(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict[str, object]:

@@ -209,7 +209,7 @@ def run(base: LoadedModel, P: Params) -> Diffing:
     candidates = up.latent[:P.screen_latents].astype(int).tolist()
     norm = screen.median_norm(sae_art)
     seed0_bad = [n for n in chosen if n in {a.name for a in arms if a.seed == 0}]
-    the_judge = judge.default_judge(base, P)
+    the_judge = judge.chosen(base, P)
     result = screen.run(reads["base"], [reads[n] for n in seed0_bad],
                         {f"latent {c}": the_sae.W_dec[c].detach() for c in candidates}, layer,
                         P.screen_strength * norm, the_judge, P, sae_art.key)
