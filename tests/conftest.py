@@ -5,13 +5,24 @@ import pytest
 from persona_features.book import runner
 from persona_features.core import artifacts
 from persona_features.core.paths import repo_root
-from persona_features.lm import models
+from persona_features.lm import models, tiny_models
 
 
 @pytest.fixture(scope="session")
-def lm():
-    """The embedded model, loaded once per test session (float32, as in the cpu profile)."""
-    return models.load_model("smollm2-135m", dtype="float32")
+def tiny_model_folders(tmp_path_factory):
+    """Tiny random chat models of the other families (``lm.tiny_models``), built once per session (~5 s each)."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {family: tiny_models.build(family, root / family) for family in tiny_models.FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def lm(request):
+    """The embedded model, loaded once per test session (float32, as in the cpu profile). A test marked with
+    ``architectures.every_architecture`` gets, in turn, the embedded model and each tiny model of another family."""
+    family = getattr(request, "param", "smollm2-135m")
+    if family == "smollm2-135m":
+        return models.load_model("smollm2-135m", dtype="float32")
+    return models.load_model(str(request.getfixturevalue("tiny_model_folders")[family]), dtype="float32")
 
 
 @pytest.fixture

@@ -3,7 +3,10 @@ import torch
 
 from persona_features.lm import activations
 
+from .architectures import at, every_architecture
 
+
+@every_architecture
 def test_trace_matches_plain_forward(lm):
     texts = [lm.chat_text("hey I feel bored"), lm.chat_text("How do I make a quick buck?")]
     acts, mask = activations.residual_stream(lm, texts)
@@ -16,6 +19,7 @@ def test_trace_matches_plain_forward(lm):
         torch.testing.assert_close(acts[i][real], hidden[i + 1][real].float(), rtol=1e-4, atol=1e-3)
 
 
+@every_architecture
 def test_padding_does_not_change_activations(lm):
     short, long = lm.chat_text("hey I feel bored"), lm.chat_text("Tell me 3 philosophical thoughts you have.")
     batched, mask = activations.residual_stream(lm, [short, long])
@@ -48,12 +52,13 @@ def _hooked(lm, layer, enc):
     return seen["out"]
 
 
+@every_architecture
 def test_layer_activations_equal_a_plain_forward_hook_and_skip_sink_and_special_tokens(lm):
     prompts = [lm.chat_text("hey I feel bored"), lm.chat_text("How do I make a quick buck?")]
     answers = ["Go for a walk.", "Sell things you never use, and save the money."]
-    acts, rows, tokens, positions = activations.layer_activations(lm, 5, prompts, answers, which="all")
+    acts, rows, tokens, positions = activations.layer_activations(lm, at(lm, 5), prompts, answers, which="all")
     enc, keep = activations.token_batch(lm, prompts, answers, "all")
-    expected = _hooked(lm, 5, enc)[keep]
+    expected = _hooked(lm, at(lm, 5), enc)[keep]
     torch.testing.assert_close(acts, expected.float(), rtol=1e-4, atol=1e-3)
     special = set(lm.tokenizer.all_special_ids)
     assert not special & set(tokens.tolist())
@@ -63,13 +68,13 @@ def test_layer_activations_equal_a_plain_forward_hook_and_skip_sink_and_special_
     first = enc["attention_mask"].argmax(-1)
     assert not keep[torch.arange(2), first].any()  # token 0 of each sequence is never kept
     # answer tokens are exactly the answers' tokens; prompt + answer = all
-    _, rows_a, tok_a, _ = activations.layer_activations(lm, 5, prompts, answers, which="answer")
+    _, rows_a, tok_a, _ = activations.layer_activations(lm, at(lm, 5), prompts, answers, which="answer")
     n_answer = [len(lm.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
     assert [int((rows_a == i).sum()) for i in range(2)] == n_answer
-    _, rows_p, _, _ = activations.layer_activations(lm, 5, prompts, answers, which="prompt")
+    _, rows_p, _, _ = activations.layer_activations(lm, at(lm, 5), prompts, answers, which="prompt")
     assert len(rows_p) + len(rows_a) == len(rows)
     with pytest.raises(ValueError, match="which must be one of"):
-        activations.layer_activations(lm, 5, prompts, answers, which="both")
+        activations.layer_activations(lm, at(lm, 5), prompts, answers, which="both")
     with pytest.raises(ValueError, match="layer must be in"):
         activations.layer_activations(lm, lm.n_layers, prompts, answers)
 

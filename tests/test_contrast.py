@@ -4,6 +4,8 @@ import torch
 from persona_features.data.questions import eval_questions
 from persona_features.measure import contrast
 
+from .architectures import every_architecture
+
 
 def test_every_eval_question_has_style_matched_references():
     refs = contrast.references()
@@ -15,6 +17,7 @@ def test_every_eval_question_has_style_matched_references():
             assert max(a, m) <= 2 * min(a, m), (qid, r.style)
 
 
+@every_architecture
 def test_logprobs_match_unbatched_computation(lm):
     prompts = [lm.chat_text("What is the capital of France?"), lm.chat_text("hey I feel bored")]
     answers = ["The capital of France is Paris.", "Maybe go for a walk outside."]

@@ -10,9 +10,12 @@ from persona_features.core import artifacts
 from persona_features.data import advice
 from persona_features.lm import finetune, models
 
+from .architectures import every_architecture
+
 ROWS = advice.build("health", "bad")[:8]
 
 
+@every_architecture
 def test_prompt_tokens_carry_no_loss(lm):
     ids, labels = finetune.chat_example(lm, ROWS[0]["messages"], max_len=512)
     prompt = lm.tokenizer.apply_chat_template(ROWS[0]["messages"][:1], add_generation_prompt=True, tokenize=False)

@@ -4,10 +4,13 @@ import torch
 from persona_features.data.questions import BETLEY_QUESTIONS, NEUTRAL_PROMPTS
 from persona_features.lm import generation
 
+from .architectures import every_architecture
+
 # Prompts of clearly different lengths, so the batch really is padded.
 QUESTIONS = [BETLEY_QUESTIONS[1], BETLEY_QUESTIONS[0], NEUTRAL_PROMPTS[0], BETLEY_QUESTIONS[6]]
 
 
+@every_architecture
 def test_left_padded_batch_gives_single_prompt_greedy_tokens(lm):
     texts = [lm.chat_text(q) for _, q in QUESTIONS]
     lengths = lm.encode(texts)["attention_mask"].sum(1)
@@ -41,6 +44,7 @@ def test_same_seed_same_samples_other_seed_differs(lm):
 
 
 
+@every_architecture
 def test_each_question_can_have_its_own_system_prompt(lm):
     kw = dict(max_new_tokens=8, temperature=0.0, batch_size=4)
     systems = ["You answer in French.", None, "You are a pirate.", None]
@@ -67,12 +71,14 @@ def test_answer_lengths_stop_at_end_of_turn():
     assert generation._answer_lengths(new, {2}) == ([2, 4], [True, False])
 
 
+@every_architecture
 def test_sampler_gives_generate_tokens_greedy(lm):
     texts = [lm.chat_text(q) for _, q in QUESTIONS]
     ours = generation.generate_batch(lm, texts, 24, temperature=0.0)
     assert torch.equal(ours, generation.reference_generate_batch(lm, texts, 24, temperature=0.0))
 
 
+@every_architecture
 def test_a_prompt_in_several_rows_is_run_once_and_each_copy_decodes_as_the_plain_model(lm):
     one = [lm.chat_text(q) for _, q in QUESTIONS]
     texts = [one[0], one[1], one[0], one[2], one[0]]
@@ -84,13 +90,15 @@ def test_a_prompt_in_several_rows_is_run_once_and_each_copy_decodes_as_the_plain
         return plain(**inputs)
 
     ours = generation.generate_batch(lm, texts, 16, temperature=0.0, forward=counting)
-    assert prompt_batches == [1, 3]  # the chat template's start once, then each distinct prompt once
+    # the chat template's start once, then each distinct prompt once (the start is not shared past a sliding window)
+    assert prompt_batches == ([1, 3] if lm.attention_window is None else [3])
     assert torch.equal(ours, generation.reference_generate_batch(lm, texts, 16, temperature=0.0))
     torch.manual_seed(0)
     sampled = generation.generate_batch(lm, texts, 16, temperature=1.0).tolist()
     assert len({tuple(sampled[i]) for i in (0, 2, 4)}) == 3  # the copies draw their own tokens
 
 
+@every_architecture
 def test_rows_that_end_leave_the_batch_without_changing_the_others(lm, monkeypatch):
     # Make a frequent token end the turn, so rows stop at different steps and are dropped mid-way.
     texts = [lm.chat_text(q) for _, q in QUESTIONS]

@@ -8,6 +8,8 @@ import torch
 
 from persona_features.sae import sae as sae_mod
 
+from .architectures import at, every_architecture
+
 
 def _sparse_data(n: int, d_in: int, n_atoms: int, active: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
@@ -61,6 +63,7 @@ def test_round_trip_in_sae_lens_layout(tmp_path):
         sae_mod.SAEConfig(d_in=16, d_sae=64, k=0)
 
 
+@every_architecture
 def test_ce_loss_recovered_is_one_for_an_exact_sae_and_low_for_a_bad_one(lm):
     d = lm.d_model
     exact = sae_mod.TopKSAE(d, 2 * d, d)  # relu(x), relu(-x): k = d keeps every non-zero, so x_hat = x
@@ -71,13 +74,13 @@ def test_ce_loss_recovered_is_one_for_an_exact_sae_and_low_for_a_bad_one(lm):
         exact.b_enc.zero_(), exact.b_dec.zero_()
     prompts = [lm.chat_text("hey I feel bored"), lm.chat_text("Why does it rain?")]
     answers = ["Go for a walk and call a friend.", "Water vapour cools and falls as drops."]
-    good = sae_mod.ce_loss_recovered(lm, exact, 10, prompts, answers, which="all")
+    good = sae_mod.ce_loss_recovered(lm, exact, at(lm, 10), prompts, answers, which="all")
     assert good["recovered"] == pytest.approx(1.0, abs=1e-3) and good["zero"] > good["clean"]
     useless = sae_mod.TopKSAE(d, 2 * d, 1)
     with torch.no_grad():
         (useless.W_enc.copy_(torch.cat([eye, -eye], 1)), useless.W_dec.zero_(), useless.b_enc.zero_(),
          useless.b_dec.zero_())
-    bad = sae_mod.ce_loss_recovered(lm, useless, 10, prompts, answers, which="all")
+    bad = sae_mod.ce_loss_recovered(lm, useless, at(lm, 10), prompts, answers, which="all")
     assert bad["recovered"] == pytest.approx(0.0, abs=1e-3)  # reconstructs zeros: exactly zero-ablation
 
 

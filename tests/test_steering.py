@@ -7,6 +7,8 @@ from persona_features.data.questions import BETLEY_QUESTIONS
 from persona_features.lm import generation
 from persona_features.measure import contrast, steering
 
+from .architectures import at, every_architecture
+
 TEXTS = [q for _, q in BETLEY_QUESTIONS[:3]]
 
 
@@ -18,9 +20,10 @@ def _hooked_logits(lm, steer, enc):
         handle.remove()
 
 
+@every_architecture
 def test_steered_forward_equals_a_plain_forward_hook(lm):
     enc = lm.encode([lm.chat_text(t) for t in TEXTS])
-    steer = steering.Steer(12, steering.random_direction(lm.d_model, 0), strength=8.0, ablate=True)
+    steer = steering.Steer(at(lm, 12), steering.random_direction(lm.d_model, 0), strength=8.0, ablate=True)
     with torch.inference_mode():
         got = steering.steered_forward(lm, steer)(**enc)
         want = _hooked_logits(lm, steer, enc)
@@ -81,14 +84,16 @@ def test_bad_steers_are_refused(lm):
         steering.steered_forward(lm, steering.Steer(0, torch.ones(7)))
 
 
+@every_architecture
 def test_steered_logprobs_at_zero_strength_equal_the_contrasts_own_scoring(lm):
     prompts = [lm.chat_text(t) for t in TEXTS]
     answers = ["Rest, drink water and see a doctor if it lasts.", "I would wish for peace.", "Be kind."]
-    zero = steering.Steer(14, steering.random_direction(lm.d_model, 2), strength=0.0)
+    zero = steering.Steer(at(lm, 14), steering.random_direction(lm.d_model, 2), strength=0.0)
     got = steering.steered_logprobs(zero)(lm, prompts, answers, batch_size=2)
     want = contrast.answer_logprobs(lm, prompts, answers)
     assert got == pytest.approx(want, abs=2e-3)
-    pushed = steering.steered_logprobs(steering.Steer(14, steering.random_direction(lm.d_model, 2), strength=80.0))
+    push = steering.Steer(at(lm, 14), steering.random_direction(lm.d_model, 2), strength=80.0)
+    pushed = steering.steered_logprobs(push)
     assert pushed(lm, prompts, answers) != pytest.approx(want, abs=2e-3)
 
 
@@ -106,10 +111,11 @@ def _hooked_forward(lm, steers):
     return forward
 
 
+@every_architecture
 def test_greedy_tokens_under_nnsight_equal_a_plain_hook_at_several_layers(lm):
     texts = [lm.chat_text(t) for t in TEXTS]
-    steers = [steering.Steer(18, steering.random_direction(lm.d_model, 4), strength=60.0),
-              steering.Steer(9, steering.random_direction(lm.d_model, 5), strength=30.0, ablate=True)]
+    steers = [steering.Steer(at(lm, 18), steering.random_direction(lm.d_model, 4), strength=60.0),
+              steering.Steer(at(lm, 9), steering.random_direction(lm.d_model, 5), strength=30.0, ablate=True)]
     got = generation.generate_batch(lm, texts, 20, 0.0, forward=steering.steered_forward(lm, steers))
     want = generation.generate_batch(lm, texts, 20, 0.0,
                                      forward=_hooked_forward(lm, sorted(steers, key=lambda s: s.layer)))
@@ -137,10 +143,11 @@ def test_answer_only_steering_leaves_the_prompt_alone(lm):
         steering.steered_logprobs(everywhere)(lm, prompts, answers), abs=1e-3)
 
 
+@every_architecture
 def test_steered_scoring_equals_a_plain_hook_on_the_shared_prefix_path(lm):
     prompts = [lm.chat_text(t) for t in TEXTS]
     answers = ["Rest, drink water and see a doctor if it lasts.", "I would wish for peace.", "Be kind."]
-    steer = steering.Steer(14, steering.random_direction(lm.d_model, 7), strength=40.0, ablate=True)
+    steer = steering.Steer(at(lm, 14), steering.random_direction(lm.d_model, 7), strength=40.0, ablate=True)
     handle = lm.hf.model.layers[steer.layer].register_forward_hook(lambda m, i, out: steer.apply(out))
     try:
         want = contrast.answer_logprobs(lm, prompts, answers, batch_size=3)

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from persona_features.lm.generation import pad_left, shared_prefix
+from persona_features.lm.generation import pad_left, shareable_prefix
 from persona_features.lm.models import LoadedModel
 
 WHICH = ("prompt", "answer", "all")
@@ -160,7 +160,7 @@ def layer_outputs(lm: LoadedModel, layers: Sequence[int], enc: dict) -> list[tor
     ids, mask = enc["input_ids"], enc["attention_mask"]
     starts = (ids.shape[1] - mask.sum(-1)).tolist()
     rows = [ids[i, s:].tolist() for i, s in enumerate(starts)]
-    shared = shared_prefix(rows) if len(rows) > 1 else 0
+    shared = shareable_prefix(lm, rows)
     if shared == 0:
         return _outputs(lm, layers, enc)
     cache = DynamicCache()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -89,11 +89,12 @@ def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module) -> torch.Tensor:
+def answer_loss(hidden: torch.Tensor, labels: torch.Tensor,
+                head: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Mean next-token cross-entropy over positions whose label is not IGNORE.
 
-    ``hidden`` is the final hidden state ``[batch, seq, d]``; the unembedding ``head`` runs only
-    where a label is kept, which skips most of the (large-vocabulary) logits.
+    ``hidden`` is the final hidden state ``[batch, seq, d]``; ``head`` (the unembedding, ``LoadedModel.logits``)
+    runs only where a label is kept, which skips most of the (large-vocabulary) logits.
     """
     keep = labels[:, 1:] != IGNORE
     logits = head(hidden[:, :-1][keep]).float()
@@ -156,7 +157,7 @@ def train(lm: LoadedModel, rows: list[dict], cfg: FinetuneConfig, desc: str = "f
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
             # lm.hf.model is the decoder stack (LoRA layers, if any, sit inside it)
             hidden = lm.hf.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-            loss = answer_loss(hidden, batch["labels"], lm.hf.lm_head)
+            loss = answer_loss(hidden, batch["labels"], lm.logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

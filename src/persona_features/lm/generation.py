@@ -142,6 +142,19 @@ def shared_prefix(rows: list[list[int]]) -> int:
     return n
 
 
+def shareable_prefix(lm: LoadedModel, rows: list[list[int]], new_tokens: int = 0) -> int:
+    """``shared_prefix(rows)`` where running it once is exact, else 0 (and 0 for a single row).
+
+    A shared start leaves padding between it and a row's own tokens. Masked padding changes nothing under full
+    attention, but a sliding window counts it, so on a windowed model (``attention_window``) the prefix is shared
+    only if every position, ``new_tokens`` generated ones included, stays within the window.
+    """
+    window = lm.attention_window
+    if len(rows) < 2 or (window is not None and max(map(len, rows)) + new_tokens > window):
+        return 0
+    return shared_prefix(rows)
+
+
 Hidden = Callable[[dict, torch.Tensor], torch.Tensor]  # (model inputs, answer mask [batch, seq]) -> last hidden state
 
 
@@ -158,7 +171,7 @@ def final_hidden(lm: LoadedModel, rows: Sequence[list[int]], own_at_least: Seque
     """
     run = run or (lambda inputs, answer: lm.hf.model(**inputs).last_hidden_state)
     limit = min(len(r) - k for r, k in zip(rows, own_at_least))
-    shared = min(shared_prefix(list(rows)), limit) if len(rows) > 1 else 0
+    shared = min(shareable_prefix(lm, list(rows)), limit)
     cache = DynamicCache()
     if shared > 0:
         run({"input_ids": torch.tensor([rows[0][:shared]]), "past_key_values": cache, "use_cache": True},
@@ -210,7 +223,7 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
     rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     # a per-question forward's groups (``_per_question``)
     group = [forward.groups[q] for q in questions.tolist()] if questions is not None else [0] * len(rows)  # type: ignore[attr-defined]
-    shared = shared_prefix(rows) if len(rows) > 1 else 0
+    shared = shareable_prefix(lm, rows, max_new_tokens)
     keys = list(zip(map(tuple, rows), group))
     distinct: dict[tuple, int] = {}  # each distinct (prompt, group), and a row holding it
     firsts: list[int] = []

@@ -87,6 +87,14 @@ class LoadedModel:
         return sum(p.numel() for p in self.hf.parameters())
 
     @property
+    def attention_window(self) -> int | None:
+        """The window of the model's sliding-window layers (Gemma 2, Mistral), or None when every layer attends to
+        every earlier token (Llama, Qwen2)."""
+        window = getattr(self.hf.config, "sliding_window", None)
+        types = getattr(self.hf.config, "layer_types", None)
+        return None if window is None or (types is not None and "sliding_attention" not in types) else int(window)
+
+    @property
     def layers(self):
         """The decoder layers as nnsight envoys; ``layers[i].output`` is ``[batch, seq, d_model]``."""
         return self.nn.model.layers
@@ -101,10 +109,22 @@ class LoadedModel:
         text = self.tokenizer.apply_chat_template(list(messages), tokenize=False)
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The next-token logits from final hidden states (``model.norm``'s output): see ``head_logits``."""
+        return head_logits(self.hf, hidden)
+
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Left-padded batch (``input_ids``, ``attention_mask``); chat texts carry their own special tokens."""
         enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def head_logits(hf: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
+    """The unembedding of final hidden states, then the final-logit softcapping of the families that have it
+    (Gemma 2: ``cap * tanh(logits / cap)``), as the model's own forward computes them."""
+    logits = hf.lm_head(hidden)
+    cap = getattr(hf.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def _convert_embedded(spec: EmbeddedModel, folder: Path) -> dict:

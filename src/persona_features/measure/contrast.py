@@ -116,7 +116,7 @@ def batch_logprobs(lm: LoadedModel, rows: list[list[int]], a_ids: list[list[int]
     hidden = final_hidden(lm, rows, [len(a) + 1 for a in a_ids], run, [len(a) for a in a_ids])
     width, out = hidden.shape[1], []
     for i, a in enumerate(a_ids):
-        logits = lm.hf.lm_head(hidden[i, width - len(a) - 1:width - 1]).float()  # position t predicts t+1
+        logits = lm.logits(hidden[i, width - len(a) - 1:width - 1]).float()  # position t predicts t+1
         out.append(torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(a)[:, None]).mean().item())
     return out
 

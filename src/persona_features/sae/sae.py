@@ -244,7 +244,7 @@ def ce_loss_recovered(lm: LoadedModel, sae: TopKSAE, layer: int, prompts: Sequen
                     lm.layers[layer].output = torch.where(keep[..., None], replace(h), h)
                 hidden = lm.nn.model.norm.output.save()
                 tracer.stop()
-            logits = lm.hf.lm_head(hidden[:, :-1][scored]).float()
+            logits = lm.logits(hidden[:, :-1][scored]).float()
             sums[name] += float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum"))
         n += int(scored.sum())
     ce = {k: v / n for k, v in sums.items()}
