@@ -423,3 +423,29 @@ def placeholder(text: str) -> plt.Figure:
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center")
     return fig
+
+
+def sweep_key_numbers(rows: list[dict]) -> plt.Figure | None:
+    """The scale sweep: per claim, its key number against model size with 95% intervals; filled where present."""
+    rows = [r for r in rows if r["mean"] is not None and r["lo"] is not None and r["n_params"]]
+    claims = list(dict.fromkeys(r["claim"] for r in rows))
+    if not claims:
+        return None
+    use_house_style()
+    cols = min(3, len(claims))
+    n_rows = (len(claims) + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.6 * cols, 2.8 * n_rows), squeeze=False)
+    for ax, claim in zip(axes.flat, claims):
+        mine = sorted((r for r in rows if r["claim"] == claim), key=lambda r: r["n_params"])
+        for r in mine:
+            ax.errorbar(r["n_params"], r["mean"], yerr=[[r["mean"] - r["lo"]], [r["hi"] - r["mean"]]], fmt="o",
+                        color=PALETTE["bad"], mfc=PALETTE["bad"] if r["present"] else "white", capsize=3)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xscale("log")
+        ax.set(title=claim, xlabel="model parameters (log scale)", ylabel=textwrap.fill(mine[0]["label"], 40))
+        ax.yaxis.label.set_size(7)
+    for ax in list(axes.flat)[len(claims):]:
+        ax.axis("off")
+    fig.suptitle("Each claim's key number against model size (filled: present by the stated rule)")
+    fig.tight_layout()
+    return fig

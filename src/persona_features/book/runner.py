@@ -3,6 +3,7 @@
     python -m persona_features book --profile cpu      # what `make book` runs
     python -m persona_features test                    # smoke profile, strict build
     python -m persona_features execute --only 01 --set max_new_tokens=8
+    python -m persona_features sweep --models smollm2-135m,<hf id or folder> --profile smoke   # one run per model
 
 Source notebooks are never modified: they are copied with the book's pages into a staging
 folder, executed there, and Jupyter Book (1.x, no execution) renders the staging folder.
@@ -12,7 +13,8 @@ own stderr (transport warnings and the like) goes to ``<stage>/logs/`` instead o
 Before any work, every ``--set`` value is parsed and checked (``params.resolve``), the artifact
 cache is checked to be writable, and the stage's lock is taken: a second run on the same stage
 (the same ``--root`` and profile) is refused at once, naming the run that holds it. Artifacts
-have locks of their own, so runs on other stages share the cache safely.
+have locks of their own, so runs on other stages share the cache safely. ``sweep`` (``book.sweep``) runs the
+notebooks once per model, each in its own stage and cache namespace, and writes a page comparing them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import yaml
 
-from persona_features.book import appendix, scorecard
+from persona_features.book import appendix, scorecard, sweep
 from persona_features.core import environment
 from persona_features.core.artifacts import ArtifactError, check_writable, write_json_atomic
 from persona_features.core.locks import StageBusy, hold_stage
@@ -264,27 +266,62 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
+def check_sweep_arguments(command: str, models: str | None, overrides: dict) -> list[str]:
+    """The sweep's models (``[]`` for the other commands); a ``ParameterError`` for arguments that do not fit."""
+    if command != "sweep":
+        if models is not None:
+            raise ParameterError("--models is for the sweep command: python -m persona_features sweep --models A,B")
+        return []
+    if "model" in overrides:
+        raise ParameterError("sweep takes its models from --models, not --set model=...")
+    return sweep.parse_models(models or "")
+
+
+def run_sweep(root: Path, profile: str, overrides: dict, only: Sequence[str], models: Sequence[str]) -> int:
+    """The book's notebooks once per model, each stage held and in its own cache namespace, then the page."""
+    try:
+        check_writable()
+        start = time.perf_counter()
+        runs = sweep.run(root, models, profile, overrides, only, execute_all, hold_stage)
+    except (ArtifactError, StageBusy) as e:
+        print(f"refused: {e}", file=sys.stderr, flush=True)
+        return 2
+    page = sweep.write_page(root, profile, runs)
+    print(f"sweep of {len(runs)} models in {(time.perf_counter() - start) / 60:.1f} min; page: {page}", flush=True)
+    for r in runs:
+        if r.failed:
+            print(f"FAILED: {r.model}: {', '.join(r.failed)}", file=sys.stderr, flush=True)
+    return 0 if all(r.ok for r in runs) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m persona_features", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["book", "test", "execute"],
-                        help="book: cpu profile + HTML; test: smoke profile + strict HTML; execute: notebooks only")
+    parser.add_argument("command", choices=["book", "test", "execute", "sweep"],
+                        help="book: cpu profile + HTML; test: smoke profile + strict HTML; execute: notebooks only; "
+                             "sweep: the notebooks once per model of --models, then a page comparing them")
     parser.add_argument("--profile", choices=PROFILES, help="default: cpu for book/execute, smoke for test")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter (repeatable)")
     parser.add_argument("--only", action="append", default=[], metavar="PREFIX",
                         help="only notebooks whose name starts with PREFIX (repeatable)")
     parser.add_argument("--root", type=Path, default=None, help="the book's folder (default: this repository)")
+    parser.add_argument("--models", default=None, metavar="A,B,...",
+                        help="sweep: the models, comma-separated (embedded names, Hugging Face ids or local folders)")
     args = parser.parse_args(argv)
     profile = args.profile or ("smoke" if args.command == "test" else "cpu")
     root = (args.root or repo_root()).resolve()
     try:
         overrides = parse_overrides(args.overrides)
-        if resolve(profile, **overrides).judge == "api":
+        models = check_sweep_arguments(args.command, args.models, overrides)
+        checked = [resolve(profile, **overrides, model=m) for m in models] or [resolve(profile, **overrides)]
+        if checked[0].judge == "api":
             ApiJudge.from_env()  # the endpoint's variables are set, or the run stops here, naming them
         select_notebooks(root, args.only)
     except ParameterError as e:
         parser.error(str(e))
+    if models:
+        return run_sweep(root, profile, overrides, args.only, models)
     stage = root / "_build" / "stage" / profile
     # one rendered book per profile (make book's cpu book at _build/html), so runs of two profiles never share one
     html_out = root / "_build" / ("html" if args.command == "book" and profile == "cpu" else f"html-{profile}")

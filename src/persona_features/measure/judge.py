@@ -294,7 +294,7 @@ class EmbeddedJudge:
     coherence_model: Logistic
     basis: EmbeddingBasis  # of the coherence features
     base: LoadedModel
-    name: str = "embedded (MiniLM + SmolLM2 likelihood)"
+    name: str = "embedded (MiniLM + SmolLM2 likelihood)"  # default_judge names the base model (embedded_name)
     key: str = ""  # the cached judge artifact's key: what a cached evaluation depends on
 
     @classmethod
@@ -531,7 +531,13 @@ def default_judge(base: LoadedModel, P=None) -> EmbeddedJudge:
                               t[f"{name}.scale"].numpy())
                for name in ("text_model", "alignment_model", "coherence_model")}
     basis = EmbeddingBasis(t["basis.mean"].numpy(), t["basis.components"].numpy())
-    return EmbeddedJudge(base=base, key=art.key, basis=basis, **models_)  # type: ignore[arg-type]
+    return EmbeddedJudge(base=base, key=art.key, basis=basis, name=embedded_name(base), **models_)
+
+
+def embedded_name(base: LoadedModel) -> str:
+    """The embedded judge's name, as results record it: it names the base model whose likelihood it reads."""
+    model = "SmolLM2" if base.name == "smollm2-135m" else Path(base.name).name
+    return f"embedded (MiniLM + {model} likelihood)"
 
 
 def chosen(base: LoadedModel, P) -> Judge:
