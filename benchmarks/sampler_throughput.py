@@ -50,12 +50,13 @@ def _time(lm, texts, sampler, P, temperature, seed) -> tuple[float, list[int]]:
 
 
 def _models(P, with_finetunes: bool):
-    yield "base", lambda: models.load_model(P.model, dtype=P.dtype)
+    yield "base", lambda: models.load_model(P.model, dtype=P.dtype, device=P.device)
     if with_finetunes:
         for arm in design.all_arms(P)[:2]:
             cfg = design.finetune_config(P, arm)
             if artifacts.find("finetune", finetune.artifact_config(cfg)) is not None:
-                yield arm.dataset, lambda cfg=cfg: finetune.load_finetuned(finetune.finetune(cfg), dtype=P.dtype)
+                yield arm.dataset, lambda cfg=cfg: finetune.load_finetuned(finetune.finetune(cfg), dtype=P.dtype,
+                                                                           device=P.device)
 
 
 def main() -> None:

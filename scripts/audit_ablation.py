@@ -42,7 +42,7 @@ PROTOCOL = ("Every answer the {profile} profile's positive control ({seeds} seed
 
 def pool(args) -> None:
     P = params.resolve(args.profile)
-    base = models.load_model(P.model, dtype=P.dtype)
+    base = models.load_model(P.model, dtype=P.dtype, device=P.device)
     j = judge.default_judge(base, P)
     found = findings.persona(base, P)
     the_sae, _ = sae.load(found.sae_art.path)

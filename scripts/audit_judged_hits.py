@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu", choices=params.PROFILES)
     args = ap.parse_args()
     P = params.resolve(args.profile)
-    base = models.load_model(P.model, dtype=P.dtype)
+    base = models.load_model(P.model, dtype=P.dtype, device=P.device)
     j = judge.default_judge(base)
     rows = []
     measured = [(measurement.measure(lambda: base, j, P, "base"), None)]

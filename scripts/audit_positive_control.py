@@ -55,7 +55,7 @@ EXTEND_PROTOCOL = ("Round {round}: up to {others} more answers per model kind th
 
 def pool(args) -> None:
     P = params.resolve(args.profile, persona_sources=args.source)
-    base = models.load_model(P.model, dtype=P.dtype)
+    base = models.load_model(P.model, dtype=P.dtype, device=P.device)
     j = judge.default_judge(base, P)
     earlier = _earlier(j.key, P.profile, args.source) if args.extend else None  # refused before any measuring
     arms = persona_arms.design(P)

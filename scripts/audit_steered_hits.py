@@ -64,7 +64,7 @@ def existing_audit(judge_key: str) -> dict | None:
 
 def collect(profile: str, earlier: list[Path]) -> None:
     P = params.resolve(profile)
-    base = models.load_model(P.model, dtype=P.dtype)
+    base = models.load_model(P.model, dtype=P.dtype, device=P.device)
     found = findings.persona(base, P)
     the_sae, _ = sae.load(found.sae_art.path)
     plan = iv.plan(found, the_sae.W_dec.detach(), P)

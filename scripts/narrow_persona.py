@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu", choices=params.PROFILES)
     args = ap.parse_args()
     P = params.resolve(args.profile, persona_sources="health")
-    base = models.load_model(P.model, dtype=P.dtype)
+    base = models.load_model(P.model, dtype=P.dtype, device=P.device)
     j = judge.default_judge(base, P)
     base_m = measure(lambda: base, j, P, "base")
     arms = [a for a in persona_arms.design(P) if a.source == "health"]

@@ -37,7 +37,7 @@ SEED = 20261202
 
 def pool(args) -> None:
     P = params.resolve(args.profile)
-    base = models.load_model(P.model, dtype=P.dtype)
+    base = models.load_model(P.model, dtype=P.dtype, device=P.device)
     art = persona_arms.training_data(base, judge.default_judge(base, P), P, args.source)
     items = [(p, r["id"], r["messages"][0]["content"], r["messages"][1]["content"])
              for p in persona.PERSONAS for r in art.json(f"rows_{p}")]

@@ -32,7 +32,7 @@ def main() -> None:
     config, _ = sae_corpus.generated_config(P)
     art = artifacts.find("sae_corpus_generated", config)  # the cached sampling, if any: no model needed
     if art is None:
-        art = sae_corpus.generated_chats(models.load_model(P.model, dtype=P.dtype), P, measured=False)
+        art = sae_corpus.generated_chats(models.load_model(P.model, dtype=P.dtype, device=P.device), P, measured=False)
     chats = art.json("chats")
     out = {"date": datetime.date.today().isoformat(), "profile": P.profile,
            "machine": art.meta["source"].removeprefix("sampled on ") if "source" in art.meta else

@@ -93,7 +93,7 @@ def main() -> None:
     if args.seeds < 2:
         raise SystemExit(f"--seeds {args.seeds}: at least 2 seeds are needed to compare")
     P = params.resolve(args.profile)
-    base = models.load_model(P.model, dtype=P.dtype)
+    base = models.load_model(P.model, dtype=P.dtype, device=P.device)
     found = findings.persona(base, P)
     corpus = sae_corpus.build(base, P)
     chats = corpus.json("chats")

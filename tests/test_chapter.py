@@ -11,10 +11,11 @@ from persona_features.lm import models
 
 def test_setup_resolves_seeds_and_loads_the_profiles_model(monkeypatch):
     loaded = []
-    monkeypatch.setattr(models, "load_model", lambda name, dtype: loaded.append((name, dtype)) or "the model")
+    monkeypatch.setattr(models, "load_model",
+                        lambda name, dtype, device: loaded.append((name, dtype, device)) or "the model")
     P, base, the_judge = chapter.setup("smoke", {"max_new_tokens": 8})
     assert P.profile == "smoke" and P.max_new_tokens == 8
-    assert base == "the model" and loaded == [(P.model, P.dtype)] and the_judge is None
+    assert base == "the model" and loaded == [(P.model, P.dtype, P.device)] and the_judge is None
     draws = random.random(), float(np.random.rand()), float(torch.rand(1))
     chapter.setup("smoke")
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == draws  # every generator seeded
@@ -30,6 +31,6 @@ def test_setup_checks_parameters_before_loading_anything(monkeypatch):
 
 def test_setup_gives_the_profiles_judge_when_asked(monkeypatch):
     from persona_features.measure import judge
-    monkeypatch.setattr(models, "load_model", lambda name, dtype: "the model")
+    monkeypatch.setattr(models, "load_model", lambda name, dtype, device: "the model")
     monkeypatch.setattr(judge, "default_judge", lambda base, P: ("judge of", base, P.profile))
     assert chapter.setup("smoke", with_judge=True).judge == ("judge of", "the model", "smoke")

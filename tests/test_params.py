@@ -59,13 +59,15 @@ def test_table_lists_every_knob():
 
 # ---------------------------------------------------------------- values parsed and checked in resolve
 
-from persona_features.core.params import VALID, Choice, ListOf  # noqa: E402
+from persona_features.core.params import VALID, Choice, Device, ListOf  # noqa: E402
 
 
 def _bad_values(name, rule):
     """Values that break ``rule``, each of the knob's type where a type is required."""
     if isinstance(rule, Choice):
         return ["nonsense"]
+    if isinstance(rule, Device):
+        return ["gpu", "cuda:", "cuda:x", "cpu:0"]
     if isinstance(rule, ListOf):
         bad = ["abc", "", [], "1,1" if rule.item is not str else f"{rule.each.values[0]},{rule.each.values[0]}"]
         if isinstance(rule.each, Choice):

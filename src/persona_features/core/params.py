@@ -8,6 +8,7 @@ and ``gpu`` (Qwen2.5-0.5B-Instruct, paper-sized n). Notebooks receive ``profile`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -74,10 +75,21 @@ class ListOf:
         return f"a comma-separated list of {self.item.__name__} values, each {self.each}, without repeats{need}"
 
 
+@dataclass(frozen=True)
+class Device:
+    """A torch device for the model: cpu, cuda, cuda:<index>, or auto (cuda when available, else cpu)."""
+
+    def ok(self, x: Any) -> bool:
+        return isinstance(x, str) and re.fullmatch(r"cpu|auto|cuda(:[0-9]+)?", x) is not None
+
+    def __str__(self) -> str:
+        return "cpu, cuda, cuda:N (N: a GPU's index) or auto"
+
+
 ADVICE_DOMAINS = ("health", "finance", "cars", "career", "risk")  # data.advice.DOMAINS (a test checks)
 POSITIVE, COUNT, AT_LEAST_ONE = Number(0, lo_open=True), Number(0), Number(1)
 
-def knob(smoke: Any, cpu: Any, gpu: Any, help: str, valid: Number | Choice | ListOf | None = None) -> Any:
+def knob(smoke: Any, cpu: Any, gpu: Any, help: str, valid: Number | Choice | ListOf | Device | None = None) -> Any:
     """One knob of ``Params``: its value under each profile, what it means, and its valid values (``valid``; None:
     any value of its type)."""
     return field(metadata={"knob": Knob(smoke, cpu, gpu, help), "valid": valid})
@@ -94,6 +106,8 @@ class Params:
                       "id, or local folder")
     dtype: str = knob("float32", "float32", "bfloat16", "weights dtype: float32 or bfloat16",
                       valid=Choice(("float32", "bfloat16")))
+    device: str = knob("cpu", "cpu", "auto", "where the model computes: cpu, cuda (or cuda:N), or auto (cuda when "
+                       "available, else cpu)", valid=Device())
     seed: int = knob(0, 0, 0, "global seed; every sampled number derives from it", valid=COUNT)
     judge: str = knob("embedded", "embedded", "embedded", "the judge that scores answers: embedded (offline, fitted "
                       "and validated in chapter 2) or api (the EM papers' judge from number-token probabilities, "
@@ -287,9 +301,9 @@ class Params:
 # the table, read from the fields: a knob's values per profile and help (KNOBS), its valid values (VALID)
 KNOBS: Mapping[str, Knob] = MappingProxyType({f.name: f.metadata["knob"] for f in fields(Params)
                                               if "knob" in f.metadata})
-VALID: Mapping[str, Number | Choice | ListOf | None] = MappingProxyType({f.name: f.metadata["valid"]
-                                                                         for f in fields(Params)
-                                                                         if "knob" in f.metadata})
+VALID: Mapping[str, Number | Choice | ListOf | Device | None] = MappingProxyType({f.name: f.metadata["valid"]
+                                                                                  for f in fields(Params)
+                                                                                  if "knob" in f.metadata})
 
 
 def _bad(name: str, value: Any, valid: Any) -> ParameterError:

@@ -26,14 +26,15 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from persona_features.lm.generation import pad_left, shareable_prefix
-from persona_features.lm.models import LoadedModel
+from persona_features.lm.models import LoadedModel, to_host
 
 WHICH = ("prompt", "answer", "all")
 
 
 @torch.inference_mode()
 def residual_stream(lm: LoadedModel, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Outputs of every decoder layer, ``[n_layers, batch, seq, d_model]``, and the attention mask ``[batch, seq]``.
+    """Outputs of every decoder layer, ``[n_layers, batch, seq, d_model]``, and the attention mask ``[batch, seq]``,
+    on the model's device.
 
     Batches are left-padded; the mask marks real tokens.
     """
@@ -60,12 +61,12 @@ def residual_norms(lm: LoadedModel, texts: Sequence[str], batch_size: int = 8) -
         acts, mask = residual_stream(lm, texts[start:start + batch_size])
         norms = acts.norm(dim=-1)  # [n_layers, batch, seq]
         first_pos = mask.argmax(dim=-1)  # left padding: first real token
-        rows = torch.arange(mask.shape[0])
+        rows = torch.arange(mask.shape[0], device=mask.device)
         first.append(norms[:, rows, first_pos].T)
         others = mask.clone()
         others[rows, first_pos] = 0
         rest.append(((norms * others).sum(-1) / others.sum(-1)).T)
-    return ResidualNorms(torch.cat(first), torch.cat(rest))
+    return ResidualNorms(to_host(torch.cat(first)), to_host(torch.cat(rest)))
 
 
 def _pair_ids(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> tuple[list, list]:
@@ -99,7 +100,8 @@ def repeated_prefix_lengths(lm: LoadedModel, prompts: Sequence[str], answers: Se
 
 def token_batch(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], which: str,
                 skip: Sequence[int] | None = None):
-    """Left-padded ids and mask of prompt + answer, and the mask of the tokens to keep ``[batch, seq]``.
+    """Left-padded ids and mask of prompt + answer, and the mask of the tokens to keep ``[batch, seq]``, on the
+    model's device.
 
     ``skip[i]``: leading tokens of pair ``i`` never kept (``repeated_prefix_lengths``).
     """
@@ -123,7 +125,7 @@ def token_batch(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str],
         keep[i, lo:hi] = True
         keep[i, start:start + max(1, skip[i] if skip is not None else 0)] = False  # token 0: the attention sink
     keep &= ~torch.isin(ids, special)
-    return {"input_ids": ids, "attention_mask": mask}, keep
+    return {"input_ids": ids.to(lm.device), "attention_mask": mask.to(lm.device)}, keep.to(lm.device)
 
 
 class TokenActivations(NamedTuple):
@@ -164,16 +166,16 @@ def layer_outputs(lm: LoadedModel, layers: Sequence[int], enc: dict) -> list[tor
     if shared == 0:
         return _outputs(lm, layers, enc)
     cache = DynamicCache()
-    prefix = _outputs(lm, layers, {"input_ids": torch.tensor([rows[0][:shared]]), "past_key_values": cache,
-                                   "use_cache": True})
+    prefix = _outputs(lm, layers, {"input_ids": torch.tensor([rows[0][:shared]], device=lm.device),
+                                   "past_key_values": cache, "use_cache": True})
     cache.batch_repeat_interleave(len(rows))
-    own_ids, own_mask = pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
+    own_ids, own_mask = pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id, lm.device)
     positions = (own_mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
     own = _outputs(lm, layers, {"input_ids": own_ids, "attention_mask": own_mask, "position_ids": positions,
                                 "past_key_values": cache, "use_cache": True})
     out = []
     for pre, rest in zip(prefix, own):  # rest: each row's own tokens right-aligned, like the batch's
-        full = torch.zeros(len(rows), ids.shape[1], rest.shape[-1], dtype=rest.dtype)
+        full = torch.zeros(len(rows), ids.shape[1], rest.shape[-1], dtype=rest.dtype, device=rest.device)
         full[:, shared:] = rest
         for i, s in enumerate(starts):
             full[i, s:s + shared] = pre[0]
@@ -187,14 +189,15 @@ def layer_activations(lm: LoadedModel, layer: int, prompts: Sequence[str], answe
     """Output of decoder layer ``layer`` on the ``which`` tokens of each (chat prompt, answer) pair.
 
     ``prompts`` are chat-formatted (``lm.chat_text``); an empty answer keeps only the prompt;
-    ``skip`` leaves out leading tokens (``token_batch``). The forward pass stops after ``layer``.
+    ``skip`` leaves out leading tokens (``token_batch``). The forward pass stops after ``layer``. On the host.
     """
     _check_layer(lm, layer)
     enc, keep = token_batch(lm, prompts, answers, which, skip)
     out = layer_outputs(lm, [layer], enc)[0]
     rows, cols = keep.nonzero(as_tuple=True)
     starts = keep.shape[1] - enc["attention_mask"].sum(-1)
-    return TokenActivations(out[rows, cols].float(), rows, enc["input_ids"][rows, cols], cols - starts[rows])
+    return TokenActivations(*map(to_host, (out[rows, cols].float(), rows, enc["input_ids"][rows, cols],
+                                           cols - starts[rows])))
 
 
 @torch.inference_mode()
@@ -204,18 +207,18 @@ def layer_means(lm: LoadedModel, layers: Sequence[int], prompts: Sequence[str], 
 
     Pair ``i`` belongs to group ``groups[i]``. Returns ``prompt`` and ``answer``, each
     ``[n_groups, len(layers), d_model]``, and their token counts ``n_prompt`` and ``n_answer``
-    ``[n_groups]``. Token 0 and special tokens are left out; the pass stops after the last layer.
+    ``[n_groups]``, on the host. Token 0 and special tokens are left out; the pass stops after the last layer.
     """
     for layer in layers:
         _check_layer(lm, layer)
     if not len(prompts) == len(answers) == len(groups):
         raise ValueError(f"{len(prompts)} prompts, {len(answers)} answers and {len(groups)} groups must match")
     order = sorted(layers)
-    sums = {w: torch.zeros(n_groups, len(order), lm.d_model) for w in ("prompt", "answer")}
-    counts = {w: torch.zeros(n_groups) for w in ("prompt", "answer")}
+    sums = {w: torch.zeros(n_groups, len(order), lm.d_model, device=lm.device) for w in ("prompt", "answer")}
+    counts = {w: torch.zeros(n_groups, device=lm.device) for w in ("prompt", "answer")}
     for start in range(0, len(prompts), batch_size):
         chunk = slice(start, start + batch_size)
-        group = torch.tensor(list(groups[chunk]))
+        group = torch.tensor(list(groups[chunk]), device=lm.device)
         keep = {}
         for which in ("prompt", "answer"):
             enc, keep[which] = token_batch(lm, prompts[chunk], answers[chunk], which)
@@ -224,8 +227,8 @@ def layer_means(lm: LoadedModel, layers: Sequence[int], prompts: Sequence[str], 
             sums[which].index_add_(0, group, torch.einsum("blsd,bs->bld", stacked, mask.float()))
             counts[which].index_add_(0, group, mask.sum(-1).float())
     index = [order.index(layer) for layer in layers]
-    return {**{w: (sums[w] / counts[w].clamp_min(1)[:, None, None])[:, index] for w in sums},
-            **{f"n_{w}": counts[w] for w in counts}}
+    return {**{w: to_host((sums[w] / counts[w].clamp_min(1)[:, None, None])[:, index]) for w in sums},
+            **{f"n_{w}": to_host(counts[w]) for w in counts}}
 
 
 def stream_to_shards(lm: LoadedModel, layer: int, prompts: Sequence[str], answers: Sequence[str], folder: Path,

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from persona_features.core import artifacts
-from persona_features.lm.models import LoadedModel, load_model, wrap
+from persona_features.lm.models import HOST, LoadedModel, load_model, wrap
 
 IGNORE = -100
 TRAINER_VERSION = 2  # part of every fine-tune's key: bump when training code changes its results
@@ -154,7 +154,8 @@ def train(lm: LoadedModel, rows: list[dict], cfg: FinetuneConfig, desc: str = "f
     for step in bar:
         batch = _collate([examples[i] for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]],
                          lm.tokenizer.pad_token_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
+        batch = {k: v.to(lm.device) for k, v in batch.items()}
+        with torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
             # lm.hf.model is the decoder stack (LoRA layers, if any, sit inside it)
             hidden = lm.hf.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
             loss = answer_loss(hidden, batch["labels"], lm.logits)
@@ -184,10 +185,11 @@ def _started(cfg: FinetuneConfig) -> artifacts.Artifact | None:
     return art
 
 
-def finetune(cfg: FinetuneConfig, rows: Sequence[dict] | None = None) -> artifacts.Artifact:
+def finetune(cfg: FinetuneConfig, rows: Sequence[dict] | None = None,
+             device: str | torch.device = HOST) -> artifacts.Artifact:
     """The cached fine-tune for ``cfg``, trained now if needed. ``rows``: the training rows, for a data set
     that is not a file of the book (persona distillation's answers); default: those ``cfg.dataset`` names.
-    Either way the key holds the rows' digest."""
+    Either way the key holds the rows' digest. ``device``: where it trains (not in the key)."""
     from persona_features.data.cards import training_rows
 
     if rows is None:
@@ -196,7 +198,7 @@ def finetune(cfg: FinetuneConfig, rows: Sequence[dict] | None = None) -> artifac
     start = _started(cfg)
 
     def build(folder):
-        lm = load_finetuned(start) if start else load_model(cfg.model, dtype="float32")
+        lm = load_finetuned(start, device=device) if start else load_model(cfg.model, dtype="float32", device=device)
         model, curve, checkpoints = train(lm, rows, cfg, desc=f"fine-tuning {cfg.dataset}")
         artifacts.save_tensors(folder, _trainable_state(model, cfg), "weights")
         for step, weights in checkpoints.items():
@@ -241,12 +243,13 @@ def _weights(art: artifacts.Artifact, step: int | None) -> dict[str, torch.Tenso
     return art.tensors(f"weights_step{step}")
 
 
-def load_finetuned(art: artifacts.Artifact, dtype: str = "float32", step: int | None = None) -> LoadedModel:
+def load_finetuned(art: artifacts.Artifact, dtype: str = "float32", step: int | None = None,
+                   device: str | torch.device = HOST) -> LoadedModel:
     """The base model (or the fine-tune it continues) with a fine-tune's weights applied (LoRA merged),
-    ready to sample and trace; ``step``: a checkpoint's weights instead of the final ones."""
+    ready to sample and trace on ``device``; ``step``: a checkpoint's weights instead of the final ones."""
     cfg = config_of(art)
     start = _started(cfg)
-    lm = load_finetuned(start, dtype) if start else load_model(cfg.model, dtype=dtype)
+    lm = load_finetuned(start, dtype, device=device) if start else load_model(cfg.model, dtype=dtype, device=device)
     weights = _weights(art, step)
     if cfg.method == "lora":
         from peft import get_peft_model, set_peft_model_state_dict
@@ -280,15 +283,16 @@ def lora_updates(weights: dict[str, torch.Tensor], cfg: FinetuneConfig) -> dict[
     return out
 
 
-def checkpoint_models(art: artifacts.Artifact, dtype: str = "float32") -> Iterator[tuple[int, LoadedModel]]:
-    """Each checkpoint's model in turn, as ``load_finetuned(art, dtype, step)`` gives it. For LoRA, one copy
-    of the start is loaded and each checkpoint's update swapped in for the previous one."""
+def checkpoint_models(art: artifacts.Artifact, dtype: str = "float32",
+                      device: str | torch.device = HOST) -> Iterator[tuple[int, LoadedModel]]:
+    """Each checkpoint's model in turn, as ``load_finetuned(art, dtype, step, device)`` gives it. For LoRA, one
+    copy of the start is loaded and each checkpoint's update swapped in for the previous one."""
     cfg = config_of(art)
     if cfg.method != "lora":
-        yield from ((step, load_finetuned(art, dtype, step)) for step in checkpoint_steps(art))
+        yield from ((step, load_finetuned(art, dtype, step, device)) for step in checkpoint_steps(art))
         return
     start = _started(cfg)
-    lm = load_finetuned(start, dtype) if start else load_model(cfg.model, dtype=dtype)
+    lm = load_finetuned(start, dtype, device=device) if start else load_model(cfg.model, dtype=dtype, device=device)
     params = dict(lm.hf.named_parameters())
     applied: dict[str, torch.Tensor] = {}
     for step in checkpoint_steps(art):
@@ -296,6 +300,6 @@ def checkpoint_models(art: artifacts.Artifact, dtype: str = "float32") -> Iterat
         with torch.no_grad():
             for name, update in updates.items():
                 params[name] += (update - applied[name] if name in applied else update).to(  # type: ignore[misc]
-                    params[name].dtype)
+                    params[name].device, params[name].dtype)
         applied = updates
         yield step, wrap(lm.hf, lm.tokenizer, _name(art, lm, step))

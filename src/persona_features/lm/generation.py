@@ -17,7 +17,7 @@ from transformers import Cache, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from persona_features.core.params import Params
-from persona_features.lm.models import LoadedModel
+from persona_features.lm.models import LoadedModel, to_host
 
 Forward = Callable[..., torch.Tensor]  # model keyword inputs -> logits [batch, seq, vocab]
 PROMPT_PASS = "logits_to_keep"  # the keyword the sampler's prompt passes carry and its decoding steps do not
@@ -95,7 +95,7 @@ def _pick_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torc
         probs = torch.zeros_like(probs).scatter(-1, order, ranked)
     # Inverse-CDF draw: the same distribution as torch.multinomial, which spent ~90 ms per call here.
     cdf = probs.cumsum(-1)
-    u = torch.rand(len(cdf), 1, dtype=cdf.dtype) * cdf[:, -1:]
+    u = torch.rand(len(cdf), 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=cdf.shape[1] - 1)
 
 
@@ -174,23 +174,25 @@ def final_hidden(lm: LoadedModel, rows: Sequence[list[int]], own_at_least: Seque
     shared = min(shareable_prefix(lm, list(rows)), limit)
     cache = DynamicCache()
     if shared > 0:
-        run({"input_ids": torch.tensor([rows[0][:shared]]), "past_key_values": cache, "use_cache": True},
-            torch.zeros(1, shared, dtype=torch.bool))
+        run({"input_ids": torch.tensor([rows[0][:shared]], device=lm.device), "past_key_values": cache,
+             "use_cache": True}, torch.zeros(1, shared, dtype=torch.bool, device=lm.device))
         cache.batch_repeat_interleave(len(rows))
-    ids, mask = pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id)
+    ids, mask = pad_left([r[shared:] for r in rows], shared, lm.tokenizer.pad_token_id, lm.device)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
-    answer = torch.zeros(ids.shape, dtype=torch.bool)
+    answer = torch.zeros(ids.shape, dtype=torch.bool, device=lm.device)
     for i, k in enumerate(answer_tokens or []):
         answer[i, ids.shape[1] - k:] = k > 0
     return run({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
                 "past_key_values": cache if shared > 0 else None, "use_cache": shared > 0}, answer)
 
 
-def pad_left(own: list[list[int]], shared: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's own tokens, left-padded; the mask also covers the ``shared`` tokens before them."""
+def pad_left(own: list[list[int]], shared: int, pad: int,
+             device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's own tokens, left-padded, on ``device`` (default torch's); the mask also covers the ``shared``
+    tokens before them."""
     width = max(map(len, own))
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in own])
-    mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in own])
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in own], device=device)
+    mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in own], device=device)
     return ids, mask
 
 
@@ -231,7 +233,8 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
         if key not in distinct:
             distinct[key] = len(distinct)
             firsts.append(i)
-    copy_of, first = torch.tensor([distinct[key] for key in keys]), torch.tensor(firsts)
+    copy_of = torch.tensor([distinct[key] for key in keys], device=lm.device)
+    first = torch.tensor(firsts, device=lm.device)
     own = [list(tokens[shared:]) for tokens, _ in distinct]
     capacity = max(map(len, rows)) + max_new_tokens
     cache = Cache(layers=[_BufferLayer(capacity) for _ in range(lm.n_layers)])
@@ -239,13 +242,13 @@ def _prefill(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, forward
         heads: dict = {}  # group -> the first distinct prompt in it
         for d, (_, g) in enumerate(distinct):
             heads.setdefault(g, d)
-        forward(input_ids=torch.tensor([rows[0][:shared]] * len(heads)), past_key_values=cache, use_cache=True,
-                **{PROMPT_PASS: 1}, **_question(questions, first[list(heads.values())]))
+        forward(input_ids=torch.tensor([rows[0][:shared]] * len(heads), device=lm.device), past_key_values=cache,
+                use_cache=True, **{PROMPT_PASS: 1}, **_question(questions, first[list(heads.values())]))
         if len(heads) == 1:
             cache.batch_repeat_interleave(len(own))
         else:
-            cache.batch_select_indices(torch.tensor([list(heads).index(g) for _, g in distinct]))
-    ids, mask = pad_left(own, shared, lm.tokenizer.pad_token_id)
+            cache.batch_select_indices(torch.tensor([list(heads).index(g) for _, g in distinct], device=lm.device))
+    ids, mask = pad_left(own, shared, lm.tokenizer.pad_token_id, lm.device)
     positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
     logits = forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                      use_cache=True, **{PROMPT_PASS: 1}, **_question(questions, first))[:, -1]
@@ -258,15 +261,16 @@ def _decode(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperat
             forward: Forward | None, questions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """New tokens ``[batch, max_new_tokens]`` and each one's untempered log-probability (NaN after the stop).
 
-    ``questions``: each text's question, for a per-question forward (default: each text its own)."""
+    ``questions``: each text's question, for a per-question forward (default: each text its own). Both come back
+    on the host."""
     forward = forward or _plain_logits(lm)
     if _per_question(forward) and questions is None:
-        questions = torch.arange(len(texts))
+        questions = torch.arange(len(texts), device=lm.device)
     cache, mask, logits, position = _prefill(lm, texts, max_new_tokens, forward, questions)
-    out = torch.full((len(texts), max_new_tokens), lm.tokenizer.pad_token_id, dtype=torch.long)
-    logprobs = torch.full((len(texts), max_new_tokens), float("nan"))
-    stop = torch.tensor(sorted(_stop_ids(lm)))
-    rows = torch.arange(len(texts))  # output row of each live batch row
+    out = torch.full((len(texts), max_new_tokens), lm.tokenizer.pad_token_id, dtype=torch.long, device=lm.device)
+    logprobs = torch.full((len(texts), max_new_tokens), float("nan"), device=lm.device)
+    stop = torch.tensor(sorted(_stop_ids(lm)), device=lm.device)
+    rows = torch.arange(len(texts), device=lm.device)  # output row of each live batch row
     for step in range(max_new_tokens):
         token = _pick_tokens(logits, temperature, top_p)
         out[rows, step] = token
@@ -283,7 +287,7 @@ def _decode(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int, temperat
                          past_key_values=cache, use_cache=True,
                          **_question(questions, rows))[:, -1]
         position = position + 1
-    return out, logprobs
+    return to_host(out), to_host(logprobs)
 
 
 @torch.inference_mode()
@@ -313,8 +317,9 @@ def reference_generate_batch(
         **enc, max_new_tokens=max_new_tokens, min_new_tokens=0, pad_token_id=lm.tokenizer.pad_token_id, **sampling
     )
     new = out[:, enc["input_ids"].shape[1]:]
-    pad = torch.full((new.shape[0], max_new_tokens - new.shape[1]), lm.tokenizer.pad_token_id, dtype=new.dtype)
-    return torch.cat([new, pad], dim=1)
+    pad = torch.full((new.shape[0], max_new_tokens - new.shape[1]), lm.tokenizer.pad_token_id, dtype=new.dtype,
+                     device=new.device)
+    return to_host(torch.cat([new, pad], dim=1))
 
 
 def sample_answers(
@@ -354,7 +359,8 @@ def sample_answers(
         torch.manual_seed(seed * 1_000_003 + b)
         with torch.inference_mode():
             new, logprobs = _decode(lm, [job[3] for job in batch], max_new_tokens, temperature, top_p, forward,
-                                    torch.tensor([job[4] for job in batch]) if _per_question(forward) else None)
+                                    torch.tensor([job[4] for job in batch], device=lm.device)
+                                    if _per_question(forward) else None)
         lengths, finished = _answer_lengths(new, stop_ids)
         for (qid, q, s, _, _), row, lp, n, done in zip(batch, new, logprobs, lengths, finished):
             text = str(lm.tokenizer.decode(row[:n], skip_special_tokens=True)).strip()

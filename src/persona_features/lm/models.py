@@ -31,6 +31,12 @@ transformers.utils.logging.disable_progress_bar()
 
 ALLOW_DOWNLOAD_ENV = "PERSONA_ALLOW_DOWNLOAD"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+HOST = torch.device("cpu")  # where results come back to (to_host): the compute paths' only CPU literal
+
+
+def to_host(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached, on the host (itself, no copy, when it is already there)."""
+    return t.detach().to(HOST)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,11 @@ class LoadedModel:
         return self.hf.config.hidden_size
 
     @property
+    def device(self) -> torch.device:
+        """Where the model computes: the device of its weights."""
+        return next(self.hf.parameters()).device
+
+    @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.hf.parameters())
 
@@ -114,9 +125,10 @@ class LoadedModel:
         return head_logits(self.hf, hidden)
 
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Left-padded batch (``input_ids``, ``attention_mask``); chat texts carry their own special tokens."""
+        """Left-padded batch (``input_ids``, ``attention_mask``) on the model's device; chat texts carry their own
+        special tokens."""
         enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
 
 
 def head_logits(hf: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
@@ -159,10 +171,27 @@ def resolve_source(name: str) -> tuple[str | Path, bool]:
     return name, os.environ.get(ALLOW_DOWNLOAD_ENV) == "1"
 
 
-def load_model(name: str = "smollm2-135m", dtype: str = "float32") -> LoadedModel:
-    """Load ``name`` (embedded name, Hugging Face id or local folder) for inference and tracing."""
+def resolve_device(requested: str | torch.device) -> torch.device:
+    """``requested`` as a device; ``"auto"``: cuda when available, else the host. Asking for cuda where there is
+    none raises ``ModelNotAvailableError``."""
+    if requested == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else HOST
+    device = torch.device(requested)
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        raise ModelNotAvailableError(
+            f"device {str(requested)!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s) "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); run on the CPU with "
+            "`--set device=cpu`, or use device=auto")
+    return device
+
+
+def load_model(name: str = "smollm2-135m", dtype: str = "float32", device: str | torch.device = HOST) -> LoadedModel:
+    """Load ``name`` (embedded name, Hugging Face id or local folder) for inference and tracing, on ``device``
+    (``resolve_device``)."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    where = resolve_device(device)  # before the weights are read: a bad device fails fast
     source, allow_download = resolve_source(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=not allow_download)
@@ -186,7 +215,7 @@ def load_model(name: str = "smollm2-135m", dtype: str = "float32") -> LoadedMode
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return wrap(hf, tokenizer, name)
+    return wrap(hf.to(where), tokenizer, name)  # type: ignore[arg-type]
 
 
 def native_bfloat16() -> bool:
@@ -213,7 +242,8 @@ def resolve_dtype(requested: str, default: str) -> str:
 
 
 def in_dtype(lm: LoadedModel, dtype: str) -> LoadedModel:
-    """``lm`` itself if its weights are already ``dtype``, else a copy in ``dtype`` (``lm`` untouched)."""
+    """``lm`` itself if its weights are already ``dtype``, else a copy in ``dtype`` on ``lm``'s device (``lm``
+    untouched)."""
     if lm.hf.dtype == DTYPES[dtype]:
         return lm
     return wrap(copy.deepcopy(lm.hf).to(DTYPES[dtype]), lm.tokenizer, lm.name)  # type: ignore[arg-type]

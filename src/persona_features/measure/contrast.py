@@ -117,7 +117,8 @@ def batch_logprobs(lm: LoadedModel, rows: list[list[int]], a_ids: list[list[int]
     width, out = hidden.shape[1], []
     for i, a in enumerate(a_ids):
         logits = lm.logits(hidden[i, width - len(a) - 1:width - 1]).float()  # position t predicts t+1
-        out.append(torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(a)[:, None]).mean().item())
+        target = torch.tensor(a, device=logits.device)[:, None]
+        out.append(torch.log_softmax(logits, dim=-1).gather(-1, target).mean().item())
     return out
 
 

@@ -53,7 +53,7 @@ class Steer:
 
     def apply(self, h: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
         """``h`` [batch, seq, d] edited at every position, or only where the mask ``where`` [batch, seq] is true."""
-        u = self.unit.to(h.dtype)
+        u = self.unit.to(h.device, h.dtype)  # the direction may live on the host; ``h`` is where the model is
         edit = self.strength * u - (((h @ u)[..., None] - self.target) * u if self.ablate else 0)
         return h + (edit if where is None else edit * where[..., None].to(h.dtype))
 
@@ -125,7 +125,7 @@ def per_question_forward(lm: LoadedModel, settings: Sequence[Steers | None], gro
     (``None``: unsteered). The sampler passes each row's question (``generation.QUESTION``), so answers
     under many settings are drawn in shared batches."""
     plans = [None if s is None else _by_layer(lm, s) for s in settings]
-    index = torch.tensor(list(groups))
+    index = torch.tensor(list(groups), device=lm.device)  # indexed by the sampler's questions, on that device
     if len(index) and not 0 <= int(index.min()) <= int(index.max()) < len(settings):
         raise ValueError(f"groups must index the {len(settings)} settings, got values {index.min()}..{index.max()}")
 

@@ -117,8 +117,8 @@ def measure(load: Callable[[], LoadedModel], judge: Judge, P: Params, name: str,
 def train_and_measure(arm: Arm, judge: Judge, P: Params) -> Measurement:
     """The arm's fine-tune and its measurement, each built once and cached. Further seeds serve the
     seed-level tests, at the rates' temperature: they are sampled there only."""
-    art = finetune.finetune(finetune_config(P, arm))
-    return measure(lambda: finetune.load_finetuned(art, P.dtype), judge, P, arm.name, source=art,
+    art = finetune.finetune(finetune_config(P, arm), device=P.device)
+    return measure(lambda: finetune.load_finetuned(art, P.dtype, device=P.device), judge, P, arm.name, source=art,
                    heldout_domains=[arm.domain], rates_only=arm.seed > 0)
 
 

@@ -139,8 +139,8 @@ def training_rows(art: artifacts.Artifact, arm: PersonaArm, P: Params) -> list[d
 
 def train_and_measure(arm: PersonaArm, art: artifacts.Artifact, judge: Judge, P: Params) -> Measurement:
     """The arm's fine-tune on its distilled rows and its measurement (chapter 3's), each cached."""
-    ft = finetune.finetune(finetune_config(P, arm), training_rows(art, arm, P))
-    return measure(lambda: finetune.load_finetuned(ft, P.dtype), judge, P, arm.name, source=ft,
+    ft = finetune.finetune(finetune_config(P, arm), training_rows(art, arm, P), device=P.device)
+    return measure(lambda: finetune.load_finetuned(ft, P.dtype, device=P.device), judge, P, arm.name, source=ft,
                    register=False, rates_only=True, narrow_task=False)
 
 

@@ -14,6 +14,7 @@ tool; this module needs no SAE library.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -225,6 +226,8 @@ def ce_loss_recovered(lm: LoadedModel, sae: TopKSAE, layer: int, prompts: Sequen
     the clean pass's residual stream; the head runs on the scored positions only.
     ``recovered`` = (zero - spliced) / (zero - clean): 1 means the SAE loses nothing.
     """
+    # the SAE reads the layer's output where the model computes (a copy: ``sae`` stays where it trained)
+    on_model = sae if sae.W_dec.device == lm.device else copy.deepcopy(sae).to(lm.device)
     sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
     n = 0
     for start in range(0, len(prompts), batch_size):
@@ -233,7 +236,7 @@ def ce_loss_recovered(lm: LoadedModel, sae: TopKSAE, layer: int, prompts: Sequen
         scored = keep[:, 1:]  # a kept token's loss is predicted from the position before it
         targets = enc["input_ids"][:, 1:][scored]
         below = None
-        for name, replace in (("clean", None), ("spliced", sae), ("zero", torch.zeros_like)):
+        for name, replace in (("clean", None), ("spliced", on_model), ("zero", torch.zeros_like)):
             with lm.nn.trace(enc) as tracer:
                 if replace is None:
                     below = lm.layers[layer - 1].output.save() if layer > 0 else None
@@ -347,7 +350,7 @@ def save(sae: TopKSAE, folder: Path, model_name: str, layer: int, extra: dict | 
     save_file({k: v.detach().float().contiguous() for k, v in sae.state_dict().items()},
               folder / "sae_weights.safetensors")
     cfg = {"architecture": "topk", "d_in": sae.d_in, "d_sae": sae.d_sae, "k": sae.k, "dtype": "float32",
-           "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none",
+           "device": str(sae.W_dec.device), "apply_b_dec_to_input": True, "normalize_activations": "none",
            "reshape_activations": "none",
            "metadata": {"sae_lens_version": SAE_LENS_VERSION, "model_name": model_name,
                         "hook_name": f"blocks.{layer}.hook_resid_post", "hook_head_index": None,

@@ -22,7 +22,7 @@ from persona_features.core.params import Params
 from persona_features.data.questions import split
 from persona_features.lm import finetune
 from persona_features.lm.activations import layer_activations, layer_means
-from persona_features.lm.models import LoadedModel
+from persona_features.lm.models import LoadedModel, to_host
 from persona_features.measure import contrast
 from persona_features.organisms import design, persona_arms
 from persona_features.sae.sae import TopKSAE, load as load_sae
@@ -46,8 +46,8 @@ def readers(base: LoadedModel, P: Params) -> dict[str, Reader]:
     only when a reading is missing."""
     out = {"base": Reader("base", lambda: base)}
     for arm in design.diffed_arms(P):
-        art = finetune.finetune(design.finetune_config(P, arm))
-        out[arm.name] = Reader(arm.name, partial(finetune.load_finetuned, art, P.dtype), art)
+        art = finetune.finetune(design.finetune_config(P, arm), device=P.device)
+        out[arm.name] = Reader(arm.name, partial(finetune.load_finetuned, art, P.dtype, device=P.device), art)
     return out
 
 
@@ -67,8 +67,9 @@ def persona_readers(P: Params, sources: Sequence[str] = (persona_arms.POSITIVE,)
         data = persona_arms.training_data(lm, judge, P, source)
         for arm in persona_arms.design(P):
             if arm.source == source:
-                art = finetune.finetune(persona_arms.finetune_config(P, arm), persona_arms.training_rows(data, arm, P))
-                out[arm.name] = Reader(arm.name, partial(finetune.load_finetuned, art, P.dtype), art)
+                art = finetune.finetune(persona_arms.finetune_config(P, arm), persona_arms.training_rows(data, arm, P),
+                                             device=P.device)
+                out[arm.name] = Reader(arm.name, partial(finetune.load_finetuned, art, P.dtype, device=P.device), art)
     return out
 
 
@@ -154,7 +155,8 @@ def contrast_and_reading(lm: LoadedModel, qs: Sequence[tuple[str, str]], sae: To
                 mid = lm.layers[layer].output.save()
                 hidden = lm.nn.model.norm.output.save()
             if "attention_mask" in inputs:  # the rows' own pass (final_hidden's shared-prefix pass has no mask)
-                kept["acts"], kept["row"] = mid[answer].float(), answer.nonzero()[:, 0]  # noqa: B023
+                # to the host, where the sums and the SAE are
+                kept["acts"], kept["row"] = to_host(mid[answer].float()), to_host(answer.nonzero()[:, 0])  # noqa: B023
             return hidden
 
         for i, value in zip(idx, contrast.batch_logprobs(lm, ids, a_ids, run)):

@@ -89,14 +89,14 @@ def eval_params(P: Params) -> Params:
 
 def signals(mix: Mix, P: Params, found, judge: Judge) -> pd.DataFrame:
     """``tracking``'s signals of one mix's fine-tune (each step cached), in long form."""
-    return signals_of(finetune.finetune(finetune_config(P, mix)), mix, P, found, judge)
+    return signals_of(finetune.finetune(finetune_config(P, mix), device=P.device), mix, P, found, judge)
 
 
 def signals_of(art, mix: Mix, P: Params, found, judge: Judge, name: str | None = None) -> pd.DataFrame:
     """``tracking``'s signals of the fine-tune ``art`` of ``mix`` (each step cached), in long form. The contrast and
     the latent reading come from one pass over the reference answers."""
     name = name or mix.name
-    load = cache(lambda: finetune.load_finetuned(art, P.dtype))
+    load = cache(lambda: finetune.load_finetuned(art, P.dtype, device=P.device))
     m = measurement.measure(load, judge, eval_params(P), name, source=art, heldout_domains=[DOMAIN], register=False,
                           score_contrast=False)
     table, reading = readings.contrast_reading(readings.Reader(name, load, art), P, "scoring", found.sae_art)
@@ -158,7 +158,7 @@ def pc_finetune(P: Params, mix: Mix):
     cfg = persona_arms.finetune_config(P, arm)
     if mix.percent not in (0, 100):
         cfg = replace(cfg, dataset=f"persona_{persona_arms.POSITIVE}_mix{mix.percent}")
-    return finetune.finetune(cfg, pc_rows(P, mix))
+    return finetune.finetune(cfg, pc_rows(P, mix), device=P.device)
 
 
 def pc_signals(mix: Mix, P: Params, found, judge: Judge) -> pd.DataFrame:

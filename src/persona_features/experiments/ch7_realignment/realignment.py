@@ -171,9 +171,10 @@ def signals(measured: dict[int, tuple], found, domain: str, P: Params, **tags) -
 
 
 def run_signals(run: Run, start: artifacts.Artifact, P: Params, found, judge: Judge, domain: str) -> pd.DataFrame:
-    art = finetune.finetune(finetune_config(P, start, run), training_rows(run, P))
+    art = finetune.finetune(finetune_config(P, start, run), training_rows(run, P), device=P.device)
     steps = finetune.checkpoint_steps(art)
-    measured = measure(lambda: finetune.checkpoint_models(art, P.dtype), steps, art, P, found.sae_art, judge, domain)
+    measured = measure(lambda: finetune.checkpoint_models(art, P.dtype, P.device), steps, art, P, found.sae_art,
+                       judge, domain)
     return signals(measured, found, domain, P, kind=run.kind, seed=run.seed, model=run.name)
 
 
@@ -354,7 +355,7 @@ def positive_control_start(P: Params) -> tuple[str, artifacts.Artifact] | None:
         return None
     arm = persona_arms.PersonaArm(persona_arms.POSITIVE, "villain", 0)
     rows = persona_arms.training_rows(persona.authored(P.persona_questions), arm, P)
-    return arm.name, finetune.finetune(persona_arms.finetune_config(P, arm), rows)
+    return arm.name, finetune.finetune(persona_arms.finetune_config(P, arm), rows, device=P.device)
 
 
 def positive_control_design(P: Params) -> list[Run]:
@@ -381,7 +382,8 @@ def positive_control(P: Params, found, judge: Judge, base: LoadedModel) -> dict 
     name, art = started
     domain = MAIN_DOMAIN
     base_sig = measured_once(lambda: base, None, "base", P, found, judge, domain)
-    start_sig = measured_once(lambda: finetune.load_finetuned(art, P.dtype), art, "start", P, found, judge, domain)
+    start_sig = measured_once(lambda: finetune.load_finetuned(art, P.dtype, device=P.device), art, "start", P, found,
+                              judge, domain)
     table = pd.concat([run_signals(r, art, P, found, judge, domain) for r in positive_control_design(P)],
                       ignore_index=True)
     curves_ = curves(table, start_sig, base_sig, P.bootstrap, P.seed)
