@@ -56,3 +56,26 @@ def test_chapter_2s_verdict_is_the_judges_agreement_on_the_untouched_test_set():
     v = measuring.judge_verdict({"misaligned_rule": rule, "test_set": "v2", "n": 60}, Estimate(0.05, 0.0, 0.1, 40))
     assert v.status == "partial" and v.summary.startswith("embedded judge, kappa 0.45 on the untouched test set v2")
     assert list(v.as_dict()) == ["status", "summary", "evidence"] and v.as_dict()["evidence"]["mean"] == 0.45
+
+
+def test_on_an_untrained_model_every_verdict_says_so_and_keeps_its_number(tmp_path, monkeypatch):
+    from persona_features.book import scorecard
+    from persona_features.core.params import resolve
+    from persona_features.lm import tiny_models
+
+    monkeypatch.setenv("PERSONA_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(results, "glue", lambda *a, **k: None)
+    fixture = tmp_path / "tiny"
+    fixture.mkdir()
+    evidence = {"label": "x", "mean": 0.2, "ci95_lo": 0.1, "ci95_hi": 0.3}
+    r = ChapterResult("05_steering", {}, {"steering": Verdict("replicated", "yes", "the rule", evidence)})
+    results.publish(r, resolve("smoke", model=str(fixture)))  # no marker: an ordinary local model
+    assert results.read("05_steering")["metrics"]["verdicts"]["steering"]["status"] == "replicated"
+    (fixture / tiny_models.UNTRAINED_MARKER).write_text("{}")
+    results.publish(r, resolve("smoke", model=str(fixture)))
+    data = results.read("05_steering")
+    v = data["metrics"]["verdicts"]["steering"]
+    assert v["status"] == "model untrained" and v["status_by_rule"] == "replicated" and v["evidence"] == evidence
+    assert "untrained random model" in v["summary"]
+    data["metrics"]["positive_control"] = {"seen": False}  # an instrument blind there does not hide that it is
+    assert scorecard.shown_status(data, "steering", Verdict.from_dict(v)) == "model untrained"

@@ -5,7 +5,7 @@ Packages by pipeline stage; each imports only the stages above it in this list:
 - ``core``: ``params``, ``paths``, ``stats``, ``locks``, ``environment``, ``artifacts`` (the cache),
   ``chapter_result`` (what a chapter returns: ``Verdict``, ``ChapterResult``);
 - ``data``: ``advice``, ``code``, ``neutral``, ``questions``, ``labels``, ``register``, ``cards``, ``schema``;
-- ``lm``: ``models``, ``generation``, ``finetune``, ``activations``;
+- ``lm``: ``models``, ``generation``, ``finetune``, ``activations``, ``tiny_models``;
 - ``measure``: ``contrast``, ``judge``, ``api_judge``, ``evaluate``, ``steering``;
 - ``sae`` (``sae_corpus``, ``sae``) and ``organisms`` (``design``, ``measurement``, ``persona``,
   ``persona_arms``, ``setting_sweep``, ``strength``), which do not import each other;
@@ -14,7 +14,7 @@ Packages by pipeline stage; each imports only the stages above it in this list:
   ``ch4_diffing`` (``readings``, ``diffing``, ``screen``, ``findings``, ``sections``), ``ch5_steering``
   (``interventions``, ``ablation``), ``ch6_early_warning`` (``tracking``, ``early_warning``), ``ch7_realignment``
   (``realignment``);
-- ``book``: ``chapter``, ``plots``, ``report``, ``results``, ``scorecard``, ``appendix``, ``runner``.
+- ``book``: ``chapter``, ``plots``, ``report``, ``results``, ``scorecard``, ``appendix``, ``sweep``, ``runner``.
 
 ``make lint`` checks the order with import-linter (``[tool.importlinter]`` in ``pyproject.toml``).
 """

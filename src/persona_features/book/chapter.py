@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
+
+from IPython.display import Markdown, display
 
 from persona_features.book import plots
 from persona_features.core import params
 from persona_features.core.params import Params
-from persona_features.lm import models
+from persona_features.lm import models, tiny_models
 from persona_features.lm.models import LoadedModel
 from persona_features.measure import judge as judge_
 from persona_features.measure.judge import Judge
@@ -26,5 +29,9 @@ def setup(profile: str, overrides: dict | None = None, with_judge: bool = False)
     P = params.resolve(profile, **(overrides or {}))
     models.set_seed(P.seed)
     plots.use_house_style()
-    base = models.load_model(P.model, dtype=P.dtype)
+    base = models.load_model(P.model, dtype=P.dtype, device=P.device)
+    if tiny_models.is_untrained(P.model):
+        display(Markdown(f"**Model untrained.** `{Path(P.model).name}` is a tiny random model built to test this "
+                         "book's code paths (`lm.tiny_models`). Its answers are nonsense, and every verdict below is "
+                         "recorded as \"model untrained\" whatever its rule gives."))
     return Setup(P, base, judge_.chosen(base, P) if with_judge else None)

@@ -16,6 +16,7 @@ from persona_features.core.artifacts import write_json_atomic
 from persona_features.core.chapter_result import ChapterResult
 from persona_features.core.params import Params
 from persona_features.core.paths import results_dir
+from persona_features.lm.tiny_models import is_untrained
 
 
 def write(chapter: str, metrics: Mapping[str, Any], params: Params) -> Path:
@@ -33,7 +34,10 @@ def write(chapter: str, metrics: Mapping[str, Any], params: Params) -> Path:
 
 def publish(result: ChapterResult, params: Params) -> None:
     """A chapter's result in one call: its results file written (``write``) and its facts glued for the text.
-    Returns nothing, so that a chapter's last cell shows no output."""
+    On an untrained model (``tiny_models.is_untrained``) every verdict reads "model untrained". Returns nothing,
+    so that a chapter's last cell shows no output."""
+    if is_untrained(params.model):
+        result = result.untrained(params.model)
     write(result.chapter, result.results(), params)
     for name, value in result.facts.items():
         glue(name, value, display=False)

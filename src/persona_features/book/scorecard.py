@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from persona_features.book import plots
-from persona_features.core.chapter_result import NOT_RUN, STATUSES, Verdict
+from persona_features.core.chapter_result import NOT_RUN, STATUSES, UNTRAINED, Verdict
 from persona_features.core.paths import repo_root
 from persona_features.core.stats import fmt_interval
 
@@ -124,9 +124,10 @@ def row(results: Path, c: Claim) -> dict[str, str]:
 
 def shown_status(data: dict | None, claim_id: str, verdict: Verdict | Mapping) -> str:
     """The verdict the scorecard shows: the chapter's, or ``BLIND`` where the chapter's instrument missed the positive
-    control (the positive-control claim itself is never overridden)."""
+    control (the positive-control claim itself, and a verdict on an untrained model, are never overridden)."""
     status = verdict.status if isinstance(verdict, Verdict) else verdict["status"]
-    return BLIND if claim_id != "positive_control" and instrument_blind(data, claim_id) else status
+    overridable = claim_id != "positive_control" and status != UNTRAINED
+    return BLIND if overridable and instrument_blind(data, claim_id) else status
 
 
 def instrument_blind(data: dict | None, claim_id: str | None = None) -> bool:

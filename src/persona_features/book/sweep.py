@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 
 from persona_features.book import plots, scorecard
 from persona_features.core import artifacts
-from persona_features.core.chapter_result import Verdict
+from persona_features.core.chapter_result import UNTRAINED, Verdict
 from persona_features.core.params import ParameterError
 from persona_features.core.stats import fmt_interval
 
@@ -35,7 +35,7 @@ PRESENT = (
     "control (the scorecard does not mark it \"instrument blind here\"). For the judge, the instrument itself, "
     f"present means the lower bound of Cohen's kappa against the blind hand labels is at least {KAPPA_PRESENT}. "
     "These thresholds are fixed in `persona_features.book.sweep` before any sweep is run; a model whose chapter "
-    "did not run shows \"not run\"."
+    "did not run shows \"not run\", and an untrained fixture \"model untrained\"."
 )
 PRESENT_STATUSES = ("replicated", "partial")
 
@@ -117,7 +117,7 @@ def _n_params(results: Path) -> int | None:
 
 def present(claim_id: str, verdict: Verdict | None, shown: str) -> bool | None:
     """The stated threshold (``PRESENT``) applied to one claim at one model; None where the chapter did not run."""
-    if verdict is None:
+    if verdict is None or verdict.status == UNTRAINED:
         return None
     if claim_id == "judge":
         return float((verdict.evidence or {}).get("ci95_lo", float("-inf"))) >= KAPPA_PRESENT
@@ -139,7 +139,7 @@ def comparison(root: Path, profile: str, runs: Sequence[ModelRun]) -> list[dict]
             verdict = Verdict.from_dict(d) if d else None
             shown = scorecard.shown_status(data, c.id, verdict) if verdict else "not run"
             e = (verdict.evidence if verdict else None) or {}
-            rows.append({"model": r.model, "n_params": n_params, "claim": c.id, "status": shown,
+            rows.append({"model": r.model, "name": r.slug, "n_params": n_params, "claim": c.id, "status": shown,
                          "present": present(c.id, verdict, shown), "label": e.get("label", ""),
                          "mean": e.get("mean"), "lo": e.get("ci95_lo"), "hi": e.get("ci95_hi"),
                          "key_number": scorecard.key_number(verdict) if verdict else "-"})
@@ -147,21 +147,20 @@ def comparison(root: Path, profile: str, runs: Sequence[ModelRun]) -> list[dict]
 
 
 def _cell(row: dict) -> str:
-    if row["present"] is None:
-        return "not run"
-    word = "present" if row["present"] else "absent"
     number = fmt_interval({"mean": row["mean"], "ci95_lo": row["lo"], "ci95_hi": row["hi"]}) \
-        if row["mean"] is not None and row["lo"] is not None else "-"
-    return f"{number}<br>{html.escape(row['status'])}; <b>{word}</b>"
+        if row["mean"] is not None and row["lo"] is not None else ""
+    if row["present"] is None:  # not run, or an untrained model: no call either way
+        return f"{number}<br>{html.escape(row['status'])}" if number else html.escape(row["status"])
+    return f"{number or '-'}<br>{html.escape(row['status'])}; <b>{'present' if row['present'] else 'absent'}</b>"
 
 
 def markdown(rows: Sequence[dict], runs: Sequence[ModelRun], profile: str) -> str:
     """The page's text: the thresholds, then a claim x model table (models by size)."""
-    models = sorted({(r["n_params"] or 0, r["model"]) for r in rows})
+    models = sorted({(r["n_params"] or 0, r["name"]) for r in rows})
     head = "| claim | " + " | ".join(f"{m} ({n / 1e6:.0f}M)" if n else m for n, m in models) + " |"
     lines = [f"# Scale sweep ({profile} profile)", "", PRESENT, "", head, "|---" * (len(models) + 1) + "|"]
     for claim in dict.fromkeys(r["claim"] for r in rows):
-        cells = {r["model"]: _cell(r) for r in rows if r["claim"] == claim}
+        cells = {r["name"]: _cell(r) for r in rows if r["claim"] == claim}
         lines.append(f"| {claim} | " + " | ".join(cells.get(m, "-") for _, m in models) + " |")
     failed = [f"{r.model}: {', '.join(r.failed)}" for r in runs if r.failed]
     lines += ["", "Chapters that failed: " + ("; ".join(failed) if failed else "none") + "."]

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NOT_RUN = "not run in this profile"  # a claim a profile leaves out (never shown on the scorecard)
+UNTRAINED = "model untrained"  # the model is a random code-path fixture: the rule ran, but its verdict means nothing
 STATUSES = ("replicated", "partial", "above controls only", "inconclusive", "not replicated", "not attempted",
-            NOT_RUN)
+            UNTRAINED, NOT_RUN)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ class ChapterResult:
     def __post_init__(self) -> None:
         if "verdicts" in self.metrics and self.verdicts:
             raise ValueError(f"{self.chapter}: verdicts given twice (in metrics and as verdicts)")
+
+    def untrained(self, model: str) -> ChapterResult:
+        """This result on an untrained model: each verdict reads ``UNTRAINED``, keeping its number and, under
+        ``status_by_rule``, what the rule gave (the text's facts are kept as computed)."""
+        verdicts = {k: Verdict(UNTRAINED, f"not judged: {model} is an untrained random model (a code-path fixture); "
+                               f"by the chapter's rule: {v.status}", v.rule, v.evidence,
+                               {**v.details, "status_by_rule": v.status}) for k, v in self.verdicts.items()}
+        return ChapterResult(self.chapter, self.metrics, verdicts, self.facts)
 
     def results(self) -> dict[str, Any]:
         """What the results file holds under ``metrics``."""

@@ -58,6 +58,11 @@ SIZE: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden
         "num_key_value_heads": 2, "max_position_embeddings": 4096}
 
 
+def is_untrained(model: str) -> bool:
+    """Whether ``model`` names a folder built here: an untrained random model, whose verdicts mean nothing."""
+    return (Path(model).expanduser() / UNTRAINED_MARKER).is_file()
+
+
 def _tokenizer(family: str):
     tok = AutoTokenizer.from_pretrained(embedded_folder("smollm2-135m"))
     if family == "gemma2":
