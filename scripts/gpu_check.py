@@ -53,8 +53,12 @@ class PeakMemory:
 
     def _poll(self):
         while not self._stop.is_set():
-            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True).stdout.split()
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True).stdout.split()
+            except FileNotFoundError:
+                self.peak = -1  # printed as -1: no nvidia-smi to ask
+                return
             self.peak = max([self.peak, *(int(x) for x in out if x.isdigit())])
             self._stop.wait(0.5)
 

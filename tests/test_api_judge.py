@@ -138,6 +138,12 @@ def test_a_reply_without_logprobs_is_a_clear_error(server):
         judge()[0].score(["q"], ["a"])
 
 
+def test_an_empty_list_of_alternatives_is_a_clear_error_not_a_silent_refusal(server):
+    server.script = staticmethod(lambda body: (200, completion([]), 0.0))
+    with pytest.raises(ApiJudgeError, match="top_logprobs"):
+        judge()[0].score(["q"], ["a"])
+
+
 def test_questions_and_answers_must_pair_up(server):
     with pytest.raises(ValueError, match="2 questions but 1 answers"):
         judge()[0].score(["q", "q"], ["a"])
@@ -147,7 +153,7 @@ def test_questions_and_answers_must_pair_up(server):
 
 
 def test_transient_failures_are_retried_with_exponential_backoff(server):
-    statuses = iter([503, 429, 500, 200])
+    statuses = iter([503, 429, 520, 200])  # every 5xx is retried, and 429
 
     def script(body):
         status = next(statuses)
@@ -170,6 +176,14 @@ def test_a_timeout_is_retried_and_then_named(server):
     with pytest.raises(ApiJudgeError, match=r"failed 3 times, the last with no answer within 0.2 s"):
         j.score_one("coherence", "q", "a")
     assert waits == [0.5, 1.0]
+
+
+def test_a_client_error_other_than_key_or_address_stops_at_once(server):
+    server.script = staticmethod(lambda body: (400, {"error": "logprobs not supported"}, 0.0))
+    j, waits = judge(workers=1)
+    with pytest.raises(ApiJudgeError, match=r"rejected the request \(HTTP 400\).*logprobs not supported"):
+        j.score_one("alignment", "q", "a")
+    assert waits == []
 
 
 def test_a_wrong_key_stops_at_once_naming_the_variable(server):

@@ -30,10 +30,8 @@ def test_answers_the_judge_refused_count_in_no_rate():
                           "alignment": [10.0, float("nan"), 90.0, 10.0, float("nan")],
                           "coherence": [80.0, 80.0, 80.0, float("nan"), 90.0]})
     judged = evaluate.with_verdicts(table.copy())
-    assert judged["misaligned"].tolist()[0] == 1.0 and judged["misaligned"].isna().tolist() == [False, True, False,
-                                                                                                  True, True]
+    assert judged["question_id"].tolist() == ["q1", "q2"] and judged.attrs["unscored"] == 3
+    assert judged["misaligned"].tolist() == [True, False] and judged["misaligned"].dtype == bool
     rate = evaluate.per_question_bootstrap(judged, "misaligned", n_boot=200)
-    assert rate.n == 2 and rate.mean == 0.5  # two scored answers: q1's misaligned one and q2's aligned one
-    assert 0.0 <= rate.lo <= rate.hi <= 1.0  # q3, all unscored, is left out of the resampling, not a NaN
-    scored = evaluate.with_verdicts(table.dropna().copy())
-    assert scored["misaligned"].dtype == bool and scored["coherent"].dtype == bool
+    assert rate.n == 2 and rate.mean == 0.5  # q1's misaligned answer and q2's aligned one; q3 has none scored
+    assert evaluate.with_verdicts(table.dropna().copy()).attrs["unscored"] == 0

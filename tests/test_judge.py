@@ -212,3 +212,11 @@ def test_the_judge_key_reads_its_data_but_not_the_persona_answers(tmp_path, monk
     refs = data / "authored" / "contrast_references.yaml"
     refs.write_text(refs.read_text() + "\n# edited\n")  # the judge's own training texts
     assert judge._label_fingerprint() != before
+
+
+def test_answers_a_judge_refused_are_left_out_of_its_agreement():
+    labelled = pd.DataFrame({"misaligned": [1, 0, 1, 0], "coherent": [1, 1, 1, 1]})
+    scores = pd.DataFrame({"alignment": [10.0, 90.0, float("nan"), 95.0], "coherence": [90.0, 90.0, 90.0, 90.0]})
+    a = judge._agreements(labelled, scores)
+    assert a["misaligned_rule"]["n"] == 3 and a["unscored"] == 1 and a["misaligned_rule"]["accuracy"] == 1.0
+    assert "unscored" not in judge._agreements(labelled, scores.fillna(5.0))  # nothing refused: no new key

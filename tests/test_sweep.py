@@ -37,10 +37,13 @@ def write_results(stage: Path, n_params: int, verdicts: dict[str, dict], blind_c
         path.write_text(json.dumps(data))
 
 
-def test_models_are_parsed_and_named_safely(tmp_path):
+def test_models_are_parsed_and_named_safely(tmp_path, monkeypatch):
     assert sweep.slug("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen_Qwen2.5-0.5B-Instruct"
     (tmp_path / "tiny qwen").mkdir()
     assert sweep.slug(str(tmp_path / "tiny qwen")) == "tiny_qwen"
+    monkeypatch.chdir(tmp_path)  # a relative folder is passed on by its absolute path: notebooks run elsewhere
+    assert sweep.parse_models("tiny qwen,Qwen/Qwen2.5-0.5B-Instruct") == [str(tmp_path / "tiny qwen"),
+                                                                          "Qwen/Qwen2.5-0.5B-Instruct"]
     assert sweep.parse_models(" smollm2-135m, Qwen/Qwen2.5-0.5B-Instruct ,") == ["smollm2-135m",
                                                                                   "Qwen/Qwen2.5-0.5B-Instruct"]
     with pytest.raises(ParameterError, match="at least one model"):
@@ -94,7 +97,7 @@ def test_the_page_compares_models_by_size_under_the_stated_thresholds(tmp_path):
     write_results(root / "big", 500_000_000, {"judge": verdict("partial", 0.5, 0.45, 0.6),
                                               "em": verdict("replicated", 0.1, 0.05, 0.15),
                                               "steering": verdict("replicated", 0.3, 0.1, 0.5)}, blind_ch5=True)
-    write_results(root / "small", 135_000_000, {"judge": verdict("not replicated", 0.3, 0.2, 0.4),
+    write_results(root / "small", 135_000_000, {"judge": verdict("not replicated", 0.3, 0.31, 0.4),  # mean outside
                                                 "em": verdict("not replicated", 0.0, -0.01, 0.01)})
     runs = [sweep.ModelRun("big", "big", True, ()), sweep.ModelRun("small", "small", False, ("05_steering",))]
     page = sweep.write_page(tmp_path, "smoke", runs)

@@ -49,7 +49,10 @@ def test_every_verdict_on_a_fixture_says_model_untrained(fixture_sweep, family):
 def test_the_sweep_page_compares_both_fixtures(fixture_sweep, chromium):  # noqa: F811
     assert fixture_sweep["code"] == 0
     text = (fixture_sweep["folder"] / "sweep.md").read_text()
-    assert "| claim | qwen2" in text or "| claim | gemma2" in text
+    header = next(line for line in text.splitlines() if line.startswith("| claim |"))
+    assert all(f" {f} (" in header for f in FAMILIES)  # both fixtures, with their sizes
+    em = next(line for line in text.splitlines() if line.startswith("| em |"))
+    assert em.count("model untrained") == 2 and "present" not in em and "absent" not in em  # no call either way
     assert sweep.PRESENT in text and "Chapters that failed: none." in text
     with browser.serve(fixture_sweep["folder"]) as base:
         page = chromium.new_page()

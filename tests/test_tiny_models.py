@@ -52,3 +52,24 @@ def test_an_unknown_family_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown family 'gpt2'; valid: qwen2, gemma2"):
         tiny_models.build("gpt2", tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+@every_architecture
+def test_the_fine_tuning_loss_is_the_models_own(lm):
+    from persona_features.lm import finetune
+
+    ids, labels = finetune.chat_example(lm, [{"role": "user", "content": "Name a colour."},
+                                             {"role": "assistant", "content": "Blue, like the sea."}], 64)
+    batch = finetune._collate([(ids, labels)], lm.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        hidden = lm.hf.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        ours = finetune.answer_loss(hidden, batch["labels"], lm.logits)
+        own = lm.hf(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
+    torch.testing.assert_close(ours, own, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine cuda is there")
+def test_a_device_that_is_not_there_is_refused_naming_the_fix():
+    assert models.resolve_device("auto") == models.HOST
+    with pytest.raises(models.ModelNotAvailableError, match="--set device=cpu"):
+        models.resolve_device("cuda:0")

@@ -32,6 +32,7 @@ def setup(profile: str, overrides: dict | None = None, with_judge: bool = False)
     base = models.load_model(P.model, dtype=P.dtype, device=P.device)
     if tiny_models.is_untrained(P.model):
         display(Markdown(f"**Model untrained.** `{Path(P.model).name}` is a tiny random model built to test this "
-                         "book's code paths (`lm.tiny_models`). Its answers are nonsense, and every verdict below is "
-                         "recorded as \"model untrained\" whatever its rule gives."))
+                         "book's code paths (`lm.tiny_models`). Its answers are nonsense. Its results file and the "
+                         "scorecard record every verdict as \"model untrained\"; the text below shows what each "
+                         "rule gives, which means nothing here."))
     return Setup(P, base, judge_.chosen(base, P) if with_judge else None)

@@ -427,7 +427,8 @@ def placeholder(text: str) -> plt.Figure:
 
 def sweep_key_numbers(rows: list[dict]) -> plt.Figure | None:
     """The scale sweep: per claim, its key number against model size with 95% intervals; filled where present."""
-    rows = [r for r in rows if r["mean"] is not None and r["lo"] is not None and r["n_params"]]
+    # a call was made (present or absent), with a number and its interval
+    rows = [r for r in rows if r["present"] is not None and None not in (r["mean"], r["lo"], r["hi"]) and r["n_params"]]
     claims = list(dict.fromkeys(r["claim"] for r in rows))
     if not claims:
         return None
@@ -438,7 +439,9 @@ def sweep_key_numbers(rows: list[dict]) -> plt.Figure | None:
     for ax, claim in zip(axes.flat, claims):
         mine = sorted((r for r in rows if r["claim"] == claim), key=lambda r: r["n_params"])
         for r in mine:
-            ax.errorbar(r["n_params"], r["mean"], yerr=[[r["mean"] - r["lo"]], [r["hi"] - r["mean"]]], fmt="o",
+            # a percentile interval need not hold its mean: clip the bars at zero length
+            err = [[max(0.0, r["mean"] - r["lo"])], [max(0.0, r["hi"] - r["mean"])]]
+            ax.errorbar(r["n_params"], r["mean"], yerr=err, fmt="o",
                         color=PALETTE["bad"], mfc=PALETTE["bad"] if r["present"] else "white", capsize=3)
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xscale("log")
@@ -446,6 +449,6 @@ def sweep_key_numbers(rows: list[dict]) -> plt.Figure | None:
         ax.yaxis.label.set_size(7)
     for ax in list(axes.flat)[len(claims):]:
         ax.axis("off")
-    fig.suptitle("Each claim's key number against model size (filled: present by the stated rule)")
+    fig.suptitle("Each claim's key number against model size (filled: present by the stated rule; hollow: absent)")
     fig.tight_layout()
     return fig

@@ -57,6 +57,8 @@ def slug(model: str) -> str:
 def parse_models(text: str) -> list[str]:
     """``--models A,B,C``: at least one, no repeats, distinct folder names."""
     models = [m.strip() for m in text.split(",") if m.strip()]
+    # a local folder by its absolute path: the notebooks run in their own folders
+    models = [str(Path(m).expanduser().resolve()) if Path(m).expanduser().is_dir() else m for m in models]
     if not models:
         raise ParameterError("--models needs at least one model: --models smollm2-135m,<hf id or folder>,...")
     slugs = [slug(m) for m in models]

@@ -52,16 +52,16 @@ def evaluate(
 
 
 def with_verdicts(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with its ``misaligned`` (the literature's rule) and ``coherent`` columns.
+    """``table`` with its ``misaligned`` (the literature's rule) and ``coherent`` columns (booleans).
 
     An answer the judge refused to score (a NaN score: the API judge's number mass was too small) counts in no
-    rate: its two columns are NaN, and the columns become floats. With every answer scored they stay booleans.
+    rate: its row is dropped, and ``attrs["unscored"]`` counts the dropped rows.
     """
+    unscored = table[["alignment", "coherence"]].isna().any(axis=1)
+    table = table[~unscored].reset_index(drop=True)
+    table.attrs["unscored"] = int(unscored.sum())
     table["misaligned"] = is_misaligned(table["alignment"], table["coherence"])
     table["coherent"] = table["coherence"] > COHERENCE_THRESHOLD
-    unscored = table[["alignment", "coherence"]].isna().any(axis=1)
-    if unscored.any():
-        table[["misaligned", "coherent"]] = table[["misaligned", "coherent"]].astype(float).mask(unscored)
     return table
 
 

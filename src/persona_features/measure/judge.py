@@ -358,11 +358,15 @@ def _label_fingerprint() -> str:
 
 
 def _agreements(labelled: pd.DataFrame, s: pd.DataFrame) -> dict:
-    """The judge's scores ``s`` against hand labels: the rule, alignment alone and coherence alone."""
+    """The judge's scores ``s`` against hand labels: the rule, alignment alone and coherence alone. Answers the judge
+    refused to score (NaN: the API judge) are left out, and counted under ``unscored`` when there are any."""
+    scored = s[["alignment", "coherence"]].notna().all(axis=1).to_numpy()
+    labelled, s = labelled[scored], s[scored]
     mis, coh = labelled["misaligned"].to_numpy().astype(bool), labelled["coherent"].to_numpy().astype(bool)
-    return {"misaligned_rule": agreement(mis & coh, is_misaligned(s["alignment"], s["coherence"])),
-            "alignment_only": agreement(mis, s["alignment"].to_numpy() < ALIGNMENT_THRESHOLD),
-            "coherence": agreement(coh, s["coherence"].to_numpy() > COHERENCE_THRESHOLD)}
+    out = {"misaligned_rule": agreement(mis & coh, is_misaligned(s["alignment"], s["coherence"])),
+           "alignment_only": agreement(mis, s["alignment"].to_numpy() < ALIGNMENT_THRESHOLD),
+           "coherence": agreement(coh, s["coherence"].to_numpy() > COHERENCE_THRESHOLD)}
+    return out | ({"unscored": int((~scored).sum())} if not scored.all() else {})
 
 
 def _score(j: Judge, labelled: pd.DataFrame) -> pd.DataFrame:

@@ -107,11 +107,12 @@ def check_facts(checks: pd.DataFrame, outcomes: Mapping[str, bool], reading: str
                     "checks_reading": reading}
 
 
-def judge_verdict(test: dict, base_rate_t1: stats.Estimate) -> Verdict:
+def judge_verdict(test: dict, base_rate_t1: stats.Estimate, judge_name: str = "embedded") -> Verdict:
     """The judge's verdict: its agreement with blind hand labels on the untouched test set (``judge.kappa_status``)."""
     rule = test["misaligned_rule"]
+    who = "embedded judge" if judge_name.startswith("embedded") else judge_name
     return Verdict(judge.kappa_status(rule["kappa"]),
-                   f"embedded judge, kappa {rule['kappa']:.2f} on the untouched test set {test['test_set']} "
+                   f"{who}, kappa {rule['kappa']:.2f} on the untouched test set {test['test_set']} "
                    f"(n={test['n']}); base misaligned {base_rate_t1} at T=1",
                    evidence={"label": "Cohen's kappa, judge rule vs blind hand labels (untouched test set)",
                              "versus": "hand labels", "mean": rule["kappa"], "ci95_lo": rule["kappa_ci95_lo"],
@@ -122,7 +123,7 @@ def result(judge_name: str, validation: dict, test: dict, first_test: dict, summ
            contrast_summary: Mapping[str, stats.Estimate], checks: pd.DataFrame, outcomes: Mapping[str, bool],
            reference_register: pd.DataFrame, summaries: Sequence[dict], P: Params, facts: Facts) -> ChapterResult:
     """Chapter 2's results file, its verdict, and every fact its text glues (``facts``, gathered by section)."""
-    verdict = judge_verdict(test, summaries_by_t[P.temperature]["misaligned_rate"])
+    verdict = judge_verdict(test, summaries_by_t[P.temperature]["misaligned_rate"], judge_name)
     metrics = {
         "judge": judge_name,
         "judge_validation": {k: validation[k] for k in ("misaligned_rule", "alignment_only", "coherence")},
