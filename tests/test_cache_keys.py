@@ -191,6 +191,8 @@ NOT_KEYED = {
     "persona_seeds": "how many persona fine-tunes exist; each is keyed by its own seed",
     "ra_variant": "which re-alignment data set is used; the fine-tune is keyed by its data set",
     "ra_seeds": "how many re-alignment runs exist; each is keyed by its fine-tune's seed",
+    "judge": "picks the judge; the judge's own key (embedded: its fitted artifact; api: endpoint, model, prompts) "
+             "is in every judged step's key",
     "device": "where the model computes, not what: keys name the computation, not the hardware (nor the CPU's "
               "instruction set)",
 }

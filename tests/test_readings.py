@@ -112,8 +112,8 @@ def test_persona_readers_are_the_positive_control_and_its_twin_at_every_seed(mon
 
     monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
     trained = []
-    monkeypatch.setattr(finetune, "finetune", lambda cfg, rows: trained.append((cfg.dataset, cfg.seed, len(rows)))
-                        or artifacts.Artifact("finetune", f"k{len(trained)}", tmp_path))
+    monkeypatch.setattr(finetune, "finetune", lambda cfg, rows, device=None: trained.append(
+        (cfg.dataset, cfg.seed, len(rows))) or artifacts.Artifact("finetune", f"k{len(trained)}", tmp_path))
     P = params.resolve("smoke", persona_seeds=2)
     reads = readings.persona_readers(P)
     assert list(reads) == ["positive_control", "positive_twin", "positive_control_seed1", "positive_twin_seed1"]
@@ -129,7 +129,7 @@ def test_persona_readers_reuse_chapter_3s_fine_tunes(monkeypatch, tmp_path):
 
     monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path))
     keys = []
-    monkeypatch.setattr(finetune, "finetune", lambda cfg, rows: keys.append(
+    monkeypatch.setattr(finetune, "finetune", lambda cfg, rows, device=None: keys.append(
         artifacts.artifact_key("finetune", finetune.artifact_config(cfg, rows)))
                         or artifacts.Artifact("finetune", keys[-1], tmp_path))
     monkeypatch.setattr(persona_arms, "measure", lambda *a, **k: None)
