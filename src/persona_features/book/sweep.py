@@ -34,7 +34,8 @@ PRESENT = (
     "and applied as written, is \"replicated\" or \"partial\", and the chapter's instrument saw chapter 3's positive "
     "control (the scorecard does not mark it \"instrument blind here\"). For the judge, the instrument itself, "
     f"present means the lower bound of Cohen's kappa against the blind hand labels is at least {KAPPA_PRESENT}. "
-    "These thresholds are fixed in `persona_features.book.sweep` before any sweep is run; a model whose chapter "
+    "These thresholds were fixed on 2026-12-04 in `persona_features.book.sweep`, before any sweep of a trained "
+    "model was run; a model whose chapter "
     "did not run shows \"not run\", and an untrained fixture \"model untrained\"."
 )
 PRESENT_STATUSES = ("replicated", "partial")
