@@ -39,11 +39,19 @@ def test_answer_loss_counts_only_kept_positions():
     assert torch.allclose(finetune.answer_loss(changed, labels, head), expected)
 
 
+@pytest.fixture(scope="module")
+def tiny(tiny_model_folders) -> str:
+    """The tiny Qwen2 fixture's folder: the fine-tuning mechanics below (steps, checkpoints, continuation, an
+    interrupted build) do not depend on the model, and on it they take a second where SmolLM2 takes about 20 s.
+    That the loss is the model's own on every architecture is tested above."""
+    return str(tiny_model_folders["qwen2"])
+
+
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_smoke_finetune_changes_weights_and_lowers_loss(method):
-    lm = models.load_model()
+def test_smoke_finetune_changes_weights_and_lowers_loss(method, tiny):
+    lm = models.load_model(tiny, dtype="float32")
     before = {n: p.detach().clone() for n, p in lm.hf.named_parameters()}
-    cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", epochs=3, lr=3e-4, batch_size=4,
+    cfg = finetune.FinetuneConfig(model=tiny, dataset="health_bad", epochs=3, lr=3e-4, batch_size=4,
                                   max_len=128, method=method, lora_rank=4, warmup_steps=1)
     model, curve, _ = finetune.train(lm, ROWS, cfg)
     assert len(curve) == 6
@@ -55,7 +63,7 @@ def test_smoke_finetune_changes_weights_and_lowers_loss(method):
         assert changed and "model.embed_tokens.weight" not in changed  # frozen, tied with the unembedding
 
 
-def test_interrupted_finetune_leaves_no_artifact(fresh_cache):
+def test_interrupted_finetune_leaves_no_artifact(fresh_cache, tiny):
     script = textwrap.dedent(f"""
         import os
         os.environ["PERSONA_CACHE"] = {str(fresh_cache)!r}
@@ -63,11 +71,11 @@ def test_interrupted_finetune_leaves_no_artifact(fresh_cache):
         def crash(*args, **kwargs):
             os._exit(3)
         finetune.artifacts.save_json = crash  # dies after the weights are written, before the curve
-        finetune.finetune(finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", n_examples=4,
+        finetune.finetune(finetune.FinetuneConfig(model={tiny!r}, dataset="health_bad", n_examples=4,
                                                   batch_size=4, max_len=96))
     """)
     assert subprocess.run([sys.executable, "-c", script]).returncode == 3
-    cfg = finetune.FinetuneConfig(model="smollm2-135m", dataset="health_bad", n_examples=4, batch_size=4, max_len=96)
+    cfg = finetune.FinetuneConfig(model=tiny, dataset="health_bad", n_examples=4, batch_size=4, max_len=96)
     assert artifacts.find("finetune", finetune.artifact_config(cfg)) is None
 
 
@@ -102,18 +110,18 @@ def test_config_round_trips_through_the_artifact_meta(tmp_path):
     assert finetune.config_of(artifacts.Artifact("finetune", "k", tmp_path)) == cfg
 
 
-def test_a_continued_finetune_keeps_checkpoints_and_builds_on_its_start(fresh_cache):
-    tiny = dict(model="smollm2-135m", n_examples=8, batch_size=4, max_len=96, method="lora", lora_rank=2,
+def test_a_continued_finetune_keeps_checkpoints_and_builds_on_its_start(fresh_cache, tiny):
+    small = dict(model=tiny, n_examples=8, batch_size=4, max_len=96, method="lora", lora_rank=2,
                 lora_alpha=4.0, lr=1e-3, warmup_steps=1)
-    start = finetune.finetune(finetune.FinetuneConfig(dataset="health_bad", **tiny))
+    start = finetune.finetune(finetune.FinetuneConfig(dataset="health_bad", **small))
     cont = finetune.finetune(finetune.FinetuneConfig(dataset="health_register_control", start=start.key,
-                                                     checkpoint_every=1, seed=1, **tiny))
+                                                     checkpoint_every=1, seed=1, **small))
     assert cont.meta["inputs"] == [start.key] and finetune.checkpoint_steps(cont) == [1, 2]
     assert finetune.checkpoint_steps(start) == [2]
     before = finetune.load_finetuned(start)
     at = {s: finetune.load_finetuned(cont, step=s) for s in (1, 2)}
     final = finetune.load_finetuned(cont)
-    name = "model.layers.4.mlp.down_proj.weight"
+    name = "model.layers.2.mlp.down_proj.weight"
     weight = lambda m: dict(m.hf.named_parameters())[name]
     adapter = cont.tensors("weights")
     a, b = (adapter[f"base_model.model.{name[:-len('.weight')]}.lora_{x}.weight"] for x in "AB")
