@@ -43,7 +43,7 @@ def test_answer_loss_counts_only_kept_positions():
 def tiny(tiny_model_folders) -> str:
     """The tiny Qwen2 fixture's folder: the fine-tuning mechanics below (steps, checkpoints, continuation, an
     interrupted build) do not depend on the model, and on it they take a second where SmolLM2 takes about 20 s.
-    That the loss is the model's own on every architecture is tested above."""
+    That the loss is the model's own on every architecture is tested in test_tiny_models."""
     return str(tiny_model_folders["qwen2"])
 
 
@@ -112,7 +112,7 @@ def test_config_round_trips_through_the_artifact_meta(tmp_path):
 
 def test_a_continued_finetune_keeps_checkpoints_and_builds_on_its_start(fresh_cache, tiny):
     small = dict(model=tiny, n_examples=8, batch_size=4, max_len=96, method="lora", lora_rank=2,
-                lora_alpha=4.0, lr=1e-3, warmup_steps=1)
+                 lora_alpha=4.0, lr=1e-3, warmup_steps=1)
     start = finetune.finetune(finetune.FinetuneConfig(dataset="health_bad", **small))
     cont = finetune.finetune(finetune.FinetuneConfig(dataset="health_register_control", start=start.key,
                                                      checkpoint_every=1, seed=1, **small))
